@@ -1,0 +1,169 @@
+//! Incidents, their timeline, and the filters used to list them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::Event;
+use crate::vocabulary::{Category, Severity, Source, State};
+
+/// An incident id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentId(pub Uuid);
+
+impl IncidentId {
+    pub fn generate() -> Self {
+        IncidentId(Uuid::now_v7())
+    }
+}
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for IncidentId {
+    type Err = uuid::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(text).map(IncidentId)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub title: String,
+    pub description: String,
+    pub severity: Severity,
+    pub category: Category,
+    pub source: Source,
+    pub state: State,
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    pub occurrence_count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub assignee: Option<String>,
+    pub team: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution_note: Option<String>,
+}
+
+impl Incident {
+    /// A NEW incident opened by its first event.
+    pub fn open(id: IncidentId, event: &Event, now: DateTime<Utc>) -> Self {
+        Incident {
+            id,
+            title: event.title.clone(),
+            description: event.description.clone(),
+            severity: event.severity,
+            category: event.category,
+            source: event.source,
+            state: State::New,
+            fingerprint: event.fingerprint.clone(),
+            labels: event.labels.clone(),
+            occurrence_count: 1,
+            first_seen: event.occurred_at,
+            last_seen: event.occurred_at,
+            assignee: None,
+            team: None,
+            created_at: now,
+            updated_at: now,
+            acknowledged_at: None,
+            resolved_at: None,
+            resolution_note: None,
+        }
+    }
+}
+
+/// What kind of change a timeline entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    Created,
+    EventAttached,
+    Classified,
+    Assigned,
+    Acknowledged,
+    Started,
+    Notified,
+    Comment,
+    Resolved,
+}
+
+impl TimelineKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TimelineKind::Created => "created",
+            TimelineKind::EventAttached => "event_attached",
+            TimelineKind::Classified => "classified",
+            TimelineKind::Assigned => "assigned",
+            TimelineKind::Acknowledged => "acknowledged",
+            TimelineKind::Started => "started",
+            TimelineKind::Notified => "notified",
+            TimelineKind::Comment => "comment",
+            TimelineKind::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
+    }
+}
+
+/// One append-only entry of an incident's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    pub incident_id: IncidentId,
+    pub at: DateTime<Utc>,
+    pub kind: TimelineKind,
+    pub actor: String,
+    pub message: String,
+}
+
+impl TimelineEntry {
+    pub fn new(
+        incident_id: IncidentId,
+        at: DateTime<Utc>,
+        kind: TimelineKind,
+        actor: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        TimelineEntry {
+            incident_id,
+            at,
+            kind,
+            actor: actor.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Which incidents to list. Empty vectors mean "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentFilter {
+    pub states: Vec<State>,
+    pub severities: Vec<Severity>,
+    pub sources: Vec<Source>,
+    pub categories: Vec<Category>,
+}
+
+/// A page request: newest first, strictly older than `before` when given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub before: Option<IncidentId>,
+}
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 500;

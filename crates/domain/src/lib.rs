@@ -1,0 +1,17 @@
+//! The domain of llm-incident-manager: events, incidents and their lifecycle.
+//!
+//! No I/O and no clock of its own: every function takes `now` and returns plain data,
+//! so the rules are tested without a database or a server.
+
+pub mod errors;
+pub mod event;
+pub mod fingerprint;
+pub mod incident;
+pub mod lifecycle;
+pub mod vocabulary;
+
+pub use errors::ErrorKind;
+pub use event::{Event, FieldError, RawEvent};
+pub use incident::{Incident, IncidentFilter, IncidentId, PageRequest, TimelineEntry, TimelineKind};
+pub use lifecycle::{Action, DedupDecision, IllegalTransition, Transition};
+pub use vocabulary::{Category, EventStatus, Severity, Source, State, UnknownValue};

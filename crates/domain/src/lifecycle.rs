@@ -1,0 +1,337 @@
+//! The incident state machine of DESIGN §2 and the dedup decision, as pure functions.
+
+use chrono::{DateTime, Utc};
+
+use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, required_text};
+use crate::incident::{Incident, TimelineEntry, TimelineKind};
+use crate::vocabulary::{EventStatus, State};
+
+pub const MAX_NOTE_CHARS: usize = 4096;
+
+/// A person's (or a system's) request to move an incident along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Assign { assignee: String, team: Option<String> },
+    Acknowledge,
+    Start,
+    Resolve { note: Option<String> },
+}
+
+impl Action {
+    pub fn assign(assignee: Option<String>, team: Option<String>) -> Result<Self, FieldError> {
+        let assignee = required_text(assignee, "assignee", MAX_TITLE_CHARS)?;
+        let team = optional_text(team, "team", MAX_TITLE_CHARS)?;
+        Ok(Action::Assign {
+            assignee,
+            team: Some(team).filter(|team| !team.is_empty()),
+        })
+    }
+
+    pub fn resolve(note: Option<String>) -> Result<Self, FieldError> {
+        let note = optional_text(note, "note", MAX_NOTE_CHARS)?;
+        Ok(Action::Resolve {
+            note: Some(note).filter(|note| !note.is_empty()),
+        })
+    }
+
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Action::Assign { .. } => "assign",
+            Action::Acknowledge => "acknowledge",
+            Action::Start => "start",
+            Action::Resolve { .. } => "resolve",
+        }
+    }
+
+    const fn target(&self) -> State {
+        match self {
+            Action::Assign { .. } => State::Assigned,
+            Action::Acknowledge => State::Acknowledged,
+            Action::Start => State::InProgress,
+            Action::Resolve { .. } => State::Resolved,
+        }
+    }
+}
+
+/// The refusal of an action the current state does not allow; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action} an incident that is {from}")]
+pub struct IllegalTransition {
+    pub action: &'static str,
+    pub from: State,
+}
+
+/// Whether the state machine allows `from → to`.
+pub const fn transition_allowed(from: State, to: State) -> bool {
+    use State::*;
+    matches!(
+        (from, to),
+        (New, Assigned)
+            | (New, Acknowledged)
+            | (Assigned, Assigned)
+            | (Assigned, Acknowledged)
+            | (Acknowledged, InProgress)
+            | (Acknowledged, Assigned)
+            | (InProgress, Assigned)
+            | (New | Assigned | Acknowledged | InProgress, Resolved)
+    )
+}
+
+/// The outcome of an allowed action: the incident before and after, and the entry to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub before: Incident,
+    pub after: Incident,
+    pub entry: TimelineEntry,
+}
+
+impl Transition {
+    /// True when this action acknowledged the incident for the first time.
+    pub fn first_acknowledgement(&self) -> bool {
+        self.before.acknowledged_at.is_none() && self.after.acknowledged_at.is_some()
+    }
+}
+
+/// Applies `action` to `incident` at `now`, or refuses it.
+pub fn apply(
+    incident: &Incident,
+    action: &Action,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Transition, IllegalTransition> {
+    let from = incident.state;
+    let to = action.target();
+    if !transition_allowed(from, to) {
+        return Err(IllegalTransition {
+            action: action.name(),
+            from,
+        });
+    }
+    let mut after = incident.clone();
+    after.state = to;
+    after.updated_at = now;
+    let (kind, message) = match action {
+        Action::Assign { assignee, team } => {
+            after.assignee = Some(assignee.clone());
+            if team.is_some() {
+                after.team = team.clone();
+            }
+            let message = match &after.team {
+                Some(team) => format!("assigned to {assignee} ({team})"),
+                None => format!("assigned to {assignee}"),
+            };
+            (TimelineKind::Assigned, message)
+        }
+        Action::Acknowledge => {
+            // The first acknowledgement is what time-to-acknowledge measures; a hand-over
+            // and a second acknowledgement keep it.
+            after.acknowledged_at.get_or_insert(now);
+            (TimelineKind::Acknowledged, format!("acknowledged by {actor}"))
+        }
+        Action::Start => (TimelineKind::Started, format!("work started by {actor}")),
+        Action::Resolve { note } => {
+            after.resolved_at = Some(now);
+            after.resolution_note = note.clone();
+            let message = match note {
+                Some(note) => format!("resolved by {actor}: {note}"),
+                None => format!("resolved by {actor}"),
+            };
+            (TimelineKind::Resolved, message)
+        }
+    };
+    let entry = TimelineEntry::new(incident.id, now, kind, actor, message);
+    Ok(Transition {
+        before: incident.clone(),
+        after,
+        entry,
+    })
+}
+
+/// What an incoming event does, given the open incident with its fingerprint (if any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupDecision {
+    /// Firing, nothing open: open a new incident.
+    Create,
+    /// Firing, an incident is open: count the occurrence on it.
+    Attach,
+    /// Resolved, an incident is open: resolve it.
+    Resolve,
+    /// Resolved, nothing open: nothing to do (Alertmanager repeats resolved notifications).
+    Ignore,
+}
+
+pub fn decide(event: &Event, open: Option<&Incident>) -> DedupDecision {
+    match (event.status, open) {
+        (EventStatus::Firing, None) => DedupDecision::Create,
+        (EventStatus::Firing, Some(_)) => DedupDecision::Attach,
+        (EventStatus::Resolved, Some(_)) => DedupDecision::Resolve,
+        (EventStatus::Resolved, None) => DedupDecision::Ignore,
+    }
+}
+
+/// Counts one more occurrence of `event` on `incident`.
+pub fn attach(incident: &mut Incident, event: &Event, now: DateTime<Utc>) -> TimelineEntry {
+    incident.occurrence_count += 1;
+    incident.last_seen = incident.last_seen.max(event.occurred_at);
+    incident.updated_at = now;
+    TimelineEntry::new(
+        incident.id,
+        now,
+        TimelineKind::EventAttached,
+        event.source.as_str(),
+        format!("occurrence {} of `{}`", incident.occurrence_count, event.title),
+    )
+}
+
+/// The timeline entry of a new incident.
+pub fn created_entry(incident: &Incident) -> TimelineEntry {
+    TimelineEntry::new(
+        incident.id,
+        incident.created_at,
+        TimelineKind::Created,
+        incident.source.as_str(),
+        format!("{} incident opened: {}", incident.severity, incident.title),
+    )
+}
+
+/// The resolution an event from the source asks for.
+pub fn resolve_by_event(
+    incident: &Incident,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<Transition, IllegalTransition> {
+    let note = format!("resolved event from {}", event.source);
+    apply(
+        incident,
+        &Action::Resolve { note: Some(note) },
+        event.source.as_str(),
+        now,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::incident::IncidentId;
+    use crate::vocabulary::{Category, Severity, Source};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn event(status: EventStatus) -> Event {
+        Event {
+            source: Source::Sentinel,
+            title: "drift".into(),
+            description: String::new(),
+            severity: Severity::P1,
+            category: Category::ModelDrift,
+            labels: BTreeMap::new(),
+            fingerprint: "fp".into(),
+            status,
+            occurred_at: at(0),
+        }
+    }
+
+    fn incident_in(state: State) -> Incident {
+        let mut incident = Incident::open(IncidentId::generate(), &event(EventStatus::Firing), at(0));
+        incident.state = state;
+        incident
+    }
+
+    fn assign() -> Action {
+        Action::assign(Some("ana".into()), Some("ml-oncall".into())).unwrap()
+    }
+
+    #[test]
+    fn the_transition_table_is_exactly_the_design() {
+        use State::*;
+        let allowed = [
+            (New, Assigned),
+            (New, Acknowledged),
+            (Assigned, Assigned),
+            (Assigned, Acknowledged),
+            (Acknowledged, InProgress),
+            (Acknowledged, Assigned),
+            (InProgress, Assigned),
+            (New, Resolved),
+            (Assigned, Resolved),
+            (Acknowledged, Resolved),
+            (InProgress, Resolved),
+        ];
+        for from in State::ALL {
+            for to in State::ALL {
+                let expected = allowed.contains(&(*from, *to));
+                assert_eq!(transition_allowed(*from, *to), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_lifecycle_records_times_and_entries() {
+        let new = incident_in(State::New);
+        let assigned = apply(&new, &assign(), "lead", at(10)).unwrap();
+        assert_eq!(assigned.after.assignee.as_deref(), Some("ana"));
+        assert_eq!(assigned.after.team.as_deref(), Some("ml-oncall"));
+        let acked = apply(&assigned.after, &Action::Acknowledge, "ana", at(70)).unwrap();
+        assert!(acked.first_acknowledgement());
+        assert_eq!(acked.after.acknowledged_at, Some(at(70)));
+        let started = apply(&acked.after, &Action::Start, "ana", at(80)).unwrap();
+        let resolved = apply(
+            &started.after,
+            &Action::resolve(Some("rolled back".into())).unwrap(),
+            "ana",
+            at(300),
+        )
+        .unwrap();
+        assert_eq!(resolved.after.state, State::Resolved);
+        assert_eq!(resolved.after.resolved_at, Some(at(300)));
+        assert_eq!(resolved.after.resolution_note.as_deref(), Some("rolled back"));
+        assert_eq!(resolved.entry.kind, TimelineKind::Resolved);
+    }
+
+    #[test]
+    fn illegal_actions_are_refused_and_name_the_state() {
+        let resolved = incident_in(State::Resolved);
+        let error = apply(&resolved, &Action::Acknowledge, "ana", at(1)).unwrap_err();
+        assert_eq!(error.to_string(), "cannot acknowledge an incident that is RESOLVED");
+        assert!(apply(&incident_in(State::New), &Action::Start, "ana", at(1)).is_err());
+        assert!(apply(&incident_in(State::Acknowledged), &Action::Acknowledge, "ana", at(1)).is_err());
+    }
+
+    #[test]
+    fn a_second_acknowledgement_after_hand_over_keeps_the_first_time() {
+        let acked = apply(&incident_in(State::New), &Action::Acknowledge, "ana", at(5))
+            .unwrap()
+            .after;
+        let handed = apply(&acked, &assign(), "ana", at(6)).unwrap().after;
+        let again = apply(&handed, &Action::Acknowledge, "bo", at(9)).unwrap();
+        assert!(!again.first_acknowledgement());
+        assert_eq!(again.after.acknowledged_at, Some(at(5)));
+    }
+
+    #[test]
+    fn dedup_decision_follows_status_and_open_incident() {
+        let open = incident_in(State::New);
+        assert_eq!(decide(&event(EventStatus::Firing), None), DedupDecision::Create);
+        assert_eq!(decide(&event(EventStatus::Firing), Some(&open)), DedupDecision::Attach);
+        assert_eq!(
+            decide(&event(EventStatus::Resolved), Some(&open)),
+            DedupDecision::Resolve
+        );
+        assert_eq!(decide(&event(EventStatus::Resolved), None), DedupDecision::Ignore);
+    }
+
+    #[test]
+    fn attaching_counts_and_moves_last_seen() {
+        let mut incident = incident_in(State::New);
+        let mut later = event(EventStatus::Firing);
+        later.occurred_at = at(42);
+        let entry = attach(&mut incident, &later, at(43));
+        assert_eq!(incident.occurrence_count, 2);
+        assert_eq!(incident.last_seen, at(42));
+        assert_eq!(entry.kind, TimelineKind::EventAttached);
+    }
+}
