@@ -14,6 +14,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// No incident (or route) with that id.
     NotFound,
+    /// The route exists, but not with that method.
+    MethodNotAllowed,
     /// The incident's state does not allow that action.
     IllegalTransition,
     /// The store cannot be reached or is shutting down; the caller may retry.
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::IllegalTransition => "illegal_transition",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
@@ -41,6 +44,7 @@ impl ErrorKind {
         match self {
             ErrorKind::MalformedJson | ErrorKind::InvalidField => 400,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::IllegalTransition => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
@@ -56,6 +60,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => 8,                         // RESOURCE_EXHAUSTED
             ErrorKind::UnsupportedMediaType => 3,                    // INVALID_ARGUMENT
             ErrorKind::NotFound => 5,                                // NOT_FOUND
+            ErrorKind::MethodNotAllowed => 12,                       // UNIMPLEMENTED
             ErrorKind::IllegalTransition => 9,                       // FAILED_PRECONDITION
             ErrorKind::Unavailable => 14,                            // UNAVAILABLE
             ErrorKind::Internal => 13,                               // INTERNAL

@@ -1,14 +1,217 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Storage of incidents and their timelines: one trait, two backends.
+//!
+//! SQLite (WAL, one writer thread with group commit) is the embedded default;
+//! PostgreSQL carries several replicas. Both run the same migrations in spirit
+//! (one folder each) and pass the same test suite (`tests/store_suite.rs`).
+//! The database decides dedup: a unique index on the fingerprint of open incidents.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use lim_domain::{
+    Action, Category, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter, IncidentId, PageRequest, Severity,
+    Source, TimelineEntry, Transition,
+};
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Names of the store operations, used as the `operation` label of
+/// `database_query_duration_seconds`. A closed set, one per trait method.
+pub mod operation {
+    pub const INGEST: &str = "ingest_events";
+    pub const CREATE_INCIDENT: &str = "insert_incident";
+    pub const TRANSITION: &str = "update_incident";
+    pub const ADD_COMMENT: &str = "insert_comment";
+    pub const GET_INCIDENT: &str = "select_incident";
+    pub const LIST_INCIDENTS: &str = "list_incidents";
+    pub const TIMELINE: &str = "select_timeline";
+    pub const COUNT_OPEN: &str = "count_open_incidents";
+    pub const PING: &str = "ping";
+    pub const MIGRATE: &str = "migrate";
+
+    pub const ALL: &[&str] = &[
+        INGEST,
+        CREATE_INCIDENT,
+        TRANSITION,
+        ADD_COMMENT,
+        GET_INCIDENT,
+        LIST_INCIDENTS,
+        TIMELINE,
+        COUNT_OPEN,
+        PING,
+        MIGRATE,
+    ];
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Told the duration of every store operation (the metrics layer records it).
+pub type QueryObserver = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("incident {0} not found")]
+    NotFound(IncidentId),
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::IllegalTransition(_) => ErrorKind::IllegalTransition,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// What one event did, in the order the events came.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// A new incident was opened.
+    Created(Incident),
+    /// The event was counted on the open incident with its fingerprint.
+    Deduplicated {
+        incident_id: IncidentId,
+        occurrence_count: i64,
+        source: Source,
+    },
+    /// A `resolved` event resolved the open incident.
+    Resolved(Transition),
+    /// A `resolved` event for which no incident was open.
+    Ignored,
+}
+
+impl IngestOutcome {
+    pub fn incident_id(&self) -> Option<IncidentId> {
+        match self {
+            IngestOutcome::Created(incident) => Some(incident.id),
+            IngestOutcome::Deduplicated { incident_id, .. } => Some(*incident_id),
+            IngestOutcome::Resolved(transition) => Some(transition.after.id),
+            IngestOutcome::Ignored => None,
+        }
+    }
+}
+
+/// The number of open incidents with one label set (the `incidents_active` gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpenCount {
+    pub severity: Severity,
+    pub source: Source,
+    pub category: Category,
+    pub count: i64,
+}
+
+/// Connections of the store's pool, for the connection gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies validated events in order, in one transaction: all are stored or none.
+    async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Stores a new incident with its `created` timeline entry.
+    async fn create_incident(&self, incident: Incident) -> Result<(), StoreError>;
+
+    /// Applies `action` if the incident's current state allows it (checked and written
+    /// atomically), appending the timeline entry.
+    async fn transition(
+        &self,
+        id: IncidentId,
+        action: Action,
+        actor: String,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError>;
+
+    /// Appends a comment to the incident's timeline.
+    async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError>;
+
+    async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    /// Newest first, at most `page.limit`, strictly older than `page.before`.
+    async fn list_incidents(&self, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError>;
+
+    /// The incident's timeline, oldest first; `NotFound` for an unknown incident.
+    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;
+
+    /// Open incidents counted by severity, source and category.
+    async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError>;
+
+    /// Answers when the database does.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    fn pool_stats(&self) -> PoolStats;
+
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub observer: Option<QueryObserver>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            observer: None,
+        }
+    }
+}
+
+/// Opens (creating if needed) and migrates the store named by `url`:
+/// `sqlite://path/to/file.db` or `postgres://…`.
+pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(Arc::new(SqliteStore::open(path, options).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(url, options).await?));
+    }
+    Err(StoreError::Unavailable(format!(
+        "unsupported database URL `{url}`: use sqlite://PATH or postgres://…"
+    )))
+}
+
+/// Times `operation` for the observer.
+pub(crate) struct QueryTimer<'a> {
+    observer: &'a Option<QueryObserver>,
+    operation: &'static str,
+    started: std::time::Instant,
+}
+
+impl<'a> QueryTimer<'a> {
+    pub(crate) fn start(observer: &'a Option<QueryObserver>, operation: &'static str) -> Self {
+        QueryTimer {
+            observer,
+            operation,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for QueryTimer<'_> {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer {
+            observer(self.operation, self.started.elapsed());
+        }
     }
 }

@@ -1,0 +1,142 @@
+//! Wiring: settings in, listeners bound, servers run until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lim_store::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::http::{self, HttpOptions};
+use crate::incidents::IncidentManager;
+use crate::telemetry::{Metrics, exporter};
+
+pub struct Application {
+    http_listener: TcpListener,
+    metrics_listener: TcpListener,
+    manager: Arc<IncidentManager>,
+    metrics: Arc<Metrics>,
+    http_options: HttpOptions,
+}
+
+impl Application {
+    /// Opens and migrates the store and binds every listener (port 0 picks a free port).
+    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let backend = if settings.database.url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let metrics = Arc::new(Metrics::new(backend));
+        let observer_metrics = Arc::clone(&metrics);
+        let options = StoreOptions {
+            max_connections: settings.database.max_connections,
+            observer: Some(Arc::new(move |operation, elapsed| {
+                observer_metrics.query_finished(operation, elapsed)
+            })),
+        };
+        let store = lim_store::connect(&settings.database.url, options)
+            .await
+            .with_context(|| format!("cannot open the store at {}", redact(&settings.database.url)))?;
+        let manager = Arc::new(IncidentManager::new(store, clock, Arc::clone(&metrics)));
+        // incidents_active starts from the store's truth, not from zero.
+        manager.refresh_metrics().await.context("cannot count open incidents")?;
+
+        let http_listener = TcpListener::bind(settings.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on metrics.addr {}", settings.metrics_addr))?;
+        let http_options = HttpOptions {
+            max_body_bytes: settings.http.max_body_bytes,
+            request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
+        };
+        Ok(Application {
+            http_listener,
+            metrics_listener,
+            manager,
+            metrics,
+            http_options,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn manager(&self) -> Arc<IncidentManager> {
+        Arc::clone(&self.manager)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
+    /// finish, and closes the store (the SQLite writer commits what it holds).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let api = http::router(Arc::clone(&self.manager), Arc::clone(&self.metrics), &self.http_options);
+        let metrics_api = exporter::metrics_router(Arc::clone(&self.manager));
+        tracing::info!(http = %self.http_addr(), metrics = %self.metrics_addr(), "serving");
+        let api_server = axum::serve(self.http_listener, api).with_graceful_shutdown(until(stopped.clone()));
+        let metrics_server = axum::serve(self.metrics_listener, metrics_api).with_graceful_shutdown(until(stopped));
+        let (api_result, metrics_result) = tokio::join!(api_server, metrics_server);
+        api_result.context("HTTP API server failed")?;
+        metrics_result.context("metrics server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

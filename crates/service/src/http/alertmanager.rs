@@ -1,0 +1,113 @@
+//! `POST /v1/integrations/alertmanager`: the Prometheus Alertmanager webhook (version 4).
+//! Firing alerts open or update incidents; resolved alerts resolve them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use lim_domain::{Category, ErrorKind, RawEvent, Severity, Source};
+use serde::Deserialize;
+
+use super::error::{ApiError, JsonBody};
+use super::events::{BatchResult, EventResult};
+use crate::incidents::IncidentManager;
+
+/// The webhook body Alertmanager sends (fields this service does not use are ignored).
+#[derive(Debug, Deserialize)]
+pub struct WebhookPayload {
+    pub version: String,
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Alert {
+    pub status: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(rename = "endsAt")]
+    pub ends_at: Option<DateTime<Utc>>,
+    pub fingerprint: Option<String>,
+}
+
+impl Alert {
+    /// The event this alert stands for. Alertmanager labels are free-form, so a
+    /// `severity` or `category` outside our vocabulary falls back to P2 / `other`
+    /// rather than losing the alert.
+    fn into_event(self) -> RawEvent {
+        let severity = self
+            .labels
+            .get("severity")
+            .and_then(|value| value.parse::<Severity>().ok())
+            .unwrap_or_default();
+        let category = self
+            .labels
+            .get("category")
+            .and_then(|value| value.parse::<Category>().ok())
+            .unwrap_or_default();
+        let title = self
+            .annotations
+            .get("summary")
+            .or_else(|| self.labels.get("alertname"))
+            .cloned()
+            .unwrap_or_else(|| "Alertmanager alert".to_owned());
+        let resolved = self.status.eq_ignore_ascii_case("resolved");
+        let occurred_at = if resolved {
+            self.ends_at.or(self.starts_at)
+        } else {
+            self.starts_at
+        };
+        RawEvent {
+            source: Some(Source::Alertmanager.as_str().to_owned()),
+            title: Some(title),
+            description: self.annotations.get("description").cloned(),
+            severity: Some(severity.as_str().to_owned()),
+            category: Some(category.as_str().to_owned()),
+            labels: self.labels,
+            fingerprint: self.fingerprint.filter(|fingerprint| !fingerprint.is_empty()),
+            status: Some(self.status),
+            // Alertmanager writes the zero time for "unset".
+            occurred_at: occurred_at.filter(|at| at.timestamp() > 0),
+        }
+    }
+}
+
+/// Receive an Alertmanager webhook (version 4). Every alert is stored before the answer.
+#[utoipa::path(
+    post,
+    path = "/v1/integrations/alertmanager",
+    tag = "integrations",
+    request_body(content = serde_json::Value, description = "Alertmanager webhook payload, version 4", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every alert stored", body = BatchResult),
+        (status = 400, description = "Not a version 4 payload, or an invalid alert", body = super::error::ErrorBody),
+    )
+)]
+pub async fn receive_webhook(
+    State(manager): State<Arc<IncidentManager>>,
+    JsonBody(payload): JsonBody<WebhookPayload>,
+) -> Result<Json<BatchResult>, ApiError> {
+    if payload.version != "4" {
+        return Err(ApiError::new(
+            ErrorKind::InvalidField,
+            format!("version: `{}` is not supported; expected \"4\"", payload.version),
+        ));
+    }
+    if payload.alerts.is_empty() {
+        return Ok(Json(BatchResult { results: Vec::new() }));
+    }
+    let events = payload.alerts.into_iter().map(Alert::into_event).collect();
+    let outcomes = manager.ingest(events).await.map_err(|error| {
+        let message = error.to_string().replacen('[', "alerts[", 1);
+        ApiError::new(error.kind(), message)
+    })?;
+    Ok(Json(BatchResult {
+        results: outcomes.iter().map(EventResult::from).collect(),
+    }))
+}

@@ -1,0 +1,234 @@
+//! Incident routes: list, show, open by hand, lifecycle actions, comments, timeline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use lim_domain::{Action, ErrorKind, Incident, IncidentId, PageRequest, TimelineEntry, TimelineKind};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, JsonBody, OptionalJson};
+use crate::incidents::{IncidentManager, NewIncident, incident_filter};
+
+type Manager = State<Arc<IncidentManager>>;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Comma-separated states, e.g. `NEW,ASSIGNED`.
+    state: Option<String>,
+    /// Comma-separated severities, e.g. `P0,P1`.
+    severity: Option<String>,
+    /// Comma-separated sources.
+    source: Option<String>,
+    /// Comma-separated categories.
+    category: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IncidentPage {
+    #[schema(value_type = Vec<Object>)]
+    pub incidents: Vec<Incident>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Timeline {
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct NewIncidentBody {
+    title: Option<String>,
+    description: Option<String>,
+    /// P0..P4 (or critical/high/medium/low/info). Default P2.
+    severity: Option<String>,
+    category: Option<String>,
+    /// Default `manual`.
+    source: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct AssignBody {
+    assignee: Option<String>,
+    team: Option<String>,
+    actor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct ActorBody {
+    /// Who acts; default `api`.
+    actor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct ResolveBody {
+    note: Option<String>,
+    actor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct CommentBody {
+    author: Option<String>,
+    body: Option<String>,
+}
+
+fn incident_id(text: &str) -> Result<IncidentId, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorKind::InvalidField,
+            format!("id: `{text}` is not an incident id (a UUID)"),
+        )
+    })
+}
+
+/// List incidents, newest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/v1/incidents", tag = "incidents", params(ListParams),
+    responses((status = 200, body = IncidentPage), (status = 400, body = super::error::ErrorBody)))]
+pub async fn list_incidents(
+    State(manager): Manager,
+    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<IncidentPage>, ApiError> {
+    let Query(params) = query.map_err(|rejection| ApiError::new(ErrorKind::InvalidField, rejection.body_text()))?;
+    let filter = incident_filter(
+        params.state.as_deref(),
+        params.severity.as_deref(),
+        params.source.as_deref(),
+        params.category.as_deref(),
+    )?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(ApiError::new(
+            ErrorKind::InvalidField,
+            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
+        ));
+    }
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            cursor
+                .parse()
+                .map_err(|_| ApiError::new(ErrorKind::InvalidField, format!("cursor: `{cursor}` is not valid")))
+        })
+        .transpose()?;
+    let incidents = manager.list(&filter, PageRequest { limit, before }).await?;
+    let next_cursor = (incidents.len() == limit as usize)
+        .then(|| incidents.last().map(|incident| incident.id.to_string()))
+        .flatten();
+    Ok(Json(IncidentPage { incidents, next_cursor }))
+}
+
+/// Open an incident by hand.
+#[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = NewIncidentBody,
+    responses((status = 201, body = Object), (status = 400, body = super::error::ErrorBody)))]
+pub async fn open_incident(
+    State(manager): Manager,
+    JsonBody(body): JsonBody<NewIncidentBody>,
+) -> Result<(StatusCode, Json<Incident>), ApiError> {
+    let request = NewIncident {
+        title: body.title,
+        description: body.description,
+        severity: body.severity,
+        category: body.category,
+        source: body.source,
+        labels: body.labels,
+    };
+    Ok((StatusCode::CREATED, Json(manager.open_incident(request).await?)))
+}
+
+/// One incident.
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents",
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_incident(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Incident>, ApiError> {
+    Ok(Json(manager.get(incident_id(&id)?).await?))
+}
+
+/// Assign (or reassign, or hand over) to a person and optionally a team.
+#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "lifecycle", request_body = AssignBody,
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn assign(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AssignBody>,
+) -> Result<Json<Incident>, ApiError> {
+    let id = incident_id(&id)?;
+    let action = Action::assign(body.assignee, body.team)?;
+    Ok(Json(manager.act(id, action, body.actor).await?))
+}
+
+/// Acknowledge: someone is on it.
+#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "lifecycle", request_body = ActorBody,
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn acknowledge(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActorBody>,
+) -> Result<Json<Incident>, ApiError> {
+    Ok(Json(
+        manager.act(incident_id(&id)?, Action::Acknowledge, body.actor).await?,
+    ))
+}
+
+/// Start work (from ACKNOWLEDGED).
+#[utoipa::path(post, path = "/v1/incidents/{id}/start", tag = "lifecycle", request_body = ActorBody,
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn start(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ActorBody>,
+) -> Result<Json<Incident>, ApiError> {
+    Ok(Json(manager.act(incident_id(&id)?, Action::Start, body.actor).await?))
+}
+
+/// Resolve, with an optional note.
+#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "lifecycle", request_body = ResolveBody,
+    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn resolve(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ResolveBody>,
+) -> Result<Json<Incident>, ApiError> {
+    let action = Action::resolve(body.note)?;
+    Ok(Json(manager.act(incident_id(&id)?, action, body.actor).await?))
+}
+
+/// Add a comment to the timeline.
+#[utoipa::path(post, path = "/v1/incidents/{id}/comments", tag = "incidents", request_body = CommentBody,
+    responses((status = 201, body = Object), (status = 404, body = super::error::ErrorBody)))]
+pub async fn add_comment(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CommentBody>,
+) -> Result<(StatusCode, Json<TimelineEntry>), ApiError> {
+    let entry = manager.comment(incident_id(&id)?, body.author, body.body).await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// The comments of an incident, oldest first.
+#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents",
+    responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
+pub async fn list_comments(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
+    let mut entries = manager.timeline(incident_id(&id)?).await?;
+    entries.retain(|entry| entry.kind == TimelineKind::Comment);
+    Ok(Json(Timeline { entries }))
+}
+
+/// Every change to the incident, oldest first.
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents",
+    responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
+pub async fn timeline(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
+    Ok(Json(Timeline {
+        entries: manager.timeline(incident_id(&id)?).await?,
+    }))
+}

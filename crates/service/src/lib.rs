@@ -1,0 +1,11 @@
+//! llm-incident-manager: turns events from LLM-ops components and Alertmanager into
+//! incidents and drives them to resolution. See README.md and DESIGN.md.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod incidents;
+pub mod telemetry;
+
+pub use app::Application;

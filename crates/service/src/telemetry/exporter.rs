@@ -1,0 +1,49 @@
+//! The standalone `/metrics` listener Prometheus scrapes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::{prometheus_text, text};
+
+use crate::incidents::IncidentManager;
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn metrics_router(manager: Arc<IncidentManager>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(manager)
+}
+
+/// Refreshes the gauges that mirror the store, then encodes the registry in the format
+/// the scraper asks for: OpenMetrics when its `Accept` names it, else Prometheus text 0.0.4.
+async fn metrics_handler(State(manager): State<Arc<IncidentManager>>, headers: HeaderMap) -> Response {
+    if let Err(error) = manager.refresh_metrics().await {
+        tracing::warn!(%error, "could not refresh store gauges before a scrape");
+    }
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let registry = manager.metrics().registry();
+    let mut body = String::with_capacity(64 * 1024);
+    let (encoded, content_type) = if wants_openmetrics {
+        (text::encode(&mut body, registry), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (
+            prometheus_text::encode(&mut body, registry),
+            prometheus_text::CONTENT_TYPE,
+        )
+    };
+    match encoded {
+        Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

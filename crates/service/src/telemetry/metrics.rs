@@ -1,0 +1,326 @@
+//! The one place where metric names, help texts, types, labels and buckets are spelled.
+//!
+//! Business code does not touch families directly: it calls the named events at the
+//! bottom of this file (`incident_created`, `transitioned`, …), each of which records
+//! everything the seed says happens at that moment.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lim_domain::{Category, Incident, Severity, Source, State, Transition};
+use lim_store::{OpenCount, PoolStats};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// HTTP: 1 ms to 10 s.
+const HTTP_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Database: 100 µs to 5 s.
+const DB_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 5.0,
+];
+/// Time to acknowledge or resolve: 1 minute to 1 day.
+const LIFECYCLE_BUCKETS: [f64; 10] = [
+    60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: &'static str,
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpFlightLabels {
+    pub method: &'static str,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    severity: &'static str,
+    source: &'static str,
+    category: &'static str,
+}
+
+impl IncidentLabels {
+    fn new(severity: Severity, source: Source, category: Category) -> Self {
+        IncidentLabels {
+            severity: severity.as_str(),
+            source: source.as_str(),
+            category: category.as_str(),
+        }
+    }
+
+    fn of(incident: &Incident) -> Self {
+        Self::new(incident.severity, incident.source, incident.category)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabels {
+    severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeveritySourceLabels {
+    severity: &'static str,
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from_state: &'static str,
+    to_state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    backend: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: HistogramFamily<HttpLabels>,
+    pub http_in_flight: Family<HttpFlightLabels, Gauge>,
+    db_query_duration: HistogramFamily<OperationLabels>,
+    db_connections_in_use: Gauge,
+    db_connections_idle: Gauge,
+    db_connections_max: Gauge,
+    incidents_created: Family<IncidentLabels, Counter>,
+    incidents_active: Family<IncidentLabels, Gauge>,
+    incidents_deduplicated: Family<SourceLabels, Counter>,
+    acknowledgment_duration: HistogramFamily<SeverityLabels>,
+    incidents_resolved: Family<IncidentLabels, Counter>,
+    resolution_duration: HistogramFamily<SeveritySourceLabels>,
+    state_transitions: Family<TransitionLabels, Counter>,
+    active_label_sets: Mutex<HashSet<IncidentLabels>>,
+}
+
+impl Metrics {
+    pub fn new(backend: &'static str) -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            HistogramFamily::new_with_constructor((|| Histogram::new(HTTP_BUCKETS)) as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency in seconds",
+            http_duration.clone(),
+        );
+        let http_in_flight = Family::default();
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            http_in_flight.clone(),
+        );
+
+        let db_query_duration =
+            HistogramFamily::new_with_constructor((|| Histogram::new(DB_BUCKETS)) as fn() -> Histogram);
+        registry.register(
+            "database_query_duration_seconds",
+            "Store operation latency in seconds, by operation",
+            db_query_duration.clone(),
+        );
+        let db_connections_in_use = Gauge::default();
+        registry.register(
+            "database_connections_in_use",
+            "Database connections in use",
+            db_connections_in_use.clone(),
+        );
+        let db_connections_idle = Gauge::default();
+        registry.register(
+            "database_connections_idle",
+            "Idle database connections",
+            db_connections_idle.clone(),
+        );
+        let db_connections_max = Gauge::default();
+        registry.register(
+            "database_connections_max",
+            "Configured maximum of database connections",
+            db_connections_max.clone(),
+        );
+
+        let incidents_created = Family::default();
+        registry.register("incidents", "Incidents opened", incidents_created.clone());
+        let incidents_active = Family::default();
+        registry.register(
+            "incidents_active",
+            "Open (not resolved) incidents, as the store counts them",
+            incidents_active.clone(),
+        );
+        let incidents_deduplicated = Family::default();
+        registry.register(
+            "incidents_deduplicated",
+            "Events attached to an already open incident",
+            incidents_deduplicated.clone(),
+        );
+        let acknowledgment_duration =
+            HistogramFamily::new_with_constructor((|| Histogram::new(LIFECYCLE_BUCKETS)) as fn() -> Histogram);
+        registry.register(
+            "incident_acknowledgment_duration_seconds",
+            "Time from creation to first acknowledgement",
+            acknowledgment_duration.clone(),
+        );
+        let incidents_resolved = Family::default();
+        registry.register("incidents_resolved", "Incidents resolved", incidents_resolved.clone());
+        let resolution_duration =
+            HistogramFamily::new_with_constructor((|| Histogram::new(LIFECYCLE_BUCKETS)) as fn() -> Histogram);
+        registry.register(
+            "incident_resolution_duration_seconds",
+            "Time from creation to resolution",
+            resolution_duration.clone(),
+        );
+        let state_transitions = Family::default();
+        registry.register(
+            "incident_state_transitions",
+            "Incident state changes",
+            state_transitions.clone(),
+        );
+
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                backend,
+            })
+            .set(1);
+        registry.register("build_info", "Version of the running binary (always 1)", build_info);
+
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            http_in_flight,
+            db_query_duration,
+            db_connections_in_use,
+            db_connections_idle,
+            db_connections_max,
+            incidents_created,
+            incidents_active,
+            incidents_deduplicated,
+            acknowledgment_duration,
+            incidents_resolved,
+            resolution_duration,
+            state_transitions,
+            active_label_sets: Mutex::default(),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    // ----- named events: each records everything its moment changes -----
+
+    pub fn query_finished(&self, operation: &'static str, elapsed: Duration) {
+        self.db_query_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn incident_created(&self, incident: &Incident) {
+        let labels = IncidentLabels::of(incident);
+        self.incidents_created.get_or_create(&labels).inc();
+        self.incidents_active.get_or_create(&labels).inc();
+        self.active_label_sets
+            .lock()
+            .expect("metrics lock poisoned")
+            .insert(labels);
+    }
+
+    pub fn incident_deduplicated(&self, source: Source) {
+        self.incidents_deduplicated
+            .get_or_create(&SourceLabels {
+                source: source.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn transitioned(&self, transition: &Transition) {
+        let (before, after) = (&transition.before, &transition.after);
+        self.state_transitions
+            .get_or_create(&TransitionLabels {
+                from_state: before.state.as_str(),
+                to_state: after.state.as_str(),
+            })
+            .inc();
+        if transition.first_acknowledgement() {
+            let waited = seconds_between(after.created_at, after.acknowledged_at.unwrap_or(after.updated_at));
+            self.acknowledgment_duration
+                .get_or_create(&SeverityLabels {
+                    severity: after.severity.as_str(),
+                })
+                .observe(waited);
+        }
+        if after.state == State::Resolved && before.state.is_open() {
+            let labels = IncidentLabels::of(after);
+            self.incidents_resolved.get_or_create(&labels).inc();
+            self.incidents_active.get_or_create(&IncidentLabels::of(before)).dec();
+            let took = seconds_between(after.created_at, after.resolved_at.unwrap_or(after.updated_at));
+            self.resolution_duration
+                .get_or_create(&SeveritySourceLabels {
+                    severity: after.severity.as_str(),
+                    source: after.source.as_str(),
+                })
+                .observe(took);
+        }
+    }
+
+    /// Sets `incidents_active` to the store's counts; label sets no longer open drop to 0.
+    pub fn set_active(&self, counts: &[OpenCount]) {
+        // Families cannot be iterated, so the sets ever seen are remembered: one that
+        // drops to 0 is written as 0 rather than left at its last value.
+        let mut known = self.active_label_sets.lock().expect("metrics lock poisoned");
+        known.extend(
+            counts
+                .iter()
+                .map(|count| IncidentLabels::new(count.severity, count.source, count.category)),
+        );
+        for labels in known.iter() {
+            let value = counts
+                .iter()
+                .find(|count| IncidentLabels::new(count.severity, count.source, count.category) == *labels)
+                .map_or(0, |count| count.count);
+            self.incidents_active.get_or_create(labels).set(value);
+        }
+    }
+
+    pub fn set_pool(&self, stats: PoolStats) {
+        self.db_connections_in_use.set(stats.in_use.into());
+        self.db_connections_idle.set(stats.idle.into());
+        self.db_connections_max.set(stats.max.into());
+    }
+}
+
+fn seconds_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+    (to - from).to_std().map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}

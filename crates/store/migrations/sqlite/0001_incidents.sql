@@ -1,0 +1,36 @@
+-- Times are Unix microseconds (UTC); labels are a JSON object.
+CREATE TABLE incidents (
+    id               TEXT PRIMARY KEY NOT NULL,
+    title            TEXT NOT NULL,
+    description      TEXT NOT NULL,
+    severity         TEXT NOT NULL,
+    category         TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    fingerprint      TEXT NOT NULL,
+    labels           TEXT NOT NULL,
+    occurrence_count INTEGER NOT NULL,
+    first_seen       INTEGER NOT NULL,
+    last_seen        INTEGER NOT NULL,
+    assignee         TEXT,
+    team             TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    acknowledged_at  INTEGER,
+    resolved_at      INTEGER,
+    resolution_note  TEXT
+);
+
+-- The database decides dedup: at most one open incident per fingerprint.
+CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint) WHERE state <> 'RESOLVED';
+CREATE INDEX incidents_state_id ON incidents (state, id);
+
+CREATE TABLE timeline (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL REFERENCES incidents (id),
+    at          INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX timeline_incident_seq ON timeline (incident_id, seq);

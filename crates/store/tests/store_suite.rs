@@ -1,0 +1,822 @@
+//! The one test suite of the `Store` contract, run against both backends: every test
+//! below exists twice, as `sqlite::name` and `postgres::name`, on a fresh database.
+//!
+//! PostgreSQL comes from `LIM_TEST_POSTGRES_URL` (default: the local trust-auth server);
+//! when it cannot be reached the PostgreSQL tests fail, they never skip.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use lim_domain::{
+    Action, Category, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest, Severity, Source, State,
+    TimelineEntry, TimelineKind,
+};
+use lim_store::{IngestOutcome, OpenCount, QueryObserver, Store, StoreError, StoreOptions, operation};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Each test runs once per backend, each time on a database of its own. Multi-threaded
+/// runtimes everywhere: the concurrency test needs one, and a backend may block in place.
+macro_rules! store_tests {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::run(super::Backend::Sqlite, super::$test).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::run(super::Backend::Postgres, super::$test).await;
+                }
+            )+
+        }
+    };
+}
+
+store_tests!(
+    an_event_creates_an_incident_with_a_created_entry,
+    a_second_event_with_the_same_fingerprint_is_deduplicated,
+    two_events_of_one_fingerprint_in_one_batch_make_one_incident,
+    a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_new_one,
+    a_resolved_event_with_nothing_open_is_ignored,
+    a_manual_incident_is_stored_with_its_created_entry,
+    the_full_lifecycle_is_recorded_in_order,
+    an_illegal_transition_is_refused_and_changes_nothing,
+    unknown_ids_are_not_found,
+    comments_appear_in_the_timeline,
+    lists_filter_by_state_severity_source_and_category,
+    pages_of_two_walk_five_incidents_newest_first_without_duplicates,
+    count_open_groups_by_labels_and_drops_resolved_incidents,
+    a_hundred_concurrent_events_of_one_fingerprint_make_one_incident,
+    incidents_and_timelines_survive_reconnecting,
+    ping_answers_and_the_store_names_its_backend,
+    the_observer_hears_every_operation_by_name,
+);
+
+// ---------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------
+
+async fn an_event_creates_an_incident_with_a_created_entry(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let event = firing("fp-latency", now);
+
+    let outcomes = store.ingest(vec![event.clone()], now).await.unwrap();
+
+    let [IngestOutcome::Created(created)] = outcomes.as_slice() else {
+        panic!("expected one Created outcome, got {outcomes:?}");
+    };
+    assert_eq!(created.state, State::New);
+    assert_eq!(created.occurrence_count, 1);
+    assert_eq!(created.fingerprint, "fp-latency");
+    assert_eq!(created.labels, event.labels);
+    assert_eq!(created.first_seen, event.occurred_at);
+    assert_eq!(created.created_at, now);
+    assert_eq!(store.get_incident(created.id).await.unwrap().as_ref(), Some(created));
+    let timeline = store.timeline(created.id).await.unwrap();
+    assert_eq!(timeline, vec![lim_domain::lifecycle::created_entry(created)]);
+    assert_eq!(timeline[0].kind, TimelineKind::Created);
+    assert_eq!(timeline[0].actor, "sentinel");
+}
+
+async fn a_second_event_with_the_same_fingerprint_is_deduplicated(db: TestDb) {
+    let store = db.connect().await;
+    let first_at = now();
+    let id = created_id(&store.ingest(vec![firing("fp", first_at)], first_at).await.unwrap()[0]);
+    let later = first_at + Duration::seconds(30);
+
+    let outcomes = store.ingest(vec![firing("fp", later)], later).await.unwrap();
+
+    assert_eq!(
+        outcomes,
+        vec![IngestOutcome::Deduplicated {
+            incident_id: id,
+            occurrence_count: 2,
+            source: Source::Sentinel
+        }]
+    );
+    assert_eq!(list_all(&*store).await.len(), 1);
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.occurrence_count, 2);
+    assert_eq!(incident.first_seen, first_at);
+    assert_eq!(incident.last_seen, later);
+    assert_eq!(incident.updated_at, later);
+    let timeline = store.timeline(id).await.unwrap();
+    assert_eq!(kinds(&timeline), [TimelineKind::Created, TimelineKind::EventAttached]);
+    assert_eq!(timeline[1].actor, "sentinel");
+    assert_eq!(timeline[1].message, "occurrence 2 of `latency high`");
+    assert_eq!(timeline[1].at, later);
+}
+
+async fn two_events_of_one_fingerprint_in_one_batch_make_one_incident(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+
+    let outcomes = store
+        .ingest(vec![firing("fp", now), firing("fp", now)], now)
+        .await
+        .unwrap();
+
+    let id = created_id(&outcomes[0]);
+    assert_eq!(
+        outcomes[1],
+        IngestOutcome::Deduplicated {
+            incident_id: id,
+            occurrence_count: 2,
+            source: Source::Sentinel
+        }
+    );
+    let all = list_all(&*store).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].occurrence_count, 2);
+}
+
+async fn a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_new_one(db: TestDb) {
+    let store = db.connect().await;
+    let opened_at = now();
+    let first = created_id(&store.ingest(vec![firing("fp", opened_at)], opened_at).await.unwrap()[0]);
+    let resolved_at = opened_at + Duration::minutes(5);
+
+    let outcomes = store
+        .ingest(vec![resolved("fp", resolved_at)], resolved_at)
+        .await
+        .unwrap();
+
+    let [IngestOutcome::Resolved(transition)] = outcomes.as_slice() else {
+        panic!("expected one Resolved outcome, got {outcomes:?}");
+    };
+    assert_eq!(transition.before.state, State::New);
+    assert_eq!(transition.after.state, State::Resolved);
+    let incident = store.get_incident(first).await.unwrap().unwrap();
+    assert_eq!(incident.state, State::Resolved);
+    assert_eq!(incident.resolved_at, Some(resolved_at));
+    let timeline = store.timeline(first).await.unwrap();
+    assert_eq!(kinds(&timeline), [TimelineKind::Created, TimelineKind::Resolved]);
+    assert_eq!(timeline[1], transition.entry);
+
+    let reopened_at = resolved_at + Duration::minutes(1);
+    let outcomes = store
+        .ingest(vec![firing("fp", reopened_at)], reopened_at)
+        .await
+        .unwrap();
+    let second = created_id(&outcomes[0]);
+    assert_ne!(second, first);
+    assert_eq!(store.get_incident(first).await.unwrap().unwrap().state, State::Resolved);
+    assert_eq!(list_all(&*store).await.len(), 2);
+}
+
+async fn a_resolved_event_with_nothing_open_is_ignored(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+
+    let outcomes = store.ingest(vec![resolved("never-fired", now)], now).await.unwrap();
+
+    assert_eq!(outcomes, vec![IngestOutcome::Ignored]);
+    assert!(list_all(&*store).await.is_empty());
+}
+
+async fn a_manual_incident_is_stored_with_its_created_entry(db: TestDb) {
+    let store = db.connect().await;
+    let mut event = firing("manual-1", now());
+    event.source = Source::Manual;
+    event.labels.clear();
+    let incident = Incident::open(IncidentId::generate(), &event, now());
+
+    store.create_incident(incident.clone()).await.unwrap();
+
+    assert_eq!(store.get_incident(incident.id).await.unwrap(), Some(incident.clone()));
+    assert_eq!(
+        store.timeline(incident.id).await.unwrap(),
+        vec![lim_domain::lifecycle::created_entry(&incident)]
+    );
+}
+
+async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
+    let store = db.connect().await;
+    let start = now();
+    let id = created_id(&store.ingest(vec![firing("fp", start)], start).await.unwrap()[0]);
+    let assign = Action::assign(Some("ana".into()), Some("ml-oncall".into())).unwrap();
+    let resolve = Action::resolve(Some("rolled back".into())).unwrap();
+    let steps = [
+        (assign, "lead", 10, State::Assigned),
+        (Action::Acknowledge, "ana", 70, State::Acknowledged),
+        (Action::Start, "ana", 80, State::InProgress),
+        (resolve, "ana", 300, State::Resolved),
+    ];
+
+    let mut entries = Vec::new();
+    for (action, actor, seconds, expected) in steps {
+        let transition = store
+            .transition(id, action, actor.into(), start + Duration::seconds(seconds))
+            .await
+            .unwrap();
+        assert_eq!(transition.after.state, expected);
+        assert_eq!(store.get_incident(id).await.unwrap().unwrap(), transition.after);
+        entries.push(transition.entry);
+    }
+
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.assignee.as_deref(), Some("ana"));
+    assert_eq!(incident.team.as_deref(), Some("ml-oncall"));
+    assert_eq!(incident.acknowledged_at, Some(start + Duration::seconds(70)));
+    assert_eq!(incident.resolved_at, Some(start + Duration::seconds(300)));
+    assert_eq!(incident.resolution_note.as_deref(), Some("rolled back"));
+    let timeline = store.timeline(id).await.unwrap();
+    assert_eq!(timeline[0].kind, TimelineKind::Created);
+    assert_eq!(timeline[1..], entries[..]);
+    assert_eq!(
+        kinds(&timeline),
+        [
+            TimelineKind::Created,
+            TimelineKind::Assigned,
+            TimelineKind::Acknowledged,
+            TimelineKind::Started,
+            TimelineKind::Resolved
+        ]
+    );
+}
+
+async fn an_illegal_transition_is_refused_and_changes_nothing(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let before = store.get_incident(id).await.unwrap().unwrap();
+    let timeline_before = store.timeline(id).await.unwrap();
+
+    let error = store
+        .transition(id, Action::Start, "ana".into(), now)
+        .await
+        .unwrap_err();
+
+    let StoreError::IllegalTransition(refusal) = error else {
+        panic!("expected IllegalTransition, got {error:?}");
+    };
+    assert_eq!((refusal.action, refusal.from), ("start", State::New));
+    assert_eq!(store.get_incident(id).await.unwrap().unwrap(), before);
+    assert_eq!(store.timeline(id).await.unwrap(), timeline_before);
+
+    store
+        .transition(id, Action::Resolve { note: None }, "ana".into(), now)
+        .await
+        .unwrap();
+    let resolved = store.get_incident(id).await.unwrap().unwrap();
+    let error = store
+        .transition(id, Action::Acknowledge, "ana".into(), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::IllegalTransition(_)), "{error:?}");
+    assert_eq!(store.get_incident(id).await.unwrap().unwrap(), resolved);
+    assert_eq!(store.timeline(id).await.unwrap().len(), 2);
+}
+
+async fn unknown_ids_are_not_found(db: TestDb) {
+    let store = db.connect().await;
+    let unknown = IncidentId::generate();
+    let comment = TimelineEntry::new(unknown, now(), TimelineKind::Comment, "ana", "hello?");
+
+    assert!(store.get_incident(unknown).await.unwrap().is_none());
+    let transition = store
+        .transition(unknown, Action::Acknowledge, "ana".into(), now())
+        .await;
+    assert!(
+        matches!(transition, Err(StoreError::NotFound(id)) if id == unknown),
+        "{transition:?}"
+    );
+    let timeline = store.timeline(unknown).await;
+    assert!(
+        matches!(timeline, Err(StoreError::NotFound(id)) if id == unknown),
+        "{timeline:?}"
+    );
+    let comment = store.add_comment(comment).await;
+    assert!(
+        matches!(comment, Err(StoreError::NotFound(id)) if id == unknown),
+        "{comment:?}"
+    );
+}
+
+async fn comments_appear_in_the_timeline(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let comment = TimelineEntry::new(
+        id,
+        now + Duration::seconds(5),
+        TimelineKind::Comment,
+        "ana",
+        "looking into it",
+    );
+
+    store.add_comment(comment.clone()).await.unwrap();
+
+    let timeline = store.timeline(id).await.unwrap();
+    assert_eq!(kinds(&timeline), [TimelineKind::Created, TimelineKind::Comment]);
+    assert_eq!(timeline[1], comment);
+}
+
+async fn lists_filter_by_state_severity_source_and_category(db: TestDb) {
+    let store = db.connect().await;
+    let a = ingest_one(
+        &*store,
+        event("a", Severity::P0, Source::Sentinel, Category::Performance),
+    )
+    .await;
+    let b = ingest_one(&*store, event("b", Severity::P1, Source::Shield, Category::Security)).await;
+    let c = ingest_one(
+        &*store,
+        event("c", Severity::P2, Source::Alertmanager, Category::Availability),
+    )
+    .await;
+    let d = ingest_one(&*store, event("d", Severity::P1, Source::Sentinel, Category::Security)).await;
+    store
+        .transition(c, Action::Acknowledge, "ana".into(), now())
+        .await
+        .unwrap();
+    store
+        .transition(d, Action::Resolve { note: None }, "ana".into(), now())
+        .await
+        .unwrap();
+
+    let listed = |filter: IncidentFilter| {
+        let store = store.clone();
+        async move { ids(&store.list_incidents(&filter, first_page(50)).await.unwrap()) }
+    };
+    assert_eq!(listed(IncidentFilter::default()).await, [d, c, b, a]);
+    let states = |states: &[State]| IncidentFilter {
+        states: states.to_vec(),
+        ..IncidentFilter::default()
+    };
+    assert_eq!(listed(states(&[State::Acknowledged])).await, [c]);
+    assert_eq!(listed(states(&[State::New, State::Resolved])).await, [d, b, a]);
+    let severities = IncidentFilter {
+        severities: vec![Severity::P1],
+        ..IncidentFilter::default()
+    };
+    assert_eq!(listed(severities).await, [d, b]);
+    let sources = IncidentFilter {
+        sources: vec![Source::Sentinel],
+        ..IncidentFilter::default()
+    };
+    assert_eq!(listed(sources).await, [d, a]);
+    let categories = IncidentFilter {
+        categories: vec![Category::Security],
+        ..IncidentFilter::default()
+    };
+    assert_eq!(listed(categories).await, [d, b]);
+    let combined = IncidentFilter {
+        states: vec![State::New],
+        severities: vec![Severity::P1],
+        sources: vec![Source::Shield],
+        categories: vec![Category::Security],
+    };
+    assert_eq!(listed(combined).await, [b]);
+    let nothing = IncidentFilter {
+        sources: vec![Source::Governance],
+        ..IncidentFilter::default()
+    };
+    assert!(listed(nothing).await.is_empty());
+}
+
+async fn pages_of_two_walk_five_incidents_newest_first_without_duplicates(db: TestDb) {
+    let store = db.connect().await;
+    let mut created = Vec::new();
+    for index in 0..5 {
+        created.push(ingest_one(&*store, firing(&format!("fp-{index}"), now())).await);
+    }
+
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_incidents(&IncidentFilter::default(), PageRequest { limit: 2, before })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        before = page.last().map(|incident| incident.id);
+        pages.push(ids(&page));
+    }
+
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    let walked: Vec<IncidentId> = pages.concat();
+    created.reverse();
+    assert_eq!(walked, created, "newest first, each incident exactly once");
+}
+
+async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
+    let store = db.connect().await;
+    ingest_one(
+        &*store,
+        event("p1-a", Severity::P1, Source::Sentinel, Category::Performance),
+    )
+    .await;
+    let acknowledged = ingest_one(
+        &*store,
+        event("p1-b", Severity::P1, Source::Sentinel, Category::Performance),
+    )
+    .await;
+    let resolved_twin = ingest_one(
+        &*store,
+        event("p1-c", Severity::P1, Source::Sentinel, Category::Performance),
+    )
+    .await;
+    ingest_one(&*store, event("p2", Severity::P2, Source::Shield, Category::Security)).await;
+    let resolved_alone = ingest_one(&*store, event("p3", Severity::P3, Source::Api, Category::Cost)).await;
+    store
+        .transition(acknowledged, Action::Acknowledge, "ana".into(), now())
+        .await
+        .unwrap();
+    for id in [resolved_twin, resolved_alone] {
+        store
+            .transition(id, Action::Resolve { note: None }, "ana".into(), now())
+            .await
+            .unwrap();
+    }
+
+    let mut counts = store.count_open().await.unwrap();
+
+    counts.sort();
+    let mut expected = vec![
+        OpenCount {
+            severity: Severity::P1,
+            source: Source::Sentinel,
+            category: Category::Performance,
+            count: 2,
+        },
+        OpenCount {
+            severity: Severity::P2,
+            source: Source::Shield,
+            category: Category::Security,
+            count: 1,
+        },
+    ];
+    expected.sort();
+    assert_eq!(counts, expected);
+}
+
+async fn a_hundred_concurrent_events_of_one_fingerprint_make_one_incident(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ingest(vec![firing("storm", now)], now).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.unwrap().expect("no concurrent ingest may fail"));
+    }
+
+    let created: Vec<_> = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, IngestOutcome::Created(_)))
+        .collect();
+    assert_eq!(created.len(), 1, "exactly one event opens the incident");
+    let counts: HashSet<i64> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            IngestOutcome::Deduplicated { occurrence_count, .. } => Some(*occurrence_count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        (2..=100).collect(),
+        "each attached event sees its own occurrence number"
+    );
+    let all = list_all(&*store).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].occurrence_count, 100);
+    assert_eq!(store.timeline(all[0].id).await.unwrap().len(), 100);
+}
+
+async fn incidents_and_timelines_survive_reconnecting(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let open = ingest_one(&*store, firing("still-open", now)).await;
+    let closed = ingest_one(&*store, firing("closed", now)).await;
+    store.ingest(vec![firing("still-open", now)], now).await.unwrap();
+    store
+        .transition(
+            closed,
+            Action::Resolve {
+                note: Some("fixed".into()),
+            },
+            "ana".into(),
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .add_comment(TimelineEntry::new(open, now, TimelineKind::Comment, "ana", "watching"))
+        .await
+        .unwrap();
+    let incidents_before = list_all(&*store).await;
+    let mut timelines_before = Vec::new();
+    for id in [open, closed] {
+        timelines_before.push(store.timeline(id).await.unwrap());
+    }
+    drop(store);
+
+    let store = db.connect().await;
+
+    assert_eq!(list_all(&*store).await, incidents_before);
+    for (id, timeline) in [open, closed].into_iter().zip(timelines_before) {
+        assert_eq!(store.timeline(id).await.unwrap(), timeline);
+    }
+    let outcomes = store.ingest(vec![firing("still-open", now)], now).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![IngestOutcome::Deduplicated {
+            incident_id: open,
+            occurrence_count: 3,
+            source: Source::Sentinel
+        }],
+        "dedup still holds after a restart"
+    );
+}
+
+async fn ping_answers_and_the_store_names_its_backend(db: TestDb) {
+    let options = StoreOptions {
+        max_connections: 3,
+        observer: None,
+    };
+    let store = db.connect_with(options).await;
+
+    store.ping().await.unwrap();
+
+    assert_eq!(store.backend(), db.backend.name());
+    let stats = store.pool_stats();
+    assert_eq!(stats.max, 3);
+    assert!(stats.in_use + stats.idle <= stats.max, "{stats:?}");
+}
+
+async fn the_observer_hears_every_operation_by_name(db: TestDb) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let recorder = heard.clone();
+    let observer: QueryObserver = Arc::new(move |name, _elapsed| recorder.lock().unwrap().push(name));
+    let store = db
+        .connect_with(StoreOptions {
+            observer: Some(observer),
+            ..StoreOptions::default()
+        })
+        .await;
+    heard.lock().unwrap().clear();
+    let now = now();
+
+    let id = ingest_one(&*store, firing("fp", now)).await;
+    let manual = Incident::open(IncidentId::generate(), &firing("manual", now), now);
+    store.create_incident(manual).await.unwrap();
+    store
+        .transition(id, Action::Acknowledge, "ana".into(), now)
+        .await
+        .unwrap();
+    store
+        .add_comment(TimelineEntry::new(id, now, TimelineKind::Comment, "ana", "hi"))
+        .await
+        .unwrap();
+    store.get_incident(id).await.unwrap();
+    store
+        .list_incidents(&IncidentFilter::default(), first_page(10))
+        .await
+        .unwrap();
+    store.timeline(id).await.unwrap();
+    store.count_open().await.unwrap();
+    store.ping().await.unwrap();
+    let _ = store
+        .transition(IncidentId::generate(), Action::Start, "ana".into(), now)
+        .await;
+
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(
+        heard,
+        [
+            operation::INGEST,
+            operation::CREATE_INCIDENT,
+            operation::TRANSITION,
+            operation::ADD_COMMENT,
+            operation::GET_INCIDENT,
+            operation::LIST_INCIDENTS,
+            operation::TIMELINE,
+            operation::COUNT_OPEN,
+            operation::PING,
+            operation::TRANSITION,
+        ],
+        "one observation per call, failed calls included"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Data helpers
+// ---------------------------------------------------------------------------------------
+
+/// Both backends keep microseconds, so tests work with times that survive the round trip.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn firing(fingerprint: &str, occurred_at: DateTime<Utc>) -> Event {
+    Event {
+        source: Source::Sentinel,
+        title: "latency high".into(),
+        description: "p99 above 2 s".into(),
+        severity: Severity::P1,
+        category: Category::Performance,
+        labels: BTreeMap::from([("model".into(), "gpt-x".into()), ("env".into(), "prod".into())]),
+        fingerprint: fingerprint.into(),
+        status: EventStatus::Firing,
+        occurred_at,
+    }
+}
+
+fn resolved(fingerprint: &str, occurred_at: DateTime<Utc>) -> Event {
+    Event {
+        status: EventStatus::Resolved,
+        ..firing(fingerprint, occurred_at)
+    }
+}
+
+fn event(fingerprint: &str, severity: Severity, source: Source, category: Category) -> Event {
+    Event {
+        severity,
+        source,
+        category,
+        ..firing(fingerprint, now())
+    }
+}
+
+async fn ingest_one(store: &dyn Store, event: Event) -> IncidentId {
+    let outcomes = store.ingest(vec![event], now()).await.unwrap();
+    created_id(&outcomes[0])
+}
+
+fn created_id(outcome: &IngestOutcome) -> IncidentId {
+    match outcome {
+        IngestOutcome::Created(incident) => incident.id,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+fn first_page(limit: u32) -> PageRequest {
+    PageRequest { limit, before: None }
+}
+
+async fn list_all(store: &dyn Store) -> Vec<Incident> {
+    store
+        .list_incidents(&IncidentFilter::default(), first_page(500))
+        .await
+        .unwrap()
+}
+
+fn ids(incidents: &[Incident]) -> Vec<IncidentId> {
+    incidents.iter().map(|incident| incident.id).collect()
+}
+
+fn kinds(timeline: &[TimelineEntry]) -> Vec<TimelineKind> {
+    timeline.iter().map(|entry| entry.kind).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures: a fresh database per test, removed afterwards whether the test passed or not
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where a test's database lives; connect to it as often as the test likes.
+#[derive(Debug, Clone)]
+struct TestDb {
+    backend: Backend,
+    url: String,
+}
+
+impl TestDb {
+    async fn connect(&self) -> Arc<dyn Store> {
+        self.connect_with(StoreOptions::default()).await
+    }
+
+    async fn connect_with(&self, options: StoreOptions) -> Arc<dyn Store> {
+        match lim_store::connect(&self.url, options).await {
+            Ok(store) => store,
+            Err(error) => panic!("cannot open the {} test store: {error}", self.backend.name()),
+        }
+    }
+}
+
+/// What to remove once the test is over.
+enum Cleanup {
+    Directory(tempfile::TempDir),
+    Database { admin_url: String, name: String },
+}
+
+/// Runs `test` on a fresh database of `backend`, then removes the database, even when
+/// the test panicked (its panic is re-raised afterwards).
+async fn run<T, F>(backend: Backend, test: T)
+where
+    T: FnOnce(TestDb) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (db, cleanup) = match backend {
+        Backend::Sqlite => fresh_sqlite(),
+        Backend::Postgres => fresh_postgres().await,
+    };
+    let outcome = tokio::spawn(test(db)).await;
+    match cleanup {
+        Cleanup::Directory(directory) => directory.close().expect("remove the test directory"),
+        Cleanup::Database { admin_url, name } => {
+            let mut admin = admin_connection(&admin_url).await;
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            sqlx::raw_sql(AssertSqlSafe(drop))
+                .execute(&mut admin)
+                .await
+                .expect("drop the test database");
+        }
+    }
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+fn fresh_sqlite() -> (TestDb, Cleanup) {
+    let directory = tempfile::tempdir().expect("create a temporary directory");
+    let url = format!("sqlite://{}/test.db", directory.path().display());
+    (
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+        },
+        Cleanup::Directory(directory),
+    )
+}
+
+async fn fresh_postgres() -> (TestDb, Cleanup) {
+    let admin_url = std::env::var("LIM_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let name = format!("lim_test_{}", IncidentId::generate().0.simple());
+    let mut admin = admin_connection(&admin_url).await;
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let url = with_database(&admin_url, &name);
+    (
+        TestDb {
+            backend: Backend::Postgres,
+            url,
+        },
+        Cleanup::Database { admin_url, name },
+    )
+}
+
+async fn admin_connection(admin_url: &str) -> PgConnection {
+    let endpoint = PgConnectOptions::from_str(admin_url)
+        .map(|options| format!("{}:{}", options.get_host(), options.get_port()))
+        .unwrap_or_else(|error| panic!("LIM_TEST_POSTGRES_URL is not a PostgreSQL URL: {error}"));
+    PgConnection::connect(admin_url).await.unwrap_or_else(|error| {
+        panic!(
+            "PostgreSQL is not reachable at {endpoint} ({error}). These tests need it: start it, \
+             or point LIM_TEST_POSTGRES_URL at a server where the user may CREATE DATABASE."
+        )
+    })
+}
+
+/// `url` with its database name replaced, keeping credentials and query parameters.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |index| authority_start + index);
+    match query {
+        Some(query) => format!("{}/{database}?{query}", &base[..authority_end]),
+        None => format!("{}/{database}", &base[..authority_end]),
+    }
+}
