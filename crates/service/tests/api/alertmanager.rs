@@ -1,0 +1,87 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase};
+
+fn webhook(status: &str, alerts: Vec<Value>) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"LLMLatencyHigh\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "incident-manager",
+        "groupLabels": {"alertname": "LLMLatencyHigh"},
+        "commonLabels": {"alertname": "LLMLatencyHigh"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": alerts,
+    })
+}
+
+fn alert(status: &str, instance: &str, fingerprint: &str) -> Value {
+    json!({
+        "status": status,
+        "labels": {"alertname": "LLMLatencyHigh", "severity": "critical", "instance": instance},
+        "annotations": {"summary": format!("p95 latency high on {instance}"), "description": "p95 over 2s for 5m"},
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": if status == "resolved" { "2026-01-01T00:10:00Z" } else { "0001-01-01T00:00:00Z" },
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": fingerprint,
+    })
+}
+
+#[tokio::test]
+async fn an_alertmanager_webhook_opens_and_then_resolves_incidents() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+
+    let firing = webhook(
+        "firing",
+        vec![alert("firing", "a", "f00d0001"), alert("firing", "b", "f00d0002")],
+    );
+    let (status, body) = app.post("/v1/integrations/alertmanager", firing.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["outcome"], "created");
+    assert_eq!(body["results"][1]["outcome"], "created");
+    let incidents = app.all_incidents().await;
+    assert_eq!(incidents.len(), 2);
+    let incident = incidents
+        .iter()
+        .find(|incident| incident["fingerprint"] == "f00d0001")
+        .unwrap();
+    assert_eq!(incident["source"], "alertmanager");
+    assert_eq!(incident["severity"], "P0");
+    assert_eq!(incident["title"], "p95 latency high on a");
+    assert_eq!(incident["description"], "p95 over 2s for 5m");
+
+    // Alertmanager repeats firing notifications: they count as occurrences.
+    let (_, repeat) = app.post("/v1/integrations/alertmanager", firing).await;
+    assert_eq!(repeat["results"][0]["outcome"], "deduplicated");
+
+    let resolved = webhook(
+        "resolved",
+        vec![alert("resolved", "a", "f00d0001"), alert("resolved", "b", "f00d0002")],
+    );
+    let (status, body) = app.post("/v1/integrations/alertmanager", resolved).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["outcome"], "resolved");
+    let (_, open) = app
+        .get("/v1/incidents?state=NEW,ASSIGNED,ACKNOWLEDGED,IN_PROGRESS")
+        .await;
+    assert!(open["incidents"].as_array().unwrap().is_empty(), "{open}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_alertmanager_payload_of_another_version_is_refused() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let mut payload = webhook("firing", vec![alert("firing", "a", "f1")]);
+    payload["version"] = json!("3");
+
+    let (status, body) = app.post("/v1/integrations/alertmanager", payload).await;
+
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("version"));
+    assert!(app.all_incidents().await.is_empty());
+    app.stop().await;
+}

@@ -1,0 +1,176 @@
+//! Each class of bad input gets its status and error body, and stores nothing.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDatabase, event};
+
+async fn assert_refused(app: &TestApp, (status, body): (u16, Value), expected_status: u16, code: &str, mentions: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().expect("a message");
+    assert!(message.contains(mentions), "`{message}` should mention `{mentions}`");
+    assert!(
+        app.all_incidents().await.is_empty(),
+        "a refused request stored something"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post_raw(
+            "/v1/events",
+            Some("application/json"),
+            r#"{"source": "sentinel", "title": "#,
+        )
+        .await;
+    assert_refused(&app, response, 400, "malformed_json", "malformed JSON").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_required_field_is_a_400_naming_it() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app.post("/v1/events", json!({"source": "sentinel"})).await;
+    assert_refused(&app, response, 400, "invalid_field", "title").await;
+    let response = app.post("/v1/events", json!({"title": "no source"})).await;
+    assert_refused(&app, response, 400, "invalid_field", "source").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_a_400_naming_it() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post(
+            "/v1/events",
+            json!({"source": "sentinel", "title": "t", "labels": {"k": 5}}),
+        )
+        .await;
+    assert_refused(&app, response, 400, "invalid_field", "labels.k").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_enum_value_is_a_400_listing_the_accepted_ones() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    for (field, value) in [
+        ("severity", "P9"),
+        ("source", "nagios"),
+        ("category", "vibes"),
+        ("status", "maybe"),
+    ] {
+        let mut body = event("t");
+        body[field] = json!(value);
+        let response = app.post("/v1/events", body).await;
+        assert_refused(
+            &app,
+            response,
+            400,
+            "invalid_field",
+            &format!("unknown {field} `{value}`"),
+        )
+        .await;
+    }
+    let response = app.get("/v1/incidents?state=OPENISH").await;
+    assert_eq!(response.0, 400, "{}", response.1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversize_field_is_a_400_naming_it() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post("/v1/events", json!({"source": "sentinel", "title": "x".repeat(513)}))
+        .await;
+    assert_refused(
+        &app,
+        response,
+        400,
+        "invalid_field",
+        "title: is 513 characters long; the limit is 512",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_bad_event_refuses_the_whole_batch() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post(
+            "/v1/events",
+            json!([event("good"), {"source": "sentinel", "title": ""}]),
+        )
+        .await;
+    assert_refused(&app, response, 400, "invalid_field", "[1].title").await;
+    let oversized_batch: Vec<Value> = (0..1001).map(|index| event(&format!("e{index}"))).collect();
+    let response = app.post("/v1/events", Value::Array(oversized_batch)).await;
+    assert_refused(&app, response, 400, "invalid_field", "at most 1000 events").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn_with(
+        &database,
+        std::sync::Arc::new(llm_incident_manager::clock::ManualClock::new(
+            crate::helpers::start_time(),
+        )),
+        |settings| settings.http.max_body_bytes = 4096,
+    )
+    .await;
+    let body = json!({"source": "sentinel", "title": "t", "description": "x".repeat(5000)}).to_string();
+    let response = app.post_raw("/v1/events", Some("application/json"), body).await;
+    assert_refused(&app, response, 413, "payload_too_large", "limit").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_415() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post_raw("/v1/events", Some("text/plain"), event("t").to_string())
+        .await;
+    assert_refused(&app, response, 415, "unsupported_media_type", "application/json").await;
+    let response = app.post_raw("/v1/events", None, event("t").to_string()).await;
+    assert_refused(&app, response, 415, "unsupported_media_type", "application/json").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_incident_is_a_404_and_a_bad_id_a_400() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    for path in [
+        format!("/v1/incidents/{unknown}"),
+        format!("/v1/incidents/{unknown}/timeline"),
+        format!("/v1/incidents/{unknown}/comments"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (404, json!("not_found")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = app
+        .post(&format!("/v1/incidents/{unknown}/acknowledge"), json!({}))
+        .await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
+    let (status, body) = app.get("/v1/incidents/not-a-uuid").await;
+    assert_eq!((status, body["error"]["code"].clone()), (400, json!("invalid_field")));
+    let (status, body) = app.get("/no/such/route").await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
+    app.stop().await;
+}

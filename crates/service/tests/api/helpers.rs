@@ -1,0 +1,238 @@
+//! Spawns the application on free ports with a fresh database, driven by a manual clock.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use llm_incident_manager::Application;
+use llm_incident_manager::clock::ManualClock;
+use llm_incident_manager::config::{Overrides, Settings};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub address: String,
+    pub metrics_address: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A database that lives as long as the test: a temp folder or a PostgreSQL database.
+pub enum TestDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("LIM_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> Self {
+        TestDatabase::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A fresh PostgreSQL database; fails the test when PostgreSQL cannot be reached.
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("lim_api_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL at {admin_url} is required by this test: {error}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        TestDatabase::Postgres { admin_url, name }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(dir) => format!("sqlite://{}/incidents.db", dir.path().display()),
+            TestDatabase::Postgres { admin_url, name } => {
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                format!("{base}/{name}")
+            }
+        }
+    }
+
+    pub async fn drop_database(self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to drop");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await
+            .expect("drop database");
+        }
+    }
+}
+
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap() // 2026-01-01T00:00:00Z
+}
+
+impl TestApp {
+    pub async fn spawn(database: &TestDatabase) -> TestApp {
+        Self::spawn_with(database, Arc::new(ManualClock::new(start_time())), |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let overrides = Overrides {
+            http_addr: Some("127.0.0.1:0".into()),
+            grpc_addr: Some("127.0.0.1:0".into()),
+            metrics_addr: Some("127.0.0.1:0".into()),
+            database_url: Some(database.url()),
+            log_level: Some("warn".into()),
+            ..Overrides::default()
+        };
+        let mut settings = Settings::load(&overrides).expect("test settings are valid");
+        adjust(&mut settings);
+        let application = Application::build(&settings, clock.clone())
+            .await
+            .expect("application builds");
+        let address = format!("http://{}", application.http_addr());
+        let metrics_address = format!("http://{}", application.metrics_addr());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            metrics_address,
+            client: reqwest::Client::new(),
+            clock,
+            database_url: database.url(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the application gracefully and waits until its store is closed.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(TimeDelta::seconds(seconds));
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.address)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        read(
+            self.client
+                .get(format!("{}{path}", self.address))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn send_event(&self, event: Value) -> Value {
+        let (status, body) = self.post("/v1/events", event).await;
+        assert_eq!(status, 200, "event refused: {body}");
+        body
+    }
+
+    pub async fn incident(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn timeline_kinds(&self, id: &str) -> Vec<String> {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}/timeline")).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn all_incidents(&self) -> Vec<Value> {
+        let (status, body) = self.get("/v1/incidents?limit=500").await;
+        assert_eq!(status, 200, "{body}");
+        body["incidents"].as_array().unwrap().clone()
+    }
+
+    pub async fn scrape(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+
+    /// The value of one sample in a scrape, e.g. `incidents_active{severity="P1",…}`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        sample(&self.scrape().await, series)
+    }
+}
+
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(json!({ "raw": text }))
+    };
+    (status, body)
+}
+
+pub fn event(title: &str) -> Value {
+    json!({"source": "sentinel", "title": title, "severity": "high", "category": "performance", "labels": {"model": "gpt-4o"}})
+}
+
+pub fn id_of(result: &Value) -> String {
+    result["incident_id"].as_str().expect("an incident id").to_owned()
+}
