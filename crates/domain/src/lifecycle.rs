@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, required_text};
-use crate::incident::{Incident, TimelineEntry, TimelineKind};
+use crate::incident::{Incident, IncidentId, TimelineEntry, TimelineKind};
 use crate::vocabulary::{EventStatus, State};
 
 pub const MAX_NOTE_CHARS: usize = 4096;
@@ -174,12 +174,17 @@ pub fn attach(incident: &mut Incident, event: &Event, now: DateTime<Utc>) -> Tim
     incident.occurrence_count += 1;
     incident.last_seen = incident.last_seen.max(event.occurred_at);
     incident.updated_at = now;
+    attached_entry(incident.id, incident.occurrence_count, event, now)
+}
+
+/// The timeline entry of an event counted as occurrence `occurrence_count` of an incident.
+pub fn attached_entry(id: IncidentId, occurrence_count: i64, event: &Event, now: DateTime<Utc>) -> TimelineEntry {
     TimelineEntry::new(
-        incident.id,
+        id,
         now,
         TimelineKind::EventAttached,
         event.source.as_str(),
-        format!("occurrence {} of `{}`", incident.occurrence_count, event.title),
+        format!("occurrence {occurrence_count} of `{}`", event.title),
     )
 }
 
@@ -214,7 +219,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::incident::IncidentId;
     use crate::vocabulary::{Category, Severity, Source};
 
     fn at(seconds: i64) -> DateTime<Utc> {

@@ -26,7 +26,7 @@ CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint) WHERE 
 CREATE INDEX incidents_state_id ON incidents (state, id);
 
 CREATE TABLE timeline (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY, -- rowid: grows with every append (entries are never deleted)
     incident_id TEXT NOT NULL REFERENCES incidents (id),
     at          INTEGER NOT NULL,
     kind        TEXT NOT NULL,

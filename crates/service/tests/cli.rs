@@ -1,0 +1,128 @@
+//! The binary as an operator runs it: configuration errors, the embedded default,
+//! graceful shutdown on SIGTERM, and no acknowledged event lost to `kill -9`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llm-incident-manager");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `serve` in `dir` with only the listen addresses given: the store is the default.
+    async fn start(dir: &Path) -> Server {
+        let (http, metrics, grpc) = (free_port(), free_port(), free_port());
+        let child = Command::new(BINARY)
+            .current_dir(dir)
+            .args(["serve", "--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}"), "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .env("LIM_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the binary");
+        let server = Server { child, base: format!("http://127.0.0.1:{http}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = reqwest::get(format!("{}/health/ready", server.base)).await {
+                if response.status() == 200 {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the service did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn post_event(base: &str, title: &str) -> u16 {
+    let event = serde_json::json!({"source": "api", "title": title});
+    reqwest::Client::new().post(format!("{base}/v1/events")).json(&event).send().await.unwrap().status().as_u16()
+}
+
+async fn incident_count(base: &str) -> usize {
+    let body: serde_json::Value =
+        reqwest::get(format!("{base}/v1/incidents?limit=500")).await.unwrap().json().await.unwrap();
+    body["incidents"].as_array().unwrap().len()
+}
+
+#[test]
+fn config_check_names_the_key_and_the_reason() {
+    let output = Command::new(BINARY)
+        .args(["config", "check", "--http-addr", "not-an-address"])
+        .output()
+        .expect("run config check");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("http.addr: `not-an-address` is not a socket address"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[database]\nurl = \"mysql://db\"\n").unwrap();
+    let output = Command::new(BINARY).args(["config", "check", "--config"]).arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+
+    let output = Command::new(BINARY).args(["config", "check"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_bad_value() {
+    let output = Command::new(BINARY).args(["serve", "--log-format", "xml"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("log.format"));
+}
+
+#[tokio::test]
+async fn serve_runs_on_the_embedded_default_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    assert_eq!(post_event(&server.base, "embedded").await, 200);
+
+    server.signal("-TERM");
+
+    assert!(server.wait().success(), "SIGTERM must end with exit code 0");
+    assert!(dir.path().join("data/incidents.db").exists(), "the default store is ./data/incidents.db");
+}
+
+#[tokio::test]
+async fn no_acknowledged_event_is_lost_to_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    for index in 0..50 {
+        assert_eq!(post_event(&server.base, &format!("event {index}")).await, 200);
+    }
+
+    server.signal("-KILL");
+    server.wait();
+
+    let server = Server::start(dir.path()).await;
+    assert_eq!(incident_count(&server.base).await, 50);
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs or starts what the tests need when it is missing
+# (Debian's prometheus, promtool and prometheus-alertmanager; a PostgreSQL server) and
+# fails, never skips, when a component cannot be had.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_updated=""
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get is missing; install $* by hand"
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "cannot install $*"
+}
+
+# --- Prometheus and Alertmanager (real binaries; the tests run their own instances) ---
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
+fi
+for tool in prometheus promtool prometheus-alertmanager; do
+  command -v "$tool" >/dev/null || die "$tool is required by the tests and could not be installed"
+done
+
+# --- PostgreSQL: the server at LIM_TEST_POSTGRES_URL, or one we start ---
+export LIM_TEST_POSTGRES_URL="${LIM_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_answers() { pg_isready -q -d "$LIM_TEST_POSTGRES_URL" 2>/dev/null; }
+
+command -v pg_isready >/dev/null || apt_install postgresql
+if ! pg_answers; then
+  log "PostgreSQL does not answer at $LIM_TEST_POSTGRES_URL; trying to start the local cluster"
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    for version in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+    done
+    for _ in $(seq 1 20); do pg_answers && break; sleep 0.5; done
+  fi
+fi
+if ! pg_answers; then
+  log "starting a throwaway PostgreSQL cluster"
+  [ -d /usr/lib/postgresql ] || apt_install postgresql
+  bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  cluster="$(mktemp -d /tmp/lim-pg.XXXXXX)"
+  chown postgres "$cluster" 2>/dev/null || true
+  as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  as_postgres "$bindir/initdb" -D "$cluster/data" -U postgres --auth=trust >/dev/null || die "initdb failed"
+  port=55432
+  as_postgres "$bindir/pg_ctl" -D "$cluster/data" -l "$cluster/log" -w \
+    -o "-p $port -k $cluster -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null \
+    || die "cannot start PostgreSQL (log: $cluster/log)"
+  export LIM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  pg_answers || die "PostgreSQL is required by the tests and could not be started"
+fi
+log "PostgreSQL answers at $LIM_TEST_POSTGRES_URL"
+
+# Databases left by an interrupted earlier run.
+psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'lim\_test\_%' OR datname LIKE 'lim\_api\_%'" 2>/dev/null |
+  while read -r name; do
+    psql -q -d "$LIM_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+
+# --- the tests ---
+log "cargo test --workspace"
+cargo test --workspace --locked "$@"
