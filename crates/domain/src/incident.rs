@@ -13,6 +13,7 @@ use crate::vocabulary::{Category, Severity, Source, State};
 
 /// An incident id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
 #[serde(transparent)]
 pub struct IncidentId(pub Uuid);
 
@@ -37,6 +38,7 @@ impl FromStr for IncidentId {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Incident {
     pub id: IncidentId,
     pub title: String,
@@ -88,6 +90,7 @@ impl Incident {
 
 /// What kind of change a timeline entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TimelineKind {
     Created,
@@ -123,6 +126,7 @@ impl TimelineKind {
 
 /// One append-only entry of an incident's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct TimelineEntry {
     pub incident_id: IncidentId,
     pub at: DateTime<Utc>,

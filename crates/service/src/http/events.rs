@@ -16,7 +16,6 @@ use crate::incidents::IncidentManager;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventResult {
     /// The incident the event opened, joined or resolved; absent when it was ignored.
-    #[schema(value_type = Option<String>, format = Uuid)]
     pub incident_id: Option<lim_domain::IncidentId>,
     /// `created`, `deduplicated`, `resolved` or `ignored`.
     pub outcome: &'static str,
@@ -24,6 +23,30 @@ pub struct EventResult {
     pub deduplicated: bool,
     /// The incident's occurrence count after this event, when it was counted.
     pub occurrence_count: Option<i64>,
+}
+
+/// An event as senders write it (the schema of `RawEvent`, which validation turns into an `Event`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the wire format only
+pub struct EventBody {
+    /// Required. sentinel, shield, edge-agent, governance, alertmanager, prometheus, grafana, pagerduty, api, manual, other.
+    source: lim_domain::Source,
+    /// Required, at most 512 characters.
+    title: String,
+    /// At most 16 KiB.
+    description: Option<String>,
+    /// P0..P4, or critical/high/medium/low/info (PagerDuty: critical/error/warning/info). Default P2.
+    severity: Option<lim_domain::Severity>,
+    /// Default `other`.
+    category: Option<lim_domain::Category>,
+    /// At most 64 string pairs.
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The dedup key; default: a hash of source, title and sorted labels.
+    fingerprint: Option<String>,
+    /// `firing` (default) or `resolved`.
+    status: Option<lim_domain::EventStatus>,
+    /// RFC 3339; default: when it was received.
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Results of a batch, in the order of its events.
@@ -57,7 +80,7 @@ impl From<&IngestOutcome> for EventResult {
     post,
     path = "/v1/events",
     tag = "events",
-    request_body(content = serde_json::Value, description = "An event object or an array of them", content_type = "application/json"),
+    request_body(content = Vec<EventBody>, description = "An event object, or an array of up to 1,000 of them", content_type = "application/json"),
     responses(
         (status = 200, description = "Stored; one result (object) or `results` (array)", body = BatchResult),
         (status = 400, description = "Malformed JSON or an invalid field", body = super::error::ErrorBody),

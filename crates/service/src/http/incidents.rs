@@ -33,7 +33,6 @@ pub struct ListParams {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IncidentPage {
-    #[schema(value_type = Vec<Object>)]
     pub incidents: Vec<Incident>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -41,7 +40,6 @@ pub struct IncidentPage {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
-    #[schema(value_type = Vec<Object>)]
     pub entries: Vec<TimelineEntry>,
 }
 
@@ -131,7 +129,7 @@ pub async fn list_incidents(
 
 /// Open an incident by hand.
 #[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = NewIncidentBody,
-    responses((status = 201, body = Object), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 201, body = Incident), (status = 400, body = super::error::ErrorBody)))]
 pub async fn open_incident(
     State(manager): Manager,
     JsonBody(body): JsonBody<NewIncidentBody>,
@@ -148,15 +146,15 @@ pub async fn open_incident(
 }
 
 /// One incident.
-#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents",
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
+    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get_incident(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Incident>, ApiError> {
     Ok(Json(manager.get(incident_id(&id)?).await?))
 }
 
 /// Assign (or reassign, or hand over) to a person and optionally a team.
-#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "lifecycle", request_body = AssignBody,
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = AssignBody,
+    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn assign(
     State(manager): Manager,
     Path(id): Path<String>,
@@ -168,8 +166,8 @@ pub async fn assign(
 }
 
 /// Acknowledge: someone is on it.
-#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "lifecycle", request_body = ActorBody,
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ActorBody,
+    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn acknowledge(
     State(manager): Manager,
     Path(id): Path<String>,
@@ -181,8 +179,8 @@ pub async fn acknowledge(
 }
 
 /// Start work (from ACKNOWLEDGED).
-#[utoipa::path(post, path = "/v1/incidents/{id}/start", tag = "lifecycle", request_body = ActorBody,
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/start", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ActorBody,
+    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn start(
     State(manager): Manager,
     Path(id): Path<String>,
@@ -192,8 +190,8 @@ pub async fn start(
 }
 
 /// Resolve, with an optional note.
-#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "lifecycle", request_body = ResolveBody,
-    responses((status = 200, body = Object), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ResolveBody,
+    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn resolve(
     State(manager): Manager,
     Path(id): Path<String>,
@@ -204,8 +202,8 @@ pub async fn resolve(
 }
 
 /// Add a comment to the timeline.
-#[utoipa::path(post, path = "/v1/incidents/{id}/comments", tag = "incidents", request_body = CommentBody,
-    responses((status = 201, body = Object), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = CommentBody,
+    responses((status = 201, body = TimelineEntry), (status = 404, body = super::error::ErrorBody)))]
 pub async fn add_comment(
     State(manager): Manager,
     Path(id): Path<String>,
@@ -216,7 +214,7 @@ pub async fn add_comment(
 }
 
 /// The comments of an incident, oldest first.
-#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents",
+#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
     responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
 pub async fn list_comments(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
     let mut entries = manager.timeline(incident_id(&id)?).await?;
@@ -225,7 +223,7 @@ pub async fn list_comments(State(manager): Manager, Path(id): Path<String>) -> R
 }
 
 /// Every change to the incident, oldest first.
-#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents",
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
     responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
 pub async fn timeline(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
     Ok(Json(Timeline {
