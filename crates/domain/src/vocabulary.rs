@@ -158,12 +158,15 @@ impl State {
     }
 }
 
+// The enums come from a macro, so `#[derive(Default)]` with `#[default]` cannot be used.
+#[allow(clippy::derivable_impls)]
 impl Default for Severity {
     fn default() -> Self {
         Severity::P2
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for Category {
     fn default() -> Self {
         Category::Other

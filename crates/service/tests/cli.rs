@@ -24,18 +24,26 @@ impl Server {
         let child = Command::new(BINARY)
             .current_dir(dir)
             .args(["serve", "--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}"), "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics}"),
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+            ])
             .env("LIM_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("start the binary");
-        let server = Server { child, base: format!("http://127.0.0.1:{http}") };
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{http}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(response) = reqwest::get(format!("{}/health/ready", server.base)).await {
-                if response.status() == 200 {
-                    return server;
-                }
+            if let Ok(response) = reqwest::get(format!("{}/health/ready", server.base)).await
+                && response.status() == 200
+            {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -43,7 +51,10 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -61,12 +72,23 @@ impl Server {
 
 async fn post_event(base: &str, title: &str) -> u16 {
     let event = serde_json::json!({"source": "api", "title": title});
-    reqwest::Client::new().post(format!("{base}/v1/events")).json(&event).send().await.unwrap().status().as_u16()
+    reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 async fn incident_count(base: &str) -> usize {
-    let body: serde_json::Value =
-        reqwest::get(format!("{base}/v1/incidents?limit=500")).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reqwest::get(format!("{base}/v1/incidents?limit=500"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     body["incidents"].as_array().unwrap().len()
 }
 
@@ -78,12 +100,19 @@ fn config_check_names_the_key_and_the_reason() {
         .expect("run config check");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("http.addr: `not-an-address` is not a socket address"), "{stderr}");
+    assert!(
+        stderr.contains("http.addr: `not-an-address` is not a socket address"),
+        "{stderr}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.toml");
     std::fs::write(&file, "[database]\nurl = \"mysql://db\"\n").unwrap();
-    let output = Command::new(BINARY).args(["config", "check", "--config"]).arg(&file).output().unwrap();
+    let output = Command::new(BINARY)
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
 
@@ -93,7 +122,10 @@ fn config_check_names_the_key_and_the_reason() {
 
 #[test]
 fn serve_refuses_to_start_on_a_bad_value() {
-    let output = Command::new(BINARY).args(["serve", "--log-format", "xml"]).output().unwrap();
+    let output = Command::new(BINARY)
+        .args(["serve", "--log-format", "xml"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("log.format"));
 }
@@ -107,7 +139,10 @@ async fn serve_runs_on_the_embedded_default_and_stops_cleanly_on_sigterm() {
     server.signal("-TERM");
 
     assert!(server.wait().success(), "SIGTERM must end with exit code 0");
-    assert!(dir.path().join("data/incidents.db").exists(), "the default store is ./data/incidents.db");
+    assert!(
+        dir.path().join("data/incidents.db").exists(),
+        "the default store is ./data/incidents.db"
+    );
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ impl StoreError {
 }
 
 /// What one event did, in the order the events came.
+// Outcomes live for one request and are moved, not copied: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
     /// A new incident was opened.

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle;
 use lim_domain::{
-    Action, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest, TimelineEntry, TimelineKind,
-    Transition, UnknownValue,
+    Action, Category, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest, Severity, Source, State,
+    TimelineEntry, TimelineKind, Transition, UnknownValue,
 };
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -29,8 +29,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x4c49_4d5f_4d49_4752;
 /// Waiting longer for a connection only delays the 503 a caller gets from a dead database.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A batch that collides with concurrent batches (deadlock, a racing insert) is retried
-/// this many times in total before the error is reported.
+/// Lock ordering and the upsert leave no known conflict between batches; should one
+/// still lose a race (deadlock, unique violation), it is run again, up to this many times.
 const MAX_INGEST_ATTEMPTS: u32 = 5;
 
 /// The incident columns in `Incident` order; labels come back as text because JSONB
@@ -43,6 +43,12 @@ macro_rules! incident_columns {
     };
 }
 
+macro_rules! select_incidents {
+    ($condition:literal) => {
+        concat!("SELECT ", incident_columns!(), " FROM incidents ", $condition)
+    };
+}
+
 macro_rules! insert_incident {
     () => {
         "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, labels, \
@@ -51,6 +57,26 @@ macro_rules! insert_incident {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     };
 }
+
+const INSERT_INCIDENT: &str = insert_incident!();
+/// The database decides dedup: the insert loses to the open incident with the same fingerprint.
+const UPSERT_INCIDENT: &str = concat!(
+    insert_incident!(),
+    " ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
+     occurrence_count = incidents.occurrence_count + 1, \
+     last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
+     updated_at = EXCLUDED.updated_at \
+     RETURNING ",
+    incident_columns!()
+);
+const SELECT_INCIDENTS: &str = select_incidents!("WHERE TRUE");
+const SELECT_BY_ID: &str = select_incidents!("WHERE id = $1");
+const LOCK_BY_ID: &str = select_incidents!("WHERE id = $1 FOR UPDATE");
+const LOCK_OPEN_BY_FINGERPRINT: &str = select_incidents!("WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE");
+const SELECT_TIMELINE: &str =
+    "SELECT incident_id, at, kind, actor, message FROM timeline WHERE incident_id = $1 ORDER BY seq";
+const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count FROM incidents \
+                          WHERE state <> 'RESOLVED' GROUP BY severity, source, category";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -71,63 +97,33 @@ impl PostgresStore {
             .connect_with(connect_options)
             .await
             .map_err(|error| StoreError::Unavailable(format!("cannot connect to PostgreSQL at {endpoint}: {error}")))?;
-        let store = PostgresStore {
+        let timer = QueryTimer::start(&options.observer, operation::MIGRATE);
+        migrate(&pool).await?;
+        drop(timer);
+        Ok(PostgresStore {
             pool,
             max_connections: options.max_connections,
             observer: options.observer,
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let _timer = QueryTimer::start(&self.observer, operation::MIGRATE);
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // Held until commit: a replica that starts meanwhile waits, then finds nothing to do.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK_KEY)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version    INTEGER PRIMARY KEY,
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-            )",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        for &(version, sql) in MIGRATIONS {
-            if applied.contains(&version) {
-                continue;
-            }
-            sqlx::raw_sql(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(|error| StoreError::Internal(format!("migration {version} failed: {error}")))?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-                .bind(version)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        }
-        tx.commit().await.map_err(store_error)
+        })
     }
 
     async fn ingest_once(&self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, sqlx::Error> {
+        // Ids in event order, so incidents opened by one batch list in the order they came.
+        let new_ids: Vec<IncidentId> = events.iter().map(|_| IncidentId::generate()).collect();
+        // Every batch locks rows fingerprint by fingerprint in one global order, so batches
+        // sharing fingerprints wait for each other instead of deadlocking. The sort is
+        // stable: the events of one fingerprint, the only ones that depend on each other,
+        // keep their order.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| events[a].fingerprint.cmp(&events[b].fingerprint));
+        let mut outcomes = vec![IngestOutcome::Ignored; events.len()];
         let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let outcome = match event.status {
-                EventStatus::Firing => open_or_attach(&mut *tx, event, now).await?,
-                EventStatus::Resolved => resolve_open(&mut *tx, event, now).await?,
+        for index in order {
+            let event = &events[index];
+            outcomes[index] = match event.status {
+                EventStatus::Firing => open_or_attach(&mut tx, new_ids[index], event, now).await?,
+                EventStatus::Resolved => resolve_open(&mut tx, event, now).await?,
             };
-            outcomes.push(outcome);
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -142,22 +138,18 @@ impl Store for PostgresStore {
         loop {
             match self.ingest_once(&events, now).await {
                 Err(error) if is_concurrent_conflict(&error) && attempt < MAX_INGEST_ATTEMPTS => attempt += 1,
-                result => return result.map_err(store_error),
+                result => return Ok(result?),
             }
         }
     }
 
     async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::CREATE_INCIDENT);
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        bind_incident(sqlx::query(insert_incident!()), &incident)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        insert_entry(&mut *tx, &lifecycle::created_entry(&incident))
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        let mut tx = self.pool.begin().await?;
+        let insert = bind_incident(sqlx::query(INSERT_INCIDENT), &incident);
+        insert.execute(&mut *tx).await?;
+        insert_entry(&mut tx, &lifecycle::created_entry(&incident)).await?;
+        Ok(tx.commit().await?)
     }
 
     async fn transition(
@@ -168,126 +160,76 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::TRANSITION);
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            incident_columns!(),
-            " FROM incidents WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .ok_or(StoreError::NotFound(id))?;
-        let incident = row_to_incident(&row).map_err(store_error)?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(LOCK_BY_ID).bind(id.0).fetch_optional(&mut *tx).await?;
+        let incident = row
+            .as_ref()
+            .map(row_to_incident)
+            .transpose()?
+            .ok_or(StoreError::NotFound(id))?;
         // An illegal action returns here; dropping the transaction rolls it back untouched.
         let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-        update_lifecycle(&mut *tx, &transition.after)
-            .await
-            .map_err(store_error)?;
-        insert_entry(&mut *tx, &transition.entry).await.map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
+        write_transition(&mut tx, &transition).await?;
+        tx.commit().await?;
         Ok(transition)
     }
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::ADD_COMMENT);
-        match insert_entry(&mut *self.pool.acquire().await.map_err(store_error)?, &entry).await {
+        let mut connection = self.pool.acquire().await?;
+        match insert_entry(&mut connection, &entry).await {
             Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
                 Err(StoreError::NotFound(entry.incident_id))
             }
-            result => result.map_err(store_error),
+            result => Ok(result?),
         }
     }
 
     async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::GET_INCIDENT);
-        let row = sqlx::query(concat!("SELECT ", incident_columns!(), " FROM incidents WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.as_ref().map(row_to_incident).transpose().map_err(store_error)
+        let row = sqlx::query(SELECT_BY_ID).bind(id.0).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(row_to_incident).transpose()?)
     }
 
     async fn list_incidents(&self, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::LIST_INCIDENTS);
-        let mut query =
-            QueryBuilder::<Postgres>::new(concat!("SELECT ", incident_columns!(), " FROM incidents WHERE TRUE"));
-        push_any_of(&mut query, "state", filter.states.iter().map(|state| state.as_str()));
-        push_any_of(
-            &mut query,
-            "severity",
-            filter.severities.iter().map(|severity| severity.as_str()),
-        );
-        push_any_of(
-            &mut query,
-            "source",
-            filter.sources.iter().map(|source| source.as_str()),
-        );
-        push_any_of(
-            &mut query,
-            "category",
-            filter.categories.iter().map(|category| category.as_str()),
-        );
+        let mut query = QueryBuilder::<Postgres>::new(SELECT_INCIDENTS);
+        push_any_of(&mut query, "state", &filter.states, State::as_str);
+        push_any_of(&mut query, "severity", &filter.severities, Severity::as_str);
+        push_any_of(&mut query, "source", &filter.sources, Source::as_str);
+        push_any_of(&mut query, "category", &filter.categories, Category::as_str);
         if let Some(before) = page.before {
             query.push(" AND id < ").push_bind(before.0);
         }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit));
-        let rows = query.build().fetch_all(&self.pool).await.map_err(store_error)?;
-        rows.iter()
-            .map(row_to_incident)
-            .collect::<Result<_, _>>()
-            .map_err(store_error)
+        let rows = query.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_incident).collect::<Result<_, _>>()?)
     }
 
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::TIMELINE);
-        let rows = sqlx::query(
-            "SELECT incident_id, at, kind, actor, message FROM timeline WHERE incident_id = $1 ORDER BY seq",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let rows = sqlx::query(SELECT_TIMELINE).bind(id.0).fetch_all(&self.pool).await?;
         // Every stored incident has its `created` entry, so only an empty answer needs the check.
-        if rows.is_empty() && !incident_exists(&self.pool, id).await.map_err(store_error)? {
-            return Err(StoreError::NotFound(id));
+        if rows.is_empty() {
+            let known = sqlx::query("SELECT 1 FROM incidents WHERE id = $1").bind(id.0);
+            if known.fetch_optional(&self.pool).await?.is_none() {
+                return Err(StoreError::NotFound(id));
+            }
         }
-        rows.iter()
-            .map(row_to_entry)
-            .collect::<Result<_, _>>()
-            .map_err(store_error)
+        Ok(rows.iter().map(row_to_entry).collect::<Result<_, _>>()?)
     }
 
     async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::COUNT_OPEN);
-        let rows = sqlx::query(
-            "SELECT severity, source, category, COUNT(*) AS count FROM incidents \
-             WHERE state <> 'RESOLVED' GROUP BY severity, source, category",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let mut counts = rows
-            .iter()
-            .map(|row| {
-                Ok(OpenCount {
-                    severity: parse_column(row, "severity")?,
-                    source: parse_column(row, "source")?,
-                    category: parse_column(row, "category")?,
-                    count: row.try_get("count")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(store_error)?;
+        let rows = sqlx::query(COUNT_OPEN).fetch_all(&self.pool).await?;
+        let mut counts = rows.iter().map(row_to_open_count).collect::<Result<Vec<_>, _>>()?;
         counts.sort();
         Ok(counts)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::PING);
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -306,24 +248,45 @@ impl Store for PostgresStore {
     }
 }
 
+/// Applies the migrations this database lacks, once however many replicas start together.
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // Held until commit: a replica that starts meanwhile waits, then finds nothing to do.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?;
+    for &(version, sql) in MIGRATIONS.iter().filter(|(version, _)| !applied.contains(version)) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
 /// Opens an incident for a firing event, or counts it on the open one: the unique index
 /// on open fingerprints decides, so concurrent replicas can never open two.
 async fn open_or_attach(
     tx: &mut PgConnection,
+    new_id: IncidentId,
     event: &Event,
     now: DateTime<Utc>,
 ) -> Result<IngestOutcome, sqlx::Error> {
-    let candidate = Incident::open(IncidentId::generate(), event, now);
-    let upsert = concat!(
-        insert_incident!(),
-        " ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
-         occurrence_count = incidents.occurrence_count + 1, \
-         last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
-         updated_at = EXCLUDED.updated_at \
-         RETURNING ",
-        incident_columns!()
-    );
-    let row = bind_incident(sqlx::query(upsert), &candidate)
+    let candidate = Incident::open(new_id, event, now);
+    let row = bind_incident(sqlx::query(UPSERT_INCIDENT), &candidate)
         .fetch_one(&mut *tx)
         .await?;
     let stored = row_to_incident(&row)?;
@@ -331,14 +294,7 @@ async fn open_or_attach(
         insert_entry(tx, &lifecycle::created_entry(&stored)).await?;
         return Ok(IngestOutcome::Created(stored));
     }
-    // The same entry `lifecycle::attach` writes.
-    let entry = TimelineEntry::new(
-        stored.id,
-        now,
-        TimelineKind::EventAttached,
-        event.source.as_str(),
-        format!("occurrence {} of `{}`", stored.occurrence_count, event.title),
-    );
+    let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
     insert_entry(tx, &entry).await?;
     Ok(IngestOutcome::Deduplicated {
         incident_id: stored.id,
@@ -349,14 +305,10 @@ async fn open_or_attach(
 
 /// Resolves the open incident with the event's fingerprint, if there is one.
 async fn resolve_open(tx: &mut PgConnection, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, sqlx::Error> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        incident_columns!(),
-        " FROM incidents WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE"
-    ))
-    .bind(&event.fingerprint)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = sqlx::query(LOCK_OPEN_BY_FINGERPRINT)
+        .bind(&event.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else {
         return Ok(IngestOutcome::Ignored);
     };
@@ -364,13 +316,13 @@ async fn resolve_open(tx: &mut PgConnection, event: &Event, now: DateTime<Utc>) 
     // Every open state may be resolved, so a refusal means the row itself is wrong.
     let transition = lifecycle::resolve_by_event(&incident, event, now)
         .map_err(|error| sqlx::Error::Decode(format!("incident {}: {error}", incident.id).into()))?;
-    update_lifecycle(tx, &transition.after).await?;
-    insert_entry(tx, &transition.entry).await?;
+    write_transition(tx, &transition).await?;
     Ok(IngestOutcome::Resolved(transition))
 }
 
-/// Writes the columns the state machine changes.
-async fn update_lifecycle(tx: &mut PgConnection, incident: &Incident) -> Result<(), sqlx::Error> {
+/// Writes the columns the state machine changes and appends the transition's entry.
+async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Result<(), sqlx::Error> {
+    let incident = &transition.after;
     sqlx::query(
         "UPDATE incidents SET state = $2, assignee = $3, team = $4, updated_at = $5, \
          acknowledged_at = $6, resolved_at = $7, resolution_note = $8 WHERE id = $1",
@@ -383,9 +335,9 @@ async fn update_lifecycle(tx: &mut PgConnection, incident: &Incident) -> Result<
     .bind(incident.acknowledged_at)
     .bind(incident.resolved_at)
     .bind(&incident.resolution_note)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    insert_entry(tx, &transition.entry).await
 }
 
 async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<(), sqlx::Error> {
@@ -398,13 +350,6 @@ async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<()
         .execute(tx)
         .await?;
     Ok(())
-}
-
-async fn incident_exists(pool: &PgPool, id: IncidentId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM incidents WHERE id = $1)")
-        .bind(id.0)
-        .fetch_one(pool)
-        .await
 }
 
 /// Binds the nineteen parameters of `insert_incident!()`.
@@ -432,20 +377,16 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
 }
 
 fn labels_json(incident: &Incident) -> String {
-    let object = incident
-        .labels
-        .iter()
-        .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
-        .collect();
-    serde_json::Value::Object(object).to_string()
+    let labels = incident.labels.iter().map(|(key, value)| (key.clone(), value.clone()));
+    labels.collect::<serde_json::Value>().to_string()
 }
 
 /// Adds `AND column = ANY($n)` unless `values` is empty (an empty filter means "any").
-fn push_any_of<'a>(query: &mut QueryBuilder<Postgres>, column: &str, values: impl Iterator<Item = &'a str>) {
-    let values: Vec<&str> = values.collect();
+fn push_any_of<T: Copy>(query: &mut QueryBuilder<Postgres>, column: &str, values: &[T], as_str: fn(T) -> &'static str) {
     if values.is_empty() {
         return;
     }
+    let values: Vec<&str> = values.iter().map(|value| as_str(*value)).collect();
     query
         .push(format_args!(" AND {column} = ANY("))
         .push_bind(values)
@@ -475,6 +416,15 @@ fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
         acknowledged_at: row.try_get("acknowledged_at")?,
         resolved_at: row.try_get("resolved_at")?,
         resolution_note: row.try_get("resolution_note")?,
+    })
+}
+
+fn row_to_open_count(row: &PgRow) -> Result<OpenCount, sqlx::Error> {
+    Ok(OpenCount {
+        severity: parse_column(row, "severity")?,
+        source: parse_column(row, "source")?,
+        category: parse_column(row, "category")?,
+        count: row.try_get("count")?,
     })
 }
 
@@ -512,25 +462,27 @@ fn is_concurrent_conflict(error: &sqlx::Error) -> bool {
     matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
 }
 
-/// Connection trouble is `Unavailable` (the caller may retry); everything else is `Internal`,
-/// a corrupt row included.
-fn store_error(error: sqlx::Error) -> StoreError {
-    let unavailable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => true,
-        // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention).
-        sqlx::Error::Database(database) => database
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("53") || code.starts_with("57")),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(error.to_string())
-    } else {
-        StoreError::Internal(error.to_string())
+/// How a PostgreSQL failure reaches callers: connection trouble is `Unavailable` (they may
+/// retry); everything else is `Internal`, a corrupt row included.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::BeginFailed => true,
+            // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention).
+            sqlx::Error::Database(database) => database
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("53") || code.starts_with("57")),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Internal(error.to_string())
+        }
     }
 }

@@ -338,7 +338,9 @@ fn commit_group(connection: &mut Connection, group: Vec<WriteJob>) {
     let ran: Vec<Ran> = group.into_iter().map(|job| job(Ok(&transaction))).collect();
     let group_error = if ran.iter().any(|ran| ran.poisoned) {
         let _ = transaction.rollback();
-        Some(StoreError::Internal("a database error rolled back this group of writes".into()))
+        Some(StoreError::Internal(
+            "a database error rolled back this group of writes".into(),
+        ))
     } else {
         transaction.commit().err().map(internal)
     };
@@ -368,9 +370,7 @@ fn ingest_one(connection: &Connection, event: &Event, now: DateTime<Utc>) -> Res
 fn upsert_firing(connection: &Connection, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
     let incident = Incident::open(IncidentId::generate(), event, now);
     let labels = serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
-    let mut statement = connection
-        .prepare_cached(UPSERT_FIRING)
-        .map_err(internal)?;
+    let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
     let (id, occurrence_count): (String, i64) = statement
         .query_row(
             params![
@@ -395,9 +395,18 @@ fn upsert_firing(connection: &Connection, event: &Event, now: DateTime<Utc>) -> 
         insert_entry(connection, &lifecycle::created_entry(&incident))?;
         return Ok(IngestOutcome::Created(incident));
     }
-    let incident_id = id.parse().map_err(|_| StoreError::Internal(format!("stored incident id `{id}` is not valid")))?;
-    insert_entry(connection, &lifecycle::attached_entry(incident_id, occurrence_count, event, now))?;
-    Ok(IngestOutcome::Deduplicated { incident_id, occurrence_count, source: event.source })
+    let incident_id = id
+        .parse()
+        .map_err(|_| StoreError::Internal(format!("stored incident id `{id}` is not valid")))?;
+    insert_entry(
+        connection,
+        &lifecycle::attached_entry(incident_id, occurrence_count, event, now),
+    )?;
+    Ok(IngestOutcome::Deduplicated {
+        incident_id,
+        occurrence_count,
+        source: event.source,
+    })
 }
 
 const UPSERT_FIRING: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use lim_domain::{Category, ErrorKind, RawEvent, Severity, Source};
+use lim_domain::{Category, ErrorKind, FieldError, RawEvent, Severity, Source};
 use serde::Deserialize;
 
 use super::error::{ApiError, JsonBody};
 use super::events::{BatchResult, EventResult};
-use crate::incidents::IncidentManager;
+use crate::incidents::{CoreError, IncidentManager};
 
 /// The webhook body Alertmanager sends (fields this service does not use are ignored).
 #[derive(Debug, Deserialize)]
@@ -103,9 +103,13 @@ pub async fn receive_webhook(
         return Ok(Json(BatchResult { results: Vec::new() }));
     }
     let events = payload.alerts.into_iter().map(Alert::into_event).collect();
-    let outcomes = manager.ingest(events).await.map_err(|error| {
-        let message = error.to_string().replacen('[', "alerts[", 1);
-        ApiError::new(error.kind(), message)
+    let outcomes = manager.ingest(events).await.map_err(|error| match error {
+        // Name the alert the way the payload does: `alerts[3].title`.
+        CoreError::Invalid(field_error) => ApiError::from(FieldError {
+            field: format!("alerts{}", field_error.field),
+            ..field_error
+        }),
+        other => ApiError::from(other),
     })?;
     Ok(Json(BatchResult {
         results: outcomes.iter().map(EventResult::from).collect(),

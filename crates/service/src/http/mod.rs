@@ -8,12 +8,16 @@ pub mod incidents;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::BoxError;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use lim_domain::ErrorKind;
+use tower::ServiceBuilder;
+use tower::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 
 use self::error::ApiError;
@@ -75,11 +79,22 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(manager)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        // A request stuck behind a stalled store answers 503 rather than piling up.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timed_out))
+                .layer(TimeoutLayer::new(options.request_timeout)),
+        )
+        // Outermost, so it also counts the 503 of a timed-out request.
         .layer(middleware::from_fn_with_state(metrics, track_http))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            options.request_timeout,
-        ))
+}
+
+async fn timed_out(error: BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return ApiError::new(ErrorKind::Unavailable, "the request took too long; retry later");
+    }
+    tracing::error!(%error, "request failed in a middleware");
+    ApiError::new(ErrorKind::Internal, "internal error; the cause is in the service log")
 }
 
 /// The process is up.

@@ -16,7 +16,6 @@ pub struct TestApp {
     pub metrics_address: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
-    pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -111,7 +110,6 @@ impl TestApp {
             metrics_address,
             client: reqwest::Client::new(),
             clock,
-            database_url: database.url(),
             shutdown: Some(shutdown),
             server: Some(server),
         }
