@@ -158,8 +158,17 @@ impl Drop for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
+        // Everything that needs no database is done here, on the async threads, so the
+        // one writer thread only runs statements.
+        let events = events
+            .into_iter()
+            .map(|event| PreparedEvent::new(event, now))
+            .collect::<Result<Vec<_>, _>>()?;
         self.write(operation::INGEST, move |connection| {
-            events.iter().map(|event| ingest_one(connection, event, now)).collect()
+            events
+                .into_iter()
+                .map(|event| ingest_one(connection, event, now))
+                .collect()
         })
         .await
     }
@@ -349,32 +358,77 @@ fn commit_group(connection: &mut Connection, group: Vec<WriteJob>) {
     }
 }
 
-fn ingest_one(connection: &Connection, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
-    match event.status {
-        EventStatus::Firing => upsert_firing(connection, event, now),
-        EventStatus::Resolved => {
-            let open = select_open_by_fingerprint(connection, &event.fingerprint)?;
-            let Some(incident) = open else {
-                return Ok(IngestOutcome::Ignored);
-            };
-            let transition = lifecycle::resolve_by_event(&incident, event, now)?;
-            update_incident(connection, &transition.after)?;
-            insert_entry(connection, &transition.entry)?;
-            Ok(IngestOutcome::Resolved(transition))
+/// An event with the incident it would open, its id, labels and first entry ready.
+struct PreparedEvent {
+    event: Event,
+    opens: Option<NewIncident>,
+}
+
+struct NewIncident {
+    incident: Incident,
+    id: String,
+    labels: String,
+    created: TimelineEntry,
+}
+
+impl PreparedEvent {
+    fn new(event: Event, now: DateTime<Utc>) -> Result<Self, StoreError> {
+        if event.status == EventStatus::Resolved {
+            return Ok(PreparedEvent { event, opens: None });
         }
+        let incident = Incident::open(IncidentId::generate(), &event, now);
+        let labels =
+            serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+        let opens = NewIncident {
+            id: incident.id.to_string(),
+            created: lifecycle::created_entry(&incident),
+            incident,
+            labels,
+        };
+        Ok(PreparedEvent {
+            event,
+            opens: Some(opens),
+        })
     }
+}
+
+fn ingest_one(
+    connection: &Connection,
+    prepared: PreparedEvent,
+    now: DateTime<Utc>,
+) -> Result<IngestOutcome, StoreError> {
+    let PreparedEvent { event, opens } = prepared;
+    if let Some(opens) = opens {
+        return upsert_firing(connection, opens, &event, now);
+    }
+    let Some(incident) = select_open_by_fingerprint(connection, &event.fingerprint)? else {
+        return Ok(IngestOutcome::Ignored);
+    };
+    let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
+    update_incident(connection, &transition.after)?;
+    insert_entry(connection, &transition.entry)?;
+    Ok(IngestOutcome::Resolved(transition))
 }
 
 /// Opens an incident, or counts the event on the open one with its fingerprint: the
 /// unique index on open fingerprints decides, in one statement.
-fn upsert_firing(connection: &Connection, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
-    let incident = Incident::open(IncidentId::generate(), event, now);
-    let labels = serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+fn upsert_firing(
+    connection: &Connection,
+    opens: NewIncident,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Result<IngestOutcome, StoreError> {
+    let NewIncident {
+        incident,
+        id,
+        labels,
+        created,
+    } = opens;
     let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
-    let (id, occurrence_count): (String, i64) = statement
+    let (stored_id, occurrence_count): (String, i64) = statement
         .query_row(
             params![
-                incident.id.to_string(),
+                id,
                 incident.title,
                 incident.description,
                 incident.severity.as_str(),
@@ -391,17 +445,15 @@ fn upsert_firing(connection: &Connection, event: &Event, now: DateTime<Utc>) -> 
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .map_err(internal)?;
-    if id == incident.id.to_string() {
-        insert_entry(connection, &lifecycle::created_entry(&incident))?;
+    if stored_id == id {
+        insert_entry_for(connection, &id, &created)?;
         return Ok(IngestOutcome::Created(incident));
     }
-    let incident_id = id
+    let incident_id = stored_id
         .parse()
-        .map_err(|_| StoreError::Internal(format!("stored incident id `{id}` is not valid")))?;
-    insert_entry(
-        connection,
-        &lifecycle::attached_entry(incident_id, occurrence_count, event, now),
-    )?;
+        .map_err(|_| StoreError::Internal(format!("stored incident id `{stored_id}` is not valid")))?;
+    let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
+    insert_entry_for(connection, &stored_id, &entry)?;
     Ok(IngestOutcome::Deduplicated {
         incident_id,
         occurrence_count,
@@ -481,12 +533,17 @@ fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), S
 }
 
 fn insert_entry(connection: &Connection, entry: &TimelineEntry) -> Result<(), StoreError> {
+    insert_entry_for(connection, &entry.incident_id.to_string(), entry)
+}
+
+/// Appends `entry` to the incident whose id is already written out as `incident_id`.
+fn insert_entry_for(connection: &Connection, incident_id: &str, entry: &TimelineEntry) -> Result<(), StoreError> {
     let mut statement = connection
         .prepare_cached("INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(internal)?;
     statement
         .execute(params![
-            entry.incident_id.to_string(),
+            incident_id,
             entry.at.timestamp_micros(),
             entry.kind.as_str(),
             entry.actor,
