@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use llm_incident_manager::app::{self, Application};
+use llm_incident_manager::client::{self, EventCommand, IncidentCommand, ServerArgs};
 use llm_incident_manager::clock::SystemClock;
 use llm_incident_manager::config::{Overrides, Settings};
 use llm_incident_manager::telemetry;
@@ -29,6 +30,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Send events to a running server.
+    Events {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: EventCommand,
+    },
+    /// List, show, assign, acknowledge and resolve incidents on a running server.
+    Incidents {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -37,14 +52,26 @@ enum ConfigCommand {
     Check(Overrides),
 }
 
+/// What a server-side command does once its configuration is valid.
+enum ServiceTask {
+    CheckConfig,
+    Migrate,
+    Serve,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let overrides = match &cli.command {
-        Command::Serve(overrides) | Command::Migrate(overrides) => overrides,
+    match Cli::parse().command {
+        Command::Serve(overrides) => run_service(ServiceTask::Serve, &overrides),
+        Command::Migrate(overrides) => run_service(ServiceTask::Migrate, &overrides),
         Command::Config {
             command: ConfigCommand::Check(overrides),
-        } => overrides,
-    };
+        } => run_service(ServiceTask::CheckConfig, &overrides),
+        Command::Events { server, command } => finish(block_on(client::run_event(&server, command))),
+        Command::Incidents { server, command } => finish(block_on(client::run_incident(&server, command))),
+    }
+}
+
+fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
     let settings = match Settings::load(overrides) {
         Ok(settings) => settings,
         Err(error) => {
@@ -52,10 +79,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Config { .. } => {
+    if !matches!(task, ServiceTask::CheckConfig) {
+        telemetry::init_logging(&settings.log);
+    }
+    finish(block_on(async {
+        match task {
+            ServiceTask::CheckConfig => {
                 println!(
                     "configuration is valid: http {}, grpc {}, metrics {}, database {}",
                     settings.http.addr,
@@ -65,8 +94,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Migrate(_) => {
-                telemetry::init_logging(&settings.log);
+            ServiceTask::Migrate => {
                 let options = lim_store::StoreOptions {
                     max_connections: 1,
                     observer: None,
@@ -75,13 +103,21 @@ fn main() -> ExitCode {
                 println!("database at {} is migrated", app::redact(&settings.database.url));
                 Ok(())
             }
-            Command::Serve(_) => {
-                telemetry::init_logging(&settings.log);
+            ServiceTask::Serve => {
                 let application = Application::build(&settings, Arc::new(SystemClock)).await?;
                 application.run_until_stopped(app::shutdown_signal()).await
             }
         }
-    });
+    }))
+}
+
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Runtime::new()
+        .expect("cannot start the tokio runtime")
+        .block_on(work)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

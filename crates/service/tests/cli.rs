@@ -161,3 +161,64 @@ async fn no_acknowledged_event_is_lost_to_kill_9() {
     server.signal("-TERM");
     assert!(server.wait().success());
 }
+
+fn client(server: &Server, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(BINARY)
+        .args(args)
+        .args(["--server", &server.base])
+        .output()
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the client prints JSON")
+}
+
+#[tokio::test]
+async fn the_client_commands_work_an_incident_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+
+    let sent = client(
+        &server,
+        &[
+            "events",
+            "send",
+            "--source",
+            "shield",
+            "--title",
+            "Jailbreak attempts",
+            "--severity",
+            "critical",
+        ],
+    );
+    assert_eq!(sent["outcome"], "created");
+    let id = sent["incident_id"].as_str().unwrap().to_owned();
+    let listed = client(&server, &["incidents", "list", "--state", "NEW", "--severity", "P0"]);
+    assert_eq!(listed["incidents"][0]["id"], id.as_str());
+    assert_eq!(
+        client(&server, &["incidents", "assign", &id, "--assignee", "ana"])["state"],
+        "ASSIGNED"
+    );
+    assert_eq!(
+        client(&server, &["incidents", "ack", &id, "--actor", "ana"])["state"],
+        "ACKNOWLEDGED"
+    );
+    assert_eq!(
+        client(&server, &["incidents", "resolve", &id, "--note", "blocked"])["state"],
+        "RESOLVED"
+    );
+    let shown = client(&server, &["incidents", "show", &id]);
+    assert_eq!(shown["timeline"].as_array().unwrap().len(), 4);
+
+    let refused = Command::new(BINARY)
+        .args(["incidents", "ack", &id, "--server", &server.base])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("409 Conflict: cannot acknowledge"));
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
