@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::process::ProcessCollector;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// HTTP: 1 ms to 10 s.
@@ -210,6 +212,7 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Version of the running binary (always 1)", build_info);
+        registry.register_collector(Box::new(ProcessCollector::new()));
 
         Metrics {
             registry,

@@ -1,9 +1,10 @@
-//! Metrics and logs: the registry and its named events, the HTTP middleware and the
-//! `/metrics` listener.
+//! Metrics and logs: the registry and its named events, the HTTP middleware, the
+//! process collector and the `/metrics` listener.
 
 pub mod exporter;
 pub mod metrics;
 pub mod middleware;
+pub mod process;
 
 pub use metrics::Metrics;
 

@@ -6,4 +6,5 @@ mod concurrency;
 mod events;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod restart;
