@@ -23,11 +23,15 @@ run() {
   echo "== $name: wrk -t2 -c$conns -d${duration}s -s bench/$script"
   wrk -t2 -c"$conns" -d"${duration}s" --latency -s "bench/$script" "http://127.0.0.1:$port"
   local stored
-  stored=$(curl -fs "http://127.0.0.1:$mport/metrics" | awk '/^incidents_total\{/ {sum += $2} END {print sum}')
-  echo "incidents stored (incidents_total): $stored"
+  curl -fs "http://127.0.0.1:$mport/metrics" | awk '
+    /^incidents_total\{/ {created += $2}
+    /^incidents_deduplicated_total\{/ {deduplicated += $2}
+    END {printf "stored: %d incidents opened, %d events deduplicated\n", created, deduplicated}'
+  
   kill -TERM "$pid"; wait "$pid" || true
   rm -rf "$dir"
 }
 
 run "single events" single.lua "$connections"
 run "batches of 100 events" batch.lua 16
+run "batches of 100 events, 1,000 recurring fingerprints" batch_dedup.lua 16
