@@ -2,19 +2,29 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, required_text};
+use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, parse_optional, required_text};
 use crate::incident::{Incident, IncidentId, TimelineEntry, TimelineKind};
-use crate::vocabulary::{EventStatus, State};
+use crate::vocabulary::{Category, EventStatus, Severity, State};
 
 pub const MAX_NOTE_CHARS: usize = 4096;
 
 /// A person's (or a system's) request to move an incident along.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Assign { assignee: String, team: Option<String> },
+    Assign {
+        assignee: String,
+        team: Option<String>,
+    },
     Acknowledge,
     Start,
-    Resolve { note: Option<String> },
+    Resolve {
+        note: Option<String>,
+    },
+    /// Change severity and/or category of an open incident (a person, or the classifier).
+    Reclassify {
+        severity: Option<Severity>,
+        category: Option<Category>,
+    },
 }
 
 impl Action {
@@ -34,21 +44,34 @@ impl Action {
         })
     }
 
+    /// A reclassification; at least one of the two must be given.
+    pub fn reclassify(severity: Option<String>, category: Option<String>) -> Result<Self, FieldError> {
+        let severity = parse_optional(severity, "severity")?;
+        let category = parse_optional(category, "category")?;
+        if severity.is_none() && category.is_none() {
+            return Err(FieldError::new("severity", "give a severity, a category or both"));
+        }
+        Ok(Action::Reclassify { severity, category })
+    }
+
     pub const fn name(&self) -> &'static str {
         match self {
             Action::Assign { .. } => "assign",
             Action::Acknowledge => "acknowledge",
             Action::Start => "start",
             Action::Resolve { .. } => "resolve",
+            Action::Reclassify { .. } => "reclassify",
         }
     }
 
-    const fn target(&self) -> State {
+    /// The state the action leads to from `from`.
+    const fn target(&self, from: State) -> State {
         match self {
             Action::Assign { .. } => State::Assigned,
             Action::Acknowledge => State::Acknowledged,
             Action::Start => State::InProgress,
             Action::Resolve { .. } => State::Resolved,
+            Action::Reclassify { .. } => from,
         }
     }
 }
@@ -100,8 +123,13 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Result<Transition, IllegalTransition> {
     let from = incident.state;
-    let to = action.target();
-    if !transition_allowed(from, to) {
+    let to = action.target(from);
+    let allowed = match action {
+        // Reclassifying leaves the state alone; a closed incident keeps its record.
+        Action::Reclassify { .. } => from.is_open(),
+        _ => transition_allowed(from, to),
+    };
+    if !allowed {
         return Err(IllegalTransition {
             action: action.name(),
             from,
@@ -137,6 +165,18 @@ pub fn apply(
                 None => format!("resolved by {actor}"),
             };
             (TimelineKind::Resolved, message)
+        }
+        Action::Reclassify { severity, category } => {
+            let mut changes = Vec::new();
+            if let Some(severity) = *severity {
+                changes.push(format!("severity {} → {severity}", incident.severity));
+                after.severity = severity;
+            }
+            if let Some(category) = *category {
+                changes.push(format!("category {} → {category}", incident.category));
+                after.category = category;
+            }
+            (TimelineKind::Classified, format!("{} by {actor}", changes.join(", ")))
         }
     };
     let entry = TimelineEntry::new(incident.id, now, kind, actor, message);
@@ -219,7 +259,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::vocabulary::{Category, Severity, Source};
+    use crate::vocabulary::Source;
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
@@ -314,6 +354,26 @@ mod tests {
         let again = apply(&handed, &Action::Acknowledge, "bo", at(9)).unwrap();
         assert!(!again.first_acknowledgement());
         assert_eq!(again.after.acknowledged_at, Some(at(5)));
+    }
+
+    #[test]
+    fn reclassifying_changes_severity_and_category_of_open_incidents_only() {
+        let open = incident_in(State::Acknowledged);
+        let action = Action::reclassify(Some("critical".into()), Some("security".into())).unwrap();
+        let change = apply(&open, &action, "ana", at(5)).unwrap();
+        assert_eq!(change.after.state, State::Acknowledged);
+        assert_eq!(
+            (change.after.severity, change.after.category),
+            (Severity::P0, Category::Security)
+        );
+        assert_eq!(change.entry.kind, TimelineKind::Classified);
+        assert_eq!(
+            change.entry.message,
+            "severity P1 → P0, category model_drift → security by ana"
+        );
+        assert!(apply(&incident_in(State::Resolved), &action, "ana", at(5)).is_err());
+        assert!(Action::reclassify(None, None).is_err());
+        assert!(Action::reclassify(Some("P7".into()), None).is_err());
     }
 
     #[test]

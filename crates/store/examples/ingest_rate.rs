@@ -14,7 +14,9 @@ async fn main() {
     let total: usize = args.next().map_or(300_000, |n| n.parse().unwrap());
     let concurrency: usize = args.next().map_or(16, |n| n.parse().unwrap());
     let distinct: usize = args.next().map_or(usize::MAX, |n| n.parse().unwrap());
-    let store = lim_store::connect(&url, lim_store::StoreOptions::default()).await.unwrap();
+    let store = lim_store::connect(&url, lim_store::StoreOptions::default())
+        .await
+        .unwrap();
     let started = Instant::now();
     let per_task = total / concurrency / 100;
     let tasks: Vec<_> = (0..concurrency)
@@ -32,7 +34,10 @@ async fn main() {
                                 severity: Severity::P2,
                                 category: Category::ModelDrift,
                                 labels: BTreeMap::from([("model".to_owned(), format!("m{}", n % 50))]),
-                                fingerprint: format!("{:032x}", (n as u128).wrapping_mul(0x9E3779B97F4A7C15F39CC0605CEDC835)),
+                                fingerprint: format!(
+                                    "{:032x}",
+                                    (n as u128).wrapping_mul(0x9E3779B97F4A7C15F39CC0605CEDC835)
+                                ),
                                 status: EventStatus::Firing,
                                 occurred_at: Utc::now(),
                             }
@@ -48,5 +53,8 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let events = per_task * concurrency * 100;
-    println!("{events} events in {elapsed:?}: {:.0} events/s", events as f64 / elapsed.as_secs_f64());
+    println!(
+        "{events} events in {elapsed:?}: {:.0} events/s",
+        events as f64 / elapsed.as_secs_f64()
+    );
 }

@@ -320,12 +320,12 @@ async fn resolve_open(tx: &mut PgConnection, event: &Event, now: DateTime<Utc>) 
     Ok(IngestOutcome::Resolved(transition))
 }
 
-/// Writes the columns the state machine changes and appends the transition's entry.
+/// Writes the columns an action changes and appends the action's entry.
 async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Result<(), sqlx::Error> {
     let incident = &transition.after;
     sqlx::query(
         "UPDATE incidents SET state = $2, assignee = $3, team = $4, updated_at = $5, \
-         acknowledged_at = $6, resolved_at = $7, resolution_note = $8 WHERE id = $1",
+         acknowledged_at = $6, resolved_at = $7, resolution_note = $8, severity = $9, category = $10 WHERE id = $1",
     )
     .bind(incident.id.0)
     .bind(incident.state.as_str())
@@ -335,6 +335,8 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     .bind(incident.acknowledged_at)
     .bind(incident.resolved_at)
     .bind(&incident.resolution_note)
+    .bind(incident.severity.as_str())
+    .bind(incident.category.as_str())
     .execute(&mut *tx)
     .await?;
     insert_entry(tx, &transition.entry).await

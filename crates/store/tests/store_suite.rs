@@ -53,6 +53,7 @@ store_tests!(
     a_resolved_event_with_nothing_open_is_ignored,
     a_manual_incident_is_stored_with_its_created_entry,
     the_full_lifecycle_is_recorded_in_order,
+    a_reclassification_is_stored_with_its_entry,
     an_illegal_transition_is_refused_and_changes_nothing,
     unknown_ids_are_not_found,
     comments_appear_in_the_timeline,
@@ -242,6 +243,30 @@ async fn a_manual_incident_is_stored_with_its_created_entry(db: TestDb) {
         store.timeline(incident.id).await.unwrap(),
         vec![lim_domain::lifecycle::created_entry(&incident)]
     );
+}
+
+async fn a_reclassification_is_stored_with_its_entry(db: TestDb) {
+    let store = db.connect().await;
+    let start = now();
+    let id = created_id(&store.ingest(vec![firing("fp", start)], start).await.unwrap()[0]);
+    let action = Action::reclassify(Some("P0".into()), Some("security".into())).unwrap();
+
+    let change = store.transition(id, action, "ana".into(), start).await.unwrap();
+
+    let stored = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(stored, change.after);
+    assert_eq!((stored.severity, stored.category), (Severity::P0, Category::Security));
+    let kinds: Vec<_> = store
+        .timeline(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|entry| entry.kind)
+        .collect();
+    assert_eq!(kinds, [TimelineKind::Created, TimelineKind::Classified]);
+    let open = store.count_open().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].severity, open[0].category), (Severity::P0, Category::Security));
 }
 
 async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {

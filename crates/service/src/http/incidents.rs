@@ -76,6 +76,14 @@ pub struct ResolveBody {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct ReclassifyBody {
+    /// P0..P4 (or critical/high/medium/low/info).
+    severity: Option<String>,
+    category: Option<String>,
+    actor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct CommentBody {
     author: Option<String>,
     body: Option<String>,
@@ -199,6 +207,19 @@ pub async fn resolve(
 ) -> Result<Json<Incident>, ApiError> {
     let action = Action::resolve(body.note)?;
     Ok(Json(manager.act(incident_id(&id)?, action, body.actor).await?))
+}
+
+/// Change the severity and/or category of an open incident.
+#[utoipa::path(post, path = "/v1/incidents/{id}/reclassify", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ReclassifyBody,
+    responses((status = 200, body = Incident), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn reclassify(
+    State(manager): Manager,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReclassifyBody>,
+) -> Result<Json<Incident>, ApiError> {
+    let id = incident_id(&id)?;
+    let action = Action::reclassify(body.severity, body.category)?;
+    Ok(Json(manager.act(id, action, body.actor).await?))
 }
 
 /// Add a comment to the timeline.

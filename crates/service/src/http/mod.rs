@@ -40,6 +40,7 @@ use crate::telemetry::middleware::track_http;
         incidents::acknowledge,
         incidents::start,
         incidents::resolve,
+        incidents::reclassify,
         incidents::add_comment,
         incidents::list_comments,
         incidents::timeline,
@@ -67,6 +68,7 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .route("/v1/incidents/{id}/acknowledge", post(incidents::acknowledge))
         .route("/v1/incidents/{id}/start", post(incidents::start))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/v1/incidents/{id}/reclassify", post(incidents::reclassify))
         .route(
             "/v1/incidents/{id}/comments",
             get(incidents::list_comments).post(incidents::add_comment),

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lim_domain::{Category, Incident, Severity, Source, State, Transition};
+use lim_domain::{Category, Incident, Severity, Source, State, TimelineKind, Transition};
 use lim_store::{OpenCount, PoolStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -270,6 +270,10 @@ impl Metrics {
 
     pub fn transitioned(&self, transition: &Transition) {
         let (before, after) = (&transition.before, &transition.after);
+        if transition.entry.kind == TimelineKind::Classified {
+            self.reclassified(before, after);
+            return;
+        }
         self.state_transitions
             .get_or_create(&TransitionLabels {
                 from_state: before.state.as_str(),
@@ -296,6 +300,17 @@ impl Metrics {
                 })
                 .observe(took);
         }
+    }
+
+    /// An open incident changed severity or category: it moves between `incidents_active` sets.
+    fn reclassified(&self, before: &Incident, after: &Incident) {
+        let (from, to) = (IncidentLabels::of(before), IncidentLabels::of(after));
+        if from == to || !after.state.is_open() {
+            return;
+        }
+        self.incidents_active.get_or_create(&from).dec();
+        self.incidents_active.get_or_create(&to).inc();
+        self.active_label_sets.lock().expect("metrics lock poisoned").insert(to);
     }
 
     /// Sets `incidents_active` to the store's counts; label sets no longer open drop to 0.

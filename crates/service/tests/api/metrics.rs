@@ -473,3 +473,42 @@ async fn wait_for(app: &TestApp, series: &str, expected: f64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_reclassified_incident_moves_between_incidents_active_label_sets() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let id = id_of(&app.send_event(event("looks like latency")).await);
+    app.send_event(event("real latency")).await;
+    let before = format!("incidents_active{{{SENTINEL_P1_PERFORMANCE}}}");
+    let after = r#"incidents_active{severity="P0",source="sentinel",category="security"}"#;
+    assert_eq!(app.metric(&before).await, Some(2.0));
+
+    act(
+        &app,
+        &id,
+        "reclassify",
+        json!({"severity": "P0", "category": "security", "actor": "ana"}),
+    )
+    .await;
+
+    let scrape = app.scrape().await;
+    assert_eq!(value(&scrape, &before), 1.0);
+    assert_eq!(value(&scrape, after), 1.0);
+    assert_eq!(open_count(&app, "&severity=P0&category=security").await, 1);
+    let transitions: f64 = scrape
+        .lines()
+        .filter(|line| line.starts_with("incident_state_transitions_total{"))
+        .map(|line| line.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(transitions, 0.0, "a reclassification is not a state transition");
+    assert_eq!(app.timeline_kinds(&id).await, ["created", "classified"]);
+
+    act(&app, &id, "resolve", json!({})).await;
+    let (status, body) = app
+        .post(&format!("/v1/incidents/{id}/reclassify"), json!({"severity": "P3"}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(app.metric(after).await, Some(0.0));
+    app.stop().await;
+}
