@@ -215,9 +215,16 @@ impl Store for SqliteStore {
     }
 
     async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
+        let new = NewIncident::new(incident)?;
         self.write(operation::CREATE_INCIDENT, move |connection| {
-            insert_incident(connection, &incident)?;
-            insert_entry(connection, &lifecycle::created_entry(&incident))
+            let (stored_id, _) = insert_or_count(connection, &new)?;
+            if stored_id != new.id {
+                return Err(StoreError::Internal(format!(
+                    "fingerprint `{}` is already open",
+                    new.incident.fingerprint
+                )));
+            }
+            insert_entry_for(connection, &new.id, &new.created)
         })
         .await
     }
@@ -415,20 +422,25 @@ struct NewIncident {
     created: TimelineEntry,
 }
 
+impl NewIncident {
+    fn new(incident: Incident) -> Result<Self, StoreError> {
+        let labels =
+            serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+        Ok(NewIncident {
+            id: incident.id.to_string(),
+            created: lifecycle::created_entry(&incident),
+            labels,
+            incident,
+        })
+    }
+}
+
 impl PreparedEvent {
     fn new(event: Event, now: DateTime<Utc>) -> Result<Self, StoreError> {
         if event.status == EventStatus::Resolved {
             return Ok(PreparedEvent { event, opens: None });
         }
-        let incident = Incident::open(IncidentId::generate(), &event, now);
-        let labels =
-            serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
-        let opens = NewIncident {
-            id: incident.id.to_string(),
-            created: lifecycle::created_entry(&incident),
-            incident,
-            labels,
-        };
+        let opens = NewIncident::new(Incident::open(IncidentId::generate(), &event, now))?;
         Ok(PreparedEvent {
             event,
             opens: Some(opens),
@@ -462,36 +474,10 @@ fn upsert_firing(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Result<IngestOutcome, StoreError> {
-    let NewIncident {
-        incident,
-        id,
-        labels,
-        created,
-    } = opens;
-    let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
-    let (stored_id, occurrence_count): (String, i64) = statement
-        .query_row(
-            params![
-                id,
-                incident.title,
-                incident.description,
-                incident.severity.as_str(),
-                incident.category.as_str(),
-                incident.source.as_str(),
-                incident.state.as_str(),
-                incident.fingerprint,
-                labels,
-                incident.occurrence_count,
-                incident.first_seen.timestamp_micros(),
-                incident.last_seen.timestamp_micros(),
-                incident.created_at.timestamp_micros(),
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .map_err(internal)?;
-    if stored_id == id {
-        insert_entry_for(connection, &id, &created)?;
-        return Ok(IngestOutcome::Created(incident));
+    let (stored_id, occurrence_count) = insert_or_count(connection, &opens)?;
+    if stored_id == opens.id {
+        insert_entry_for(connection, &opens.id, &opens.created)?;
+        return Ok(IngestOutcome::Created(opens.incident));
     }
     let incident_id = stored_id
         .parse()
@@ -505,6 +491,33 @@ fn upsert_firing(
     })
 }
 
+/// Inserts the new incident, or counts one more occurrence on the open incident with
+/// its fingerprint. Answers the stored id (the new one when inserted) and the count.
+fn insert_or_count(connection: &Connection, new: &NewIncident) -> Result<(String, i64), StoreError> {
+    let incident = &new.incident;
+    let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
+    statement
+        .query_row(
+            params![
+                new.id,
+                incident.title,
+                incident.description,
+                incident.severity.as_str(),
+                incident.category.as_str(),
+                incident.source.as_str(),
+                incident.state.as_str(),
+                incident.fingerprint,
+                new.labels,
+                incident.occurrence_count,
+                incident.first_seen.timestamp_micros(),
+                incident.last_seen.timestamp_micros(),
+                incident.created_at.timestamp_micros(),
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(internal)
+}
+
 const UPSERT_FIRING: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
@@ -516,40 +529,6 @@ const UPSERT_FIRING: &str = "INSERT INTO incidents (id, title, description, seve
 const INCIDENT_COLUMNS: &str = "id, title, description, severity, category, source, state, fingerprint, labels, \
      occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, \
      resolved_at, resolution_note";
-
-fn insert_incident(connection: &Connection, incident: &Incident) -> Result<(), StoreError> {
-    let labels = serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
-    let mut statement = connection
-        .prepare_cached(&format!(
-            "INSERT INTO incidents ({INCIDENT_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-        ))
-        .map_err(internal)?;
-    statement
-        .execute(params![
-            incident.id.to_string(),
-            incident.title,
-            incident.description,
-            incident.severity.as_str(),
-            incident.category.as_str(),
-            incident.source.as_str(),
-            incident.state.as_str(),
-            incident.fingerprint,
-            labels,
-            incident.occurrence_count,
-            incident.first_seen.timestamp_micros(),
-            incident.last_seen.timestamp_micros(),
-            incident.assignee,
-            incident.team,
-            incident.created_at.timestamp_micros(),
-            incident.updated_at.timestamp_micros(),
-            incident.acknowledged_at.map(|at| at.timestamp_micros()),
-            incident.resolved_at.map(|at| at.timestamp_micros()),
-            incident.resolution_note,
-        ])
-        .map_err(internal)?;
-    Ok(())
-}
 
 /// Writes the fields an action can change.
 fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), StoreError> {
