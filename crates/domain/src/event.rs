@@ -126,6 +126,7 @@ pub fn required_text(value: Option<String>, field: &str, max_chars: usize) -> Re
 
 pub fn optional_text(value: Option<String>, field: &str, max_chars: usize) -> Result<String, FieldError> {
     let text = value.map(|text| text.trim().to_owned()).unwrap_or_default();
+    refuse_nul(&text, field)?;
     let chars = text.chars().count();
     if chars > max_chars {
         return Err(FieldError::new(
@@ -155,6 +156,14 @@ where
         .transpose()
 }
 
+/// NUL is valid JSON (`\u0000`) but no text column of PostgreSQL can hold it.
+fn refuse_nul(text: &str, field: &str) -> Result<(), FieldError> {
+    if text.contains('\0') {
+        return Err(FieldError::new(field, "must not contain the NUL character"));
+    }
+    Ok(())
+}
+
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
     if labels.len() > MAX_LABELS {
         return Err(FieldError::new(
@@ -170,6 +179,8 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldErr
                 format!("keys must be 1 to {MAX_LABEL_KEY_CHARS} characters long"),
             ));
         }
+        refuse_nul(key, "labels")?;
+        refuse_nul(value, &format!("labels.{key}"))?;
         if value.chars().count() > MAX_LABEL_VALUE_CHARS {
             return Err(FieldError::new(
                 format!("labels.{key}"),
@@ -238,6 +249,14 @@ mod tests {
         assert_eq!(raw("api", &long_title).validate(now()).unwrap_err().field, "title");
         let mut event = raw("api", "t");
         event.labels.insert("k".into(), "v".repeat(MAX_LABEL_VALUE_CHARS + 1));
+        assert_eq!(event.validate(now()).unwrap_err().field, "labels.k");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_everywhere() {
+        assert_eq!(raw("api", "a\0b").validate(now()).unwrap_err().field, "title");
+        let mut event = raw("api", "t");
+        event.labels.insert("k".into(), "v\0".into());
         assert_eq!(event.validate(now()).unwrap_err().field, "labels.k");
     }
 

@@ -174,3 +174,25 @@ async fn an_unknown_incident_is_a_404_and_a_bad_id_a_400() {
     assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
     app.stop().await;
 }
+
+async fn nul_characters_are_a_400_and_store_nothing(database: crate::helpers::TestDatabase) {
+    let app = TestApp::spawn(&database).await;
+    let response = app
+        .post("/v1/events", json!({"source": "shield", "title": "a\u{0}b"}))
+        .await;
+    assert_refused(&app, response, 400, "invalid_field", "NUL").await;
+    let response = app
+        .post(
+            "/v1/events",
+            json!({"source": "shield", "title": "t", "labels": {"k": "\u{0}"}}),
+        )
+        .await;
+    assert_refused(&app, response, 400, "invalid_field", "labels.k").await;
+    app.stop().await;
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn nul_characters_are_a_400_on_postgres_too() {
+    nul_characters_are_a_400_and_store_nothing(TestDatabase::postgres().await).await;
+}
