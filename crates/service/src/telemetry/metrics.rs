@@ -251,6 +251,7 @@ impl Metrics {
     }
 
     pub fn incident_created(&self, incident: &Incident) {
+        tracing::debug!(id = %incident.id, severity = %incident.severity, source = %incident.source, title = %incident.title, "incident opened");
         let labels = IncidentLabels::of(incident);
         self.incidents_created.get_or_create(&labels).inc();
         self.incidents_active.get_or_create(&labels).inc();
@@ -261,6 +262,7 @@ impl Metrics {
     }
 
     pub fn incident_deduplicated(&self, source: Source) {
+        tracing::trace!(%source, "event deduplicated");
         self.incidents_deduplicated
             .get_or_create(&SourceLabels {
                 source: source.as_str(),
@@ -270,6 +272,8 @@ impl Metrics {
 
     pub fn transitioned(&self, transition: &Transition) {
         let (before, after) = (&transition.before, &transition.after);
+        let entry = &transition.entry;
+        tracing::info!(id = %after.id, from = %before.state, to = %after.state, actor = %entry.actor, "{}", entry.message);
         if transition.entry.kind == TimelineKind::Classified {
             self.reclassified(before, after);
             return;
