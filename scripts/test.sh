@@ -71,5 +71,12 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
   done
 
 # --- the tests ---
-log "cargo test --workspace"
-cargo test --workspace --locked "$@"
+log "cargo test --workspace --lib --bins --tests"
+output="$(mktemp)"
+trap 'rm -f "$output"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$output" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$output"
+exit "$status"
