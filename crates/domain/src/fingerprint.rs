@@ -25,6 +25,15 @@ pub fn derive_fingerprint(source: Source, title: &str, labels: &BTreeMap<String,
     hex::encode(&digest[..16])
 }
 
+/// A fixed-size key for any fingerprint, given or derived (128 bits of SHA-256): stores
+/// index it instead of the text, so the dedup index stays small whatever senders write.
+pub fn fingerprint_key(fingerprint: &str) -> [u8; 16] {
+    let digest = Sha256::digest(fingerprint.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,9 @@ use lim_domain::lifecycle;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
 
+use lim_domain::fingerprint::fingerprint_key;
 use lim_domain::{EventStatus, TimelineKind};
+use rusqlite::types::Value;
 
 use super::*;
 
@@ -218,13 +220,13 @@ impl Store for SqliteStore {
         let new = NewIncident::new(incident)?;
         self.write(operation::CREATE_INCIDENT, move |connection| {
             let (stored_id, _) = insert_or_count(connection, &new)?;
-            if stored_id != new.id {
+            if stored_id != new.incident.id {
                 return Err(StoreError::Internal(format!(
                     "fingerprint `{}` is already open",
                     new.incident.fingerprint
                 )));
             }
-            insert_entry_for(connection, &new.id, &new.created)
+            insert_entry(connection, &new.created)
         })
         .await
     }
@@ -280,7 +282,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT at, kind, actor, message FROM timeline WHERE incident_id = ?1 ORDER BY seq")
                 .map_err(internal)?;
             let rows = statement
-                .query_map([id.to_string()], |row| {
+                .query_map([id_bytes(id)], |row| {
                     let kind: String = row.get(1)?;
                     Ok(TimelineEntry {
                         incident_id: id,
@@ -417,7 +419,7 @@ struct PreparedEvent {
 
 struct NewIncident {
     incident: Incident,
-    id: String,
+    fingerprint_key: [u8; 16],
     labels: String,
     created: TimelineEntry,
 }
@@ -427,7 +429,7 @@ impl NewIncident {
         let labels =
             serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
         Ok(NewIncident {
-            id: incident.id.to_string(),
+            fingerprint_key: fingerprint_key(&incident.fingerprint),
             created: lifecycle::created_entry(&incident),
             labels,
             incident,
@@ -475,15 +477,13 @@ fn upsert_firing(
     now: DateTime<Utc>,
 ) -> Result<IngestOutcome, StoreError> {
     let (stored_id, occurrence_count) = insert_or_count(connection, &opens)?;
-    if stored_id == opens.id {
-        insert_entry_for(connection, &opens.id, &opens.created)?;
+    if stored_id == opens.incident.id {
+        insert_entry(connection, &opens.created)?;
         return Ok(IngestOutcome::Created(opens.incident));
     }
-    let incident_id = stored_id
-        .parse()
-        .map_err(|_| StoreError::Internal(format!("stored incident id `{stored_id}` is not valid")))?;
+    let incident_id = stored_id;
     let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
-    insert_entry_for(connection, &stored_id, &entry)?;
+    insert_entry(connection, &entry)?;
     Ok(IngestOutcome::Deduplicated {
         incident_id,
         occurrence_count,
@@ -493,13 +493,13 @@ fn upsert_firing(
 
 /// Inserts the new incident, or counts one more occurrence on the open incident with
 /// its fingerprint. Answers the stored id (the new one when inserted) and the count.
-fn insert_or_count(connection: &Connection, new: &NewIncident) -> Result<(String, i64), StoreError> {
+fn insert_or_count(connection: &Connection, new: &NewIncident) -> Result<(IncidentId, i64), StoreError> {
     let incident = &new.incident;
     let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
     statement
         .query_row(
             params![
-                new.id,
+                id_bytes(incident.id),
                 incident.title,
                 incident.description,
                 incident.severity.as_str(),
@@ -507,21 +507,22 @@ fn insert_or_count(connection: &Connection, new: &NewIncident) -> Result<(String
                 incident.source.as_str(),
                 incident.state.as_str(),
                 incident.fingerprint,
+                new.fingerprint_key,
                 new.labels,
                 incident.occurrence_count,
                 incident.first_seen.timestamp_micros(),
                 incident.last_seen.timestamp_micros(),
                 incident.created_at.timestamp_micros(),
             ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((id_from(row.get(0)?), row.get(1)?)),
         )
         .map_err(internal)
 }
 
 const UPSERT_FIRING: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
-     fingerprint, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
-     ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
+     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
+     ON CONFLICT (fingerprint_key) WHERE state <> 'RESOLVED' DO UPDATE SET \
      occurrence_count = occurrence_count + 1, last_seen = max(last_seen, excluded.last_seen), \
      updated_at = excluded.updated_at \
      RETURNING id, occurrence_count";
@@ -540,7 +541,7 @@ fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), S
         .map_err(internal)?;
     statement
         .execute(params![
-            incident.id.to_string(),
+            id_bytes(incident.id),
             incident.state.as_str(),
             incident.assignee,
             incident.team,
@@ -556,17 +557,12 @@ fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), S
 }
 
 fn insert_entry(connection: &Connection, entry: &TimelineEntry) -> Result<(), StoreError> {
-    insert_entry_for(connection, &entry.incident_id.to_string(), entry)
-}
-
-/// Appends `entry` to the incident whose id is already written out as `incident_id`.
-fn insert_entry_for(connection: &Connection, incident_id: &str, entry: &TimelineEntry) -> Result<(), StoreError> {
     let mut statement = connection
         .prepare_cached("INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(internal)?;
     statement
         .execute(params![
-            incident_id,
+            id_bytes(entry.incident_id),
             entry.at.timestamp_micros(),
             entry.kind.as_str(),
             entry.actor,
@@ -580,7 +576,7 @@ fn incident_exists(connection: &Connection, id: IncidentId) -> Result<bool, Stor
     let mut statement = connection
         .prepare_cached("SELECT 1 FROM incidents WHERE id = ?1")
         .map_err(internal)?;
-    statement.exists([id.to_string()]).map_err(internal)
+    statement.exists([id_bytes(id)]).map_err(internal)
 }
 
 fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -588,7 +584,7 @@ fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Inc
         .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
         .map_err(internal)?;
     statement
-        .query_row([id.to_string()], row_to_incident)
+        .query_row([id_bytes(id)], row_to_incident)
         .optional()
         .map_err(internal)
 }
@@ -596,25 +592,25 @@ fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Inc
 fn select_open_by_fingerprint(connection: &Connection, fingerprint: &str) -> Result<Option<Incident>, StoreError> {
     let mut statement = connection
         .prepare_cached(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint = ?1 AND state <> 'RESOLVED'"
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
         ))
         .map_err(internal)?;
     statement
-        .query_row([fingerprint], row_to_incident)
+        .query_row([fingerprint_key(fingerprint)], row_to_incident)
         .optional()
         .map_err(internal)
 }
 
 fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError> {
     let mut conditions = Vec::new();
-    let mut values: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
     let mut any_of = |column: &str, options: Vec<&'static str>| {
         if options.is_empty() {
             return;
         }
         let placeholders = vec!["?"; options.len()].join(", ");
         conditions.push(format!("{column} IN ({placeholders})"));
-        values.extend(options.into_iter().map(str::to_owned));
+        values.extend(options.into_iter().map(|option| Value::Text(option.to_owned())));
     };
     any_of("state", filter.states.iter().map(|value| value.as_str()).collect());
     any_of(
@@ -628,7 +624,7 @@ fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> 
     );
     if let Some(before) = page.before {
         conditions.push("id < ?".to_owned());
-        values.push(before.to_string());
+        values.push(Value::Blob(id_bytes(before).to_vec()));
     }
     let where_clause = if conditions.is_empty() {
         String::new()
@@ -647,10 +643,9 @@ fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> 
 }
 
 fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
-    let id: String = row.get(0)?;
     let labels: String = row.get(8)?;
     Ok(Incident {
-        id: id.parse().map_err(|_| corrupt(0, "incident id", &id))?,
+        id: id_from(row.get(0)?),
         title: row.get(1)?,
         description: row.get(2)?,
         severity: parse_column(row, 3, "severity")?,
@@ -670,6 +665,14 @@ fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
         resolved_at: row.get::<_, Option<i64>>(17)?.map(time_from).transpose()?,
         resolution_note: row.get(18)?,
     })
+}
+
+fn id_bytes(id: IncidentId) -> [u8; 16] {
+    *id.0.as_bytes()
+}
+
+fn id_from(bytes: [u8; 16]) -> IncidentId {
+    IncidentId(uuid::Uuid::from_bytes(bytes))
 }
 
 fn parse_column<T: std::str::FromStr>(row: &Row<'_>, index: usize, what: &str) -> rusqlite::Result<T> {

@@ -1,6 +1,8 @@
--- Times are Unix microseconds (UTC); labels are a JSON object.
+-- Ids are the 16 bytes of the UUID (v7: they sort by creation time); times are Unix
+-- microseconds (UTC); labels are a JSON object. `fingerprint_key` is 128 bits of SHA-256
+-- of the fingerprint: the dedup index holds 16-byte keys whatever the senders write.
 CREATE TABLE incidents (
-    id               TEXT PRIMARY KEY NOT NULL,
+    id               BLOB PRIMARY KEY NOT NULL,
     title            TEXT NOT NULL,
     description      TEXT NOT NULL,
     severity         TEXT NOT NULL,
@@ -8,6 +10,7 @@ CREATE TABLE incidents (
     source           TEXT NOT NULL,
     state            TEXT NOT NULL,
     fingerprint      TEXT NOT NULL,
+    fingerprint_key  BLOB NOT NULL,
     labels           TEXT NOT NULL,
     occurrence_count INTEGER NOT NULL,
     first_seen       INTEGER NOT NULL,
@@ -22,12 +25,12 @@ CREATE TABLE incidents (
 );
 
 -- The database decides dedup: at most one open incident per fingerprint.
-CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint) WHERE state <> 'RESOLVED';
+CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint_key) WHERE state <> 'RESOLVED';
 CREATE INDEX incidents_state_id ON incidents (state, id);
 
 CREATE TABLE timeline (
     seq         INTEGER PRIMARY KEY, -- rowid: grows with every append (entries are never deleted)
-    incident_id TEXT NOT NULL REFERENCES incidents (id),
+    incident_id BLOB NOT NULL REFERENCES incidents (id),
     at          INTEGER NOT NULL,
     kind        TEXT NOT NULL,
     actor       TEXT NOT NULL,
