@@ -13,5 +13,5 @@ pub mod vocabulary;
 pub use errors::ErrorKind;
 pub use event::{Event, FieldError, RawEvent};
 pub use incident::{Incident, IncidentFilter, IncidentId, PageRequest, TimelineEntry, TimelineKind};
-pub use lifecycle::{Action, DedupDecision, IllegalTransition, Transition};
+pub use lifecycle::{Action, IllegalTransition, Transition};
 pub use vocabulary::{Category, EventStatus, Severity, Source, State, UnknownValue};

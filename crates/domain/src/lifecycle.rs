@@ -1,10 +1,11 @@
-//! The incident state machine of DESIGN §2 and the dedup decision, as pure functions.
+//! The incident state machine of DESIGN §2 and the timeline entries of every change, as
+//! pure functions.
 
 use chrono::{DateTime, Utc};
 
 use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, parse_optional, required_text};
 use crate::incident::{Incident, IncidentId, TimelineEntry, TimelineKind};
-use crate::vocabulary::{Category, EventStatus, Severity, State};
+use crate::vocabulary::{Category, Severity, State};
 
 pub const MAX_NOTE_CHARS: usize = 4096;
 
@@ -187,35 +188,10 @@ pub fn apply(
     })
 }
 
-/// What an incoming event does, given the open incident with its fingerprint (if any).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DedupDecision {
-    /// Firing, nothing open: open a new incident.
-    Create,
-    /// Firing, an incident is open: count the occurrence on it.
-    Attach,
-    /// Resolved, an incident is open: resolve it.
-    Resolve,
-    /// Resolved, nothing open: nothing to do (Alertmanager repeats resolved notifications).
-    Ignore,
-}
-
-pub fn decide(event: &Event, open: Option<&Incident>) -> DedupDecision {
-    match (event.status, open) {
-        (EventStatus::Firing, None) => DedupDecision::Create,
-        (EventStatus::Firing, Some(_)) => DedupDecision::Attach,
-        (EventStatus::Resolved, Some(_)) => DedupDecision::Resolve,
-        (EventStatus::Resolved, None) => DedupDecision::Ignore,
-    }
-}
-
-/// Counts one more occurrence of `event` on `incident`.
-pub fn attach(incident: &mut Incident, event: &Event, now: DateTime<Utc>) -> TimelineEntry {
-    incident.occurrence_count += 1;
-    incident.last_seen = incident.last_seen.max(event.occurred_at);
-    incident.updated_at = now;
-    attached_entry(incident.id, incident.occurrence_count, event, now)
-}
+// Dedup itself is decided by the store, atomically: a unique index on the fingerprint of
+// open incidents makes a firing event either open an incident or count on the open one,
+// in one statement (so concurrent events of one problem make one incident, on every
+// replica). The domain supplies what each outcome writes.
 
 /// The timeline entry of an event counted as occurrence `occurrence_count` of an incident.
 pub fn attached_entry(id: IncidentId, occurrence_count: i64, event: &Event, now: DateTime<Utc>) -> TimelineEntry {
@@ -259,7 +235,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::vocabulary::Source;
+    use crate::vocabulary::{EventStatus, Source};
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
@@ -377,25 +353,11 @@ mod tests {
     }
 
     #[test]
-    fn dedup_decision_follows_status_and_open_incident() {
-        let open = incident_in(State::New);
-        assert_eq!(decide(&event(EventStatus::Firing), None), DedupDecision::Create);
-        assert_eq!(decide(&event(EventStatus::Firing), Some(&open)), DedupDecision::Attach);
-        assert_eq!(
-            decide(&event(EventStatus::Resolved), Some(&open)),
-            DedupDecision::Resolve
-        );
-        assert_eq!(decide(&event(EventStatus::Resolved), None), DedupDecision::Ignore);
-    }
-
-    #[test]
-    fn attaching_counts_and_moves_last_seen() {
-        let mut incident = incident_in(State::New);
-        let mut later = event(EventStatus::Firing);
-        later.occurred_at = at(42);
-        let entry = attach(&mut incident, &later, at(43));
-        assert_eq!(incident.occurrence_count, 2);
-        assert_eq!(incident.last_seen, at(42));
+    fn an_attached_event_names_its_occurrence() {
+        let incident = incident_in(State::New);
+        let entry = attached_entry(incident.id, 2, &event(EventStatus::Firing), at(43));
         assert_eq!(entry.kind, TimelineKind::EventAttached);
+        assert_eq!(entry.message, "occurrence 2 of `drift`");
+        assert_eq!(entry.actor, "sentinel");
     }
 }
