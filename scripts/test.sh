@@ -58,6 +58,8 @@ if ! pg_answers; then
   as_postgres "$bindir/pg_ctl" -D "$cluster/data" -l "$cluster/log" -w \
     -o "-p $port -k $cluster -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null \
     || die "cannot start PostgreSQL (log: $cluster/log)"
+  stop_cluster() { as_postgres "$bindir/pg_ctl" -D "$cluster/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$cluster"; }
+  trap stop_cluster EXIT
   export LIM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   pg_answers || die "PostgreSQL is required by the tests and could not be started"
 fi
@@ -73,7 +75,7 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
 # --- the tests ---
 log "cargo test --workspace --lib --bins --tests"
 output="$(mktemp)"
-trap 'rm -f "$output"' EXIT
+trap 'rm -f "$output"; [ "$(type -t stop_cluster)" = function ] && stop_cluster' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$output" || status=$?
 # One closing line for the whole run, summed over every test binary.
