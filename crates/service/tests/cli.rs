@@ -15,6 +15,8 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     base: String,
+    metrics: String,
+    http_addr: String,
 }
 
 impl Server {
@@ -37,6 +39,8 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{http}"),
+            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+            http_addr: format!("127.0.0.1:{http}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -219,6 +223,53 @@ async fn the_client_commands_work_an_incident_against_a_running_server() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("409 Conflict: cannot acknowledge"));
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_and_store_its_event() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let body = serde_json::json!({"source": "api", "title": "sent across a shutdown"}).to_string();
+    let (first_half, second_half) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(&server.http_addr).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first_half.as_bytes()).await.unwrap();
+    // The request is in flight once the handler waits for the rest of its body.
+    let in_flight = r#"http_requests_in_flight{method="POST",path="/v1/events"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(&server.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains(in_flight)
+    {
+        assert!(Instant::now() < deadline, "the request never reached the handler");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    server.signal("-TERM");
+    stream.write_all(second_half.as_bytes()).await.unwrap();
+
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(server.wait().success(), "SIGTERM must end with exit code 0");
+    let server = Server::start(dir.path()).await;
+    assert_eq!(
+        incident_count(&server.base).await,
+        1,
+        "the event answered during shutdown is stored"
+    );
     server.signal("-TERM");
     assert!(server.wait().success());
 }
