@@ -19,13 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
-use lim_domain::lifecycle;
+use lim_domain::fingerprint::fingerprint_key;
+use lim_domain::{EventStatus, TimelineKind, lifecycle};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
-
-use lim_domain::fingerprint::fingerprint_key;
-use lim_domain::{EventStatus, TimelineKind};
-use rusqlite::types::Value;
 
 use super::*;
 
@@ -42,6 +40,7 @@ struct Ran {
     poisoned: bool,
     completion: Completion,
 }
+
 /// A queued write: run against the group's transaction, or told why the group could not start.
 type WriteJob = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Ran + Send>;
 
@@ -131,7 +130,9 @@ impl SqliteStore {
             let completion: Completion = Box::new(move |group_error| {
                 let result = match group_error {
                     None => result,
-                    Some(error) => Err(StoreError::Unavailable(format!("write not stored: {error}"))),
+                    Some(error) => Err(StoreError::Unavailable(format!(
+                        "write not confirmed as stored: {error}"
+                    ))),
                 };
                 let _ = reply.send(result);
             });
