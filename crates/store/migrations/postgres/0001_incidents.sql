@@ -23,6 +23,9 @@ CREATE TABLE incidents (
 -- The database decides dedup: at most one open incident per fingerprint, across replicas.
 CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint) WHERE state <> 'RESOLVED';
 CREATE INDEX incidents_state_id ON incidents (state, id DESC);
+-- Counting open incidents by label set (`incidents_active`, at every scrape) reads this
+-- index alone, however many incidents are stored.
+CREATE INDEX incidents_open_labels ON incidents (severity, source, category) WHERE state <> 'RESOLVED';
 
 CREATE TABLE timeline (
     seq         BIGSERIAL PRIMARY KEY,
