@@ -1,6 +1,7 @@
 -- Ids are the 16 bytes of the UUID (v7: they sort by creation time); times are Unix
 -- microseconds (UTC); labels are a JSON object. `fingerprint_key` is 128 bits of SHA-256
 -- of the fingerprint: the dedup index holds 16-byte keys whatever the senders write.
+-- The table is clustered by id (WITHOUT ROWID): v7 ids append at its end.
 CREATE TABLE incidents (
     id               BLOB PRIMARY KEY NOT NULL,
     title            TEXT NOT NULL,
@@ -22,7 +23,7 @@ CREATE TABLE incidents (
     acknowledged_at  INTEGER,
     resolved_at      INTEGER,
     resolution_note  TEXT
-);
+) WITHOUT ROWID;
 
 -- The database decides dedup: at most one open incident per fingerprint.
 CREATE UNIQUE INDEX incidents_open_fingerprint ON incidents (fingerprint_key) WHERE state <> 'RESOLVED';
