@@ -26,7 +26,8 @@ run() {
   curl -fs "http://127.0.0.1:$mport/metrics" | awk '
     /^incidents_total\{/ {created += $2}
     /^incidents_deduplicated_total\{/ {deduplicated += $2}
-    END {printf "stored: %d incidents opened, %d events deduplicated\n", created, deduplicated}'
+    /^incidents_resolved_total\{/ {resolved += $2}
+    END {printf "stored: %d incidents opened, %d events deduplicated, %d incidents resolved\n", created, deduplicated, resolved}'
   
   kill -TERM "$pid"; wait "$pid" || true
   rm -rf "$dir"
@@ -35,3 +36,4 @@ run() {
 run "single events" single.lua "$connections"
 run "batches of 100 events" batch.lua 16
 run "batches of 100 events, 1,000 recurring fingerprints" batch_dedup.lua 16
+run "batches of 100 events, steady state: 50 open and 50 resolve" batch_lifecycle.lua 16

@@ -68,6 +68,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &str, reader_count: u32, observer: Option<QueryObserver>) -> Result<Self, StoreError> {
+        disable_memory_statistics();
         if let Some(folder) = Path::new(path).parent().filter(|folder| !folder.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
                 .map_err(|error| StoreError::Unavailable(format!("cannot create {}: {error}", folder.display())))?;
@@ -360,6 +361,20 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+}
+
+/// SQLite keeps memory statistics behind a global mutex that every allocation takes;
+/// nothing here reads them, and they show in the writer's profile. The switch only works
+/// before SQLite initialises (the first connection of the process), so it is tried once.
+fn disable_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is documented as callable before sqlite3_initialize and
+        // when no connection is open; otherwise it returns SQLITE_MISUSE and changes nothing.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+        }
+    });
 }
 
 fn configure_writer(connection: &Connection) -> rusqlite::Result<()> {
