@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use super::process::ProcessCollector;
 
@@ -121,89 +121,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(backend: &'static str) -> Self {
         let mut registry = Registry::default();
-        let http_requests = Family::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route template and status",
-            http_requests.clone(),
-        );
-        let http_duration =
-            HistogramFamily::new_with_constructor((|| Histogram::new(HTTP_BUCKETS)) as fn() -> Histogram);
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency in seconds",
-            http_duration.clone(),
-        );
-        let http_in_flight = Family::default();
-        registry.register(
-            "http_requests_in_flight",
-            "HTTP requests being served",
-            http_in_flight.clone(),
-        );
-
-        let db_query_duration =
-            HistogramFamily::new_with_constructor((|| Histogram::new(DB_BUCKETS)) as fn() -> Histogram);
-        registry.register(
-            "database_query_duration_seconds",
-            "Store operation latency in seconds, by operation",
-            db_query_duration.clone(),
-        );
-        let db_connections_in_use = Gauge::default();
-        registry.register(
-            "database_connections_in_use",
-            "Database connections in use",
-            db_connections_in_use.clone(),
-        );
-        let db_connections_idle = Gauge::default();
-        registry.register(
-            "database_connections_idle",
-            "Idle database connections",
-            db_connections_idle.clone(),
-        );
-        let db_connections_max = Gauge::default();
-        registry.register(
-            "database_connections_max",
-            "Configured maximum of database connections",
-            db_connections_max.clone(),
-        );
-
-        let incidents_created = Family::default();
-        registry.register("incidents", "Incidents opened", incidents_created.clone());
-        let incidents_active = Family::default();
-        registry.register(
-            "incidents_active",
-            "Open (not resolved) incidents, as the store counts them",
-            incidents_active.clone(),
-        );
-        let incidents_deduplicated = Family::default();
-        registry.register(
-            "incidents_deduplicated",
-            "Events attached to an already open incident",
-            incidents_deduplicated.clone(),
-        );
-        let acknowledgment_duration =
-            HistogramFamily::new_with_constructor((|| Histogram::new(LIFECYCLE_BUCKETS)) as fn() -> Histogram);
-        registry.register(
-            "incident_acknowledgment_duration_seconds",
-            "Time from creation to first acknowledgement",
-            acknowledgment_duration.clone(),
-        );
-        let incidents_resolved = Family::default();
-        registry.register("incidents_resolved", "Incidents resolved", incidents_resolved.clone());
-        let resolution_duration =
-            HistogramFamily::new_with_constructor((|| Histogram::new(LIFECYCLE_BUCKETS)) as fn() -> Histogram);
-        registry.register(
-            "incident_resolution_duration_seconds",
-            "Time from creation to resolution",
-            resolution_duration.clone(),
-        );
-        let state_transitions = Family::default();
-        registry.register(
-            "incident_state_transitions",
-            "Incident state changes",
-            state_transitions.clone(),
-        );
-
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -213,24 +130,89 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Version of the running binary (always 1)", build_info);
         registry.register_collector(Box::new(ProcessCollector::new()));
-
         Metrics {
-            registry,
-            http_requests,
-            http_duration,
-            http_in_flight,
-            db_query_duration,
-            db_connections_in_use,
-            db_connections_idle,
-            db_connections_max,
-            incidents_created,
-            incidents_active,
-            incidents_deduplicated,
-            acknowledgment_duration,
-            incidents_resolved,
-            resolution_duration,
-            state_transitions,
+            // Counters are registered without `_total`: the encoder appends it.
+            http_requests: registered(
+                &mut registry,
+                "http_requests",
+                "HTTP requests answered, by route template and status",
+                Family::default(),
+            ),
+            http_duration: registered(
+                &mut registry,
+                "http_request_duration_seconds",
+                "HTTP request latency in seconds",
+                histograms(http_histogram),
+            ),
+            http_in_flight: registered(
+                &mut registry,
+                "http_requests_in_flight",
+                "HTTP requests being served",
+                Family::default(),
+            ),
+            db_query_duration: registered(
+                &mut registry,
+                "database_query_duration_seconds",
+                "Store operation latency in seconds, by operation",
+                histograms(db_histogram),
+            ),
+            db_connections_in_use: registered(
+                &mut registry,
+                "database_connections_in_use",
+                "Database connections in use",
+                Gauge::default(),
+            ),
+            db_connections_idle: registered(
+                &mut registry,
+                "database_connections_idle",
+                "Idle database connections",
+                Gauge::default(),
+            ),
+            db_connections_max: registered(
+                &mut registry,
+                "database_connections_max",
+                "Configured maximum of database connections",
+                Gauge::default(),
+            ),
+            incidents_created: registered(&mut registry, "incidents", "Incidents opened", Family::default()),
+            incidents_active: registered(
+                &mut registry,
+                "incidents_active",
+                "Open (not resolved) incidents, as the store counts them",
+                Family::default(),
+            ),
+            incidents_deduplicated: registered(
+                &mut registry,
+                "incidents_deduplicated",
+                "Events attached to an already open incident",
+                Family::default(),
+            ),
+            acknowledgment_duration: registered(
+                &mut registry,
+                "incident_acknowledgment_duration_seconds",
+                "Time from creation to first acknowledgement",
+                histograms(lifecycle_histogram),
+            ),
+            incidents_resolved: registered(
+                &mut registry,
+                "incidents_resolved",
+                "Incidents resolved",
+                Family::default(),
+            ),
+            resolution_duration: registered(
+                &mut registry,
+                "incident_resolution_duration_seconds",
+                "Time from creation to resolution",
+                histograms(lifecycle_histogram),
+            ),
+            state_transitions: registered(
+                &mut registry,
+                "incident_state_transitions",
+                "Incident state changes",
+                Family::default(),
+            ),
             active_label_sets: Mutex::default(),
+            registry,
         }
     }
 
@@ -341,6 +323,28 @@ impl Metrics {
         self.db_connections_idle.set(stats.idle.into());
         self.db_connections_max.set(stats.max.into());
     }
+}
+
+/// Registers `metric` under `name` and hands it back: each family is spelled once.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+fn histograms<L: EncodeLabelSet + Clone + std::hash::Hash + Eq>(constructor: fn() -> Histogram) -> HistogramFamily<L> {
+    HistogramFamily::new_with_constructor(constructor)
+}
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+
+fn db_histogram() -> Histogram {
+    Histogram::new(DB_BUCKETS)
+}
+
+fn lifecycle_histogram() -> Histogram {
+    Histogram::new(LIFECYCLE_BUCKETS)
 }
 
 fn seconds_between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
