@@ -220,10 +220,6 @@ impl Metrics {
         &self.registry
     }
 
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
     // ----- named events: each records everything its moment changes -----
 
     pub fn query_finished(&self, operation: &'static str, elapsed: Duration) {
