@@ -76,10 +76,6 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    pub fn manager(&self) -> Arc<IncidentManager> {
-        Arc::clone(&self.manager)
-    }
-
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
     /// finish, and closes the store (the SQLite writer commits what it holds).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
