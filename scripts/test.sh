@@ -67,7 +67,7 @@ log "PostgreSQL answers at $LIM_TEST_POSTGRES_URL"
 
 # Databases left by an interrupted earlier run.
 psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'lim\_test\_%' OR datname LIKE 'lim\_api\_%'" 2>/dev/null |
+  "SELECT datname FROM pg_database WHERE datname LIKE 'lim\_test\_%'" 2>/dev/null |
   while read -r name; do
     psql -q -d "$LIM_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
   done

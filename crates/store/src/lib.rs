@@ -17,6 +17,8 @@ use lim_domain::{
 
 mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

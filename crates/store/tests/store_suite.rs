@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -14,11 +13,9 @@ use lim_domain::{
     Action, Category, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest, Severity, Source, State,
     TimelineEntry, TimelineKind,
 };
+use lim_store::testing::TestDatabase;
 use lim_store::{IngestOutcome, OpenCount, QueryObserver, Store, StoreError, StoreOptions, operation};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use sqlx::{Connection, PgConnection};
 
 /// Each test runs once per backend, each time on a database of its own. Multi-threaded
 /// runtimes everywhere: the concurrency test needs one, and a backend may block in place.
@@ -872,12 +869,6 @@ impl TestDb {
     }
 }
 
-/// What to remove once the test is over.
-enum Cleanup {
-    Directory(tempfile::TempDir),
-    Database { admin_url: String, name: String },
-}
-
 /// Runs `test` on a fresh database of `backend`, then removes the database, even when
 /// the test panicked (its panic is re-raised afterwards).
 async fn run<T, F>(backend: Backend, test: T)
@@ -885,80 +876,17 @@ where
     T: FnOnce(TestDb) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let (db, cleanup) = match backend {
-        Backend::Sqlite => fresh_sqlite(),
-        Backend::Postgres => fresh_postgres().await,
+    let database = match backend {
+        Backend::Sqlite => TestDatabase::sqlite(),
+        Backend::Postgres => TestDatabase::postgres().await,
+    };
+    let db = TestDb {
+        backend,
+        url: database.url(),
     };
     let outcome = tokio::spawn(test(db)).await;
-    match cleanup {
-        Cleanup::Directory(directory) => directory.close().expect("remove the test directory"),
-        Cleanup::Database { admin_url, name } => {
-            let mut admin = admin_connection(&admin_url).await;
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            sqlx::raw_sql(AssertSqlSafe(drop))
-                .execute(&mut admin)
-                .await
-                .expect("drop the test database");
-        }
-    }
+    database.drop_database().await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
-    }
-}
-
-fn fresh_sqlite() -> (TestDb, Cleanup) {
-    let directory = tempfile::tempdir().expect("create a temporary directory");
-    let url = format!("sqlite://{}/test.db", directory.path().display());
-    (
-        TestDb {
-            backend: Backend::Sqlite,
-            url,
-        },
-        Cleanup::Directory(directory),
-    )
-}
-
-async fn fresh_postgres() -> (TestDb, Cleanup) {
-    let admin_url = std::env::var("LIM_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-    let name = format!("lim_test_{}", IncidentId::generate().0.simple());
-    let mut admin = admin_connection(&admin_url).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create the test database");
-    let url = with_database(&admin_url, &name);
-    (
-        TestDb {
-            backend: Backend::Postgres,
-            url,
-        },
-        Cleanup::Database { admin_url, name },
-    )
-}
-
-async fn admin_connection(admin_url: &str) -> PgConnection {
-    let endpoint = PgConnectOptions::from_str(admin_url)
-        .map(|options| format!("{}:{}", options.get_host(), options.get_port()))
-        .unwrap_or_else(|error| panic!("LIM_TEST_POSTGRES_URL is not a PostgreSQL URL: {error}"));
-    PgConnection::connect(admin_url).await.unwrap_or_else(|error| {
-        panic!(
-            "PostgreSQL is not reachable at {endpoint} ({error}). These tests need it: start it, \
-             or point LIM_TEST_POSTGRES_URL at a server where the user may CREATE DATABASE."
-        )
-    })
-}
-
-/// `url` with its database name replaced, keeping credentials and query parameters.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(base, query)| (base, Some(query)));
-    let authority_start = base.find("://").map_or(0, |index| index + 3);
-    let authority_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |index| authority_start + index);
-    match query {
-        Some(query) => format!("{}/{database}?{query}", &base[..authority_end]),
-        None => format!("{}/{database}", &base[..authority_end]),
     }
 }

@@ -7,7 +7,6 @@ use llm_incident_manager::Application;
 use llm_incident_manager::clock::ManualClock;
 use llm_incident_manager::config::{Overrides, Settings};
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -20,57 +19,7 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A database that lives as long as the test: a temp folder or a PostgreSQL database.
-pub enum TestDatabase {
-    Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("LIM_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-impl TestDatabase {
-    pub fn sqlite() -> Self {
-        TestDatabase::Sqlite(tempfile::tempdir().expect("temp dir"))
-    }
-
-    /// A fresh PostgreSQL database; fails the test when PostgreSQL cannot be reached.
-    pub async fn postgres() -> Self {
-        let admin_url = postgres_admin_url();
-        let name = format!("lim_api_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("PostgreSQL at {admin_url} is required by this test: {error}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        TestDatabase::Postgres { admin_url, name }
-    }
-
-    pub fn url(&self) -> String {
-        match self {
-            TestDatabase::Sqlite(dir) => format!("sqlite://{}/incidents.db", dir.path().display()),
-            TestDatabase::Postgres { admin_url, name } => {
-                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-                format!("{base}/{name}")
-            }
-        }
-    }
-
-    pub async fn drop_database(self) {
-        if let TestDatabase::Postgres { admin_url, name } = self {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to drop");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await
-            .expect("drop database");
-        }
-    }
-}
+pub use lim_store::testing::TestDatabase;
 
 pub fn start_time() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap() // 2026-01-01T00:00:00Z
