@@ -22,12 +22,15 @@ use chrono::{DateTime, Utc};
 use lim_domain::fingerprint::fingerprint_key;
 use lim_domain::{EventStatus, TimelineKind, lifecycle};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Row, Statement, params};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::*;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_incidents.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_incidents.sql")),
+    (2, include_str!("../migrations/sqlite/0002_open_index.sql")),
+];
 
 /// Writes queued behind a commit in progress join the next one, up to this many.
 const MAX_GROUP: usize = 512;
@@ -227,10 +230,8 @@ impl Store for SqliteStore {
             .map(|event| PreparedEvent::new(event, now))
             .collect::<Result<Vec<_>, _>>()?;
         self.write(operation::INGEST, move |connection| {
-            events
-                .into_iter()
-                .map(|event| ingest_one(connection, event, now))
-                .collect()
+            let mut statements = IngestStatements::prepare(connection)?;
+            events.into_iter().map(|event| statements.ingest(event, now)).collect()
         })
         .await
     }
@@ -238,14 +239,8 @@ impl Store for SqliteStore {
     async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
         let new = NewIncident::new(incident)?;
         self.write(operation::CREATE_INCIDENT, move |connection| {
-            let (stored_id, _) = insert_or_count(connection, &new)?;
-            if stored_id != new.incident.id {
-                return Err(StoreError::Internal(format!(
-                    "fingerprint `{}` is already open",
-                    new.incident.fingerprint
-                )));
-            }
-            insert_entry(connection, &new.created)
+            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new)?;
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created)
         })
         .await
     }
@@ -260,8 +255,8 @@ impl Store for SqliteStore {
         self.write(operation::TRANSITION, move |connection| {
             let incident = select_incident(connection, id)?.ok_or(StoreError::NotFound(id))?;
             let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-            update_incident(connection, &transition.after)?;
-            insert_entry(connection, &transition.entry)?;
+            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after)?;
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &transition.entry)?;
             Ok(transition)
         })
         .await
@@ -272,7 +267,7 @@ impl Store for SqliteStore {
             if !incident_exists(connection, entry.incident_id)? {
                 return Err(StoreError::NotFound(entry.incident_id));
             }
-            insert_entry(connection, &entry)
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &entry)
         })
         .await
     }
@@ -384,7 +379,10 @@ fn configure_writer(connection: &Connection) -> rusqlite::Result<()> {
     // NORMAL: a commit does not fsync by itself; the syncer thread fsyncs the WAL before
     // anything is answered (see the module documentation). Checkpoints still fsync.
     connection.pragma_update(None, "synchronous", "NORMAL")?;
-    connection.pragma_update(None, "foreign_keys", "ON")?;
+    // No foreign-key checks on the writer: it appends timeline entries only for an
+    // incident it has just read or written in the same transaction, and incidents are
+    // never deleted. The check would cost a look-up in the incidents table per entry.
+    connection.pragma_update(None, "foreign_keys", "OFF")?;
     // Savepoints keep their sub-journals in memory rather than in temp files.
     connection.pragma_update(None, "temp_store", "MEMORY")?;
     connection.pragma_update(None, "cache_size", -65_536)?;
@@ -399,8 +397,12 @@ fn configure_writer(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    migrate_with(connection, MIGRATIONS)
+}
+
+fn migrate_with(connection: &Connection, migrations: &[(i64, &str)]) -> rusqlite::Result<()> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+    for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
         connection.execute_batch(&format!(
             "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
         ))?;
@@ -492,12 +494,18 @@ fn sync_wal(wal_path: &str) -> Result<(), StoreError> {
     }
 }
 
-/// An event with the incident it would open, its id, labels and first entry ready.
-struct PreparedEvent {
-    event: Event,
-    opens: Option<NewIncident>,
+/// An event ready for the writer: everything that needs no database (the fingerprint
+/// key, and for a firing event the incident it would open) is done beforehand.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives only in one request's vector; boxing would cost an allocation per event"
+)]
+enum PreparedEvent {
+    Firing { event: Event, opens: NewIncident },
+    Resolved { event: Event, fingerprint_key: [u8; 16] },
 }
 
+/// An incident to insert, with its dedup key, labels and first entry ready.
 struct NewIncident {
     incident: Incident,
     fingerprint_key: [u8; 16],
@@ -521,105 +529,140 @@ impl NewIncident {
 impl PreparedEvent {
     fn new(event: Event, now: DateTime<Utc>) -> Result<Self, StoreError> {
         if event.status == EventStatus::Resolved {
-            return Ok(PreparedEvent { event, opens: None });
+            let fingerprint_key = fingerprint_key(&event.fingerprint);
+            return Ok(PreparedEvent::Resolved { event, fingerprint_key });
         }
         let opens = NewIncident::new(Incident::open(IncidentId::generate(), &event, now))?;
-        Ok(PreparedEvent {
-            event,
-            opens: Some(opens),
-        })
+        Ok(PreparedEvent::Firing { event, opens })
     }
 }
 
-fn ingest_one(
-    connection: &Connection,
-    prepared: PreparedEvent,
-    now: DateTime<Utc>,
-) -> Result<IngestOutcome, StoreError> {
-    let PreparedEvent { event, opens } = prepared;
-    if let Some(opens) = opens {
-        return upsert_firing(connection, opens, &event, now);
-    }
-    let Some(incident) = select_open_by_fingerprint(connection, &event.fingerprint)? else {
-        return Ok(IngestOutcome::Ignored);
-    };
-    let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
-    update_incident(connection, &transition.after)?;
-    insert_entry(connection, &transition.entry)?;
-    Ok(IngestOutcome::Resolved(transition))
-}
-
-/// Opens an incident, or counts the event on the open one with its fingerprint: the
-/// unique index on open fingerprints decides, in one statement.
-fn upsert_firing(
-    connection: &Connection,
-    opens: NewIncident,
-    event: &Event,
-    now: DateTime<Utc>,
-) -> Result<IngestOutcome, StoreError> {
-    let (stored_id, occurrence_count) = insert_or_count(connection, &opens)?;
-    if stored_id == opens.incident.id {
-        insert_entry(connection, &opens.created)?;
-        return Ok(IngestOutcome::Created(opens.incident));
-    }
-    let incident_id = stored_id;
-    let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
-    insert_entry(connection, &entry)?;
-    Ok(IngestOutcome::Deduplicated {
-        incident_id,
-        occurrence_count,
-        source: event.source,
-    })
-}
-
-/// Inserts the new incident, or counts one more occurrence on the open incident with
-/// its fingerprint. Answers the stored id (the new one when inserted) and the count.
-fn insert_or_count(connection: &Connection, new: &NewIncident) -> Result<(IncidentId, i64), StoreError> {
-    let incident = &new.incident;
-    let mut statement = connection.prepare_cached(UPSERT_FIRING).map_err(internal)?;
-    statement
-        .query_row(
-            params![
-                id_bytes(incident.id),
-                incident.title,
-                incident.description,
-                incident.severity.as_str(),
-                incident.category.as_str(),
-                incident.source.as_str(),
-                incident.state.as_str(),
-                incident.fingerprint,
-                new.fingerprint_key,
-                new.labels,
-                incident.occurrence_count,
-                incident.first_seen.timestamp_micros(),
-                incident.last_seen.timestamp_micros(),
-                incident.created_at.timestamp_micros(),
-            ],
-            |row| Ok((id_from(row.get(0)?), row.get(1)?)),
-        )
-        .map_err(internal)
-}
-
-const UPSERT_FIRING: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
+const SELECT_OPEN_COUNT: &str =
+    "SELECT id, occurrence_count FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
+const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
+     last_seen = max(last_seen, ?2), updated_at = ?3 WHERE id = ?1";
+const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
-     ON CONFLICT (fingerprint_key) WHERE state <> 'RESOLVED' DO UPDATE SET \
-     occurrence_count = occurrence_count + 1, last_seen = max(last_seen, excluded.last_seen), \
-     updated_at = excluded.updated_at \
-     RETURNING id, occurrence_count";
-
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)";
+const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
+     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10 WHERE id = ?1";
+const INSERT_ENTRY: &str = "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)";
 const INCIDENT_COLUMNS: &str = "id, title, description, severity, category, source, state, fingerprint, labels, \
      occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, \
      resolved_at, resolution_note";
 
+/// The statements of an ingest, taken from the connection's statement cache once per
+/// request rather than once per event (every look-up hashes the SQL text).
+struct IngestStatements<'c> {
+    select_open_count: CachedStatement<'c>,
+    count_occurrence: CachedStatement<'c>,
+    insert_incident: CachedStatement<'c>,
+    select_open: CachedStatement<'c>,
+    update_incident: CachedStatement<'c>,
+    insert_entry: CachedStatement<'c>,
+}
+
+impl<'c> IngestStatements<'c> {
+    fn prepare(connection: &'c Connection) -> Result<Self, StoreError> {
+        let prepare = |sql: &str| connection.prepare_cached(sql).map_err(internal);
+        Ok(IngestStatements {
+            select_open_count: prepare(SELECT_OPEN_COUNT)?,
+            count_occurrence: prepare(COUNT_OCCURRENCE)?,
+            insert_incident: prepare(INSERT_INCIDENT)?,
+            select_open: prepare(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+            ))?,
+            update_incident: prepare(UPDATE_INCIDENT)?,
+            insert_entry: prepare(INSERT_ENTRY)?,
+        })
+    }
+
+    fn ingest(&mut self, prepared: PreparedEvent, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
+        let (event, fingerprint_key) = match prepared {
+            PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
+            PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
+        };
+        let Some(incident) = self
+            .select_open
+            .query_row([fingerprint_key], row_to_incident)
+            .optional()
+            .map_err(internal)?
+        else {
+            return Ok(IngestOutcome::Ignored);
+        };
+        let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
+        update_incident(&mut self.update_incident, &transition.after)?;
+        insert_entry(&mut self.insert_entry, &transition.entry)?;
+        Ok(IngestOutcome::Resolved(transition))
+    }
+
+    /// Opens an incident, or counts the event on the open one with its fingerprint.
+    fn fire(&mut self, opens: NewIncident, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
+        let open = self
+            .select_open_count
+            .query_row([opens.fingerprint_key], |row| Ok((id_from(row.get(0)?), row.get(1)?)))
+            .optional()
+            .map_err(internal)?;
+        let Some((incident_id, count)): Option<(IncidentId, i64)> = open else {
+            insert_incident(&mut self.insert_incident, &opens)?;
+            insert_entry(&mut self.insert_entry, &opens.created)?;
+            return Ok(IngestOutcome::Created(opens.incident));
+        };
+        self.count_occurrence
+            .execute(params![
+                id_bytes(incident_id),
+                event.occurred_at.timestamp_micros(),
+                now.timestamp_micros(),
+            ])
+            .map_err(internal)?;
+        let occurrence_count = count + 1;
+        let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
+        insert_entry(&mut self.insert_entry, &entry)?;
+        Ok(IngestOutcome::Deduplicated {
+            incident_id,
+            occurrence_count,
+            source: event.source,
+        })
+    }
+}
+
+/// Inserts a new incident. The unique index on open fingerprints refuses it when its
+/// fingerprint is already open.
+///
+/// Callers look the open incident up first: the one writer runs one statement at a
+/// time, so nothing comes between the look-up and the insert. (One `INSERT … ON CONFLICT
+/// … DO UPDATE … RETURNING` would do both, but RETURNING makes SQLite journal every page
+/// the statement touches so that it could undo that statement alone.)
+fn insert_incident(statement: &mut Statement<'_>, new: &NewIncident) -> Result<(), StoreError> {
+    let incident = &new.incident;
+    statement
+        .execute(params![
+            id_bytes(incident.id),
+            incident.title,
+            incident.description,
+            incident.severity.as_str(),
+            incident.category.as_str(),
+            incident.source.as_str(),
+            incident.state.as_str(),
+            incident.fingerprint,
+            new.fingerprint_key,
+            new.labels,
+            incident.occurrence_count,
+            incident.first_seen.timestamp_micros(),
+            incident.last_seen.timestamp_micros(),
+            incident.created_at.timestamp_micros(),
+        ])
+        .map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                StoreError::Internal(format!("fingerprint `{}` is already open", incident.fingerprint))
+            }
+            _ => internal(error),
+        })?;
+    Ok(())
+}
+
 /// Writes the fields an action can change.
-fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), StoreError> {
-    let mut statement = connection
-        .prepare_cached(
-            "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, acknowledged_at = ?6, \
-             resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10 WHERE id = ?1",
-        )
-        .map_err(internal)?;
+fn update_incident(statement: &mut Statement<'_>, incident: &Incident) -> Result<(), StoreError> {
     statement
         .execute(params![
             id_bytes(incident.id),
@@ -637,10 +680,7 @@ fn update_incident(connection: &Connection, incident: &Incident) -> Result<(), S
     Ok(())
 }
 
-fn insert_entry(connection: &Connection, entry: &TimelineEntry) -> Result<(), StoreError> {
-    let mut statement = connection
-        .prepare_cached("INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .map_err(internal)?;
+fn insert_entry(statement: &mut Statement<'_>, entry: &TimelineEntry) -> Result<(), StoreError> {
     statement
         .execute(params![
             id_bytes(entry.incident_id),
@@ -651,6 +691,10 @@ fn insert_entry(connection: &Connection, entry: &TimelineEntry) -> Result<(), St
         ])
         .map_err(internal)?;
     Ok(())
+}
+
+fn prepare<'c>(connection: &'c Connection, sql: &str) -> Result<CachedStatement<'c>, StoreError> {
+    connection.prepare_cached(sql).map_err(internal)
 }
 
 fn incident_exists(connection: &Connection, id: IncidentId) -> Result<bool, StoreError> {
@@ -666,18 +710,6 @@ fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Inc
         .map_err(internal)?;
     statement
         .query_row([id_bytes(id)], row_to_incident)
-        .optional()
-        .map_err(internal)
-}
-
-fn select_open_by_fingerprint(connection: &Connection, fingerprint: &str) -> Result<Option<Incident>, StoreError> {
-    let mut statement = connection
-        .prepare_cached(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
-        ))
-        .map_err(internal)?;
-    statement
-        .query_row([fingerprint_key(fingerprint)], row_to_incident)
         .optional()
         .map_err(internal)
 }
@@ -703,6 +735,10 @@ fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> 
         "category",
         filter.categories.iter().map(|value| value.as_str()).collect(),
     );
+    if !filter.states.is_empty() && filter.states.iter().all(|state| state.is_open()) {
+        // Lets the planner read the partial index of open incidents.
+        conditions.push("state <> 'RESOLVED'".to_owned());
+    }
     if let Some(before) = page.before {
         conditions.push("id < ?".to_owned());
         values.push(Value::Blob(id_bytes(before).to_vec()));
@@ -783,4 +819,51 @@ fn unavailable(path: &str, error: rusqlite::Error) -> StoreError {
 
 fn closed() -> StoreError {
     StoreError::Unavailable("the store is shut down".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_is_migrated_with_its_incidents() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("incidents.db");
+        let path = path.to_str().unwrap();
+        let id = IncidentId::generate();
+        {
+            let connection = Connection::open(path).unwrap();
+            migrate_with(&connection, &MIGRATIONS[..1]).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, \
+                     fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
+                     VALUES (?1, 'GPU memory', '', 'P1', 'infrastructure', 'sentinel', 'ACKNOWLEDGED', 'gpu', ?2, '{}', \
+                     1, 0, 0, 0, 0)",
+                    params![id_bytes(id), fingerprint_key("gpu")],
+                )
+                .unwrap();
+        }
+
+        let store = SqliteStore::open(path, StoreOptions::default()).await.unwrap();
+
+        let filter = IncidentFilter {
+            states: vec![lim_domain::State::Acknowledged],
+            ..IncidentFilter::default()
+        };
+        let page = PageRequest {
+            limit: 10,
+            before: None,
+        };
+        let listed = store.list_incidents(&filter, page).await.unwrap();
+        assert_eq!(listed.iter().map(|incident| incident.id).collect::<Vec<_>>(), [id]);
+        let open = store.count_open().await.unwrap();
+        assert_eq!(open.iter().map(|count| count.count).sum::<i64>(), 1);
+        drop(store);
+        let connection = Connection::open(path).unwrap();
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
 }

@@ -421,6 +421,7 @@ async fn lists_filter_by_state_severity_source_and_category(db: TestDb) {
         ..IncidentFilter::default()
     };
     assert_eq!(listed(states(&[State::Acknowledged])).await, [c]);
+    assert_eq!(listed(states(&[State::New, State::Acknowledged])).await, [c, b, a]);
     assert_eq!(listed(states(&[State::New, State::Resolved])).await, [d, b, a]);
     let severities = IncidentFilter {
         severities: vec![Severity::P1],
