@@ -8,6 +8,12 @@ use llm_incident_manager::clock::SystemClock;
 use llm_incident_manager::config::{Overrides, Settings};
 use llm_incident_manager::telemetry;
 
+/// mimalloc instead of glibc's allocator: a batch of events allocates on the async
+/// threads and frees on the SQLite writer (and back), which glibc's per-thread arenas
+/// handle badly (`malloc_consolidate`, arena locks); see BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "llm-incident-manager",

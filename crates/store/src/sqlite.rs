@@ -27,6 +27,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::*;
 
+mod allocator;
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_incidents.sql")),
     (2, include_str!("../migrations/sqlite/0002_open_index.sql")),
@@ -71,7 +73,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &str, reader_count: u32, observer: Option<QueryObserver>) -> Result<Self, StoreError> {
-        disable_memory_statistics();
+        configure_sqlite();
         if let Some(folder) = Path::new(path).parent().filter(|folder| !folder.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
                 .map_err(|error| StoreError::Unavailable(format!("cannot create {}: {error}", folder.display())))?;
@@ -358,12 +360,15 @@ impl Store for SqliteStore {
     }
 }
 
-/// SQLite keeps memory statistics behind a global mutex that every allocation takes;
-/// nothing here reads them, and they show in the writer's profile. The switch only works
-/// before SQLite initialises (the first connection of the process), so it is tried once.
-fn disable_memory_statistics() {
+/// Process-wide SQLite settings, which only work before SQLite initialises (the first
+/// connection of the process), so they are tried once:
+/// - its memory comes from the Rust allocator (see `allocator`);
+/// - no memory statistics: SQLite keeps them behind a global mutex that every allocation
+///   takes, nothing here reads them, and they showed in the writer's profile.
+fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        allocator::install();
         // SAFETY: sqlite3_config is documented as callable before sqlite3_initialize and
         // when no connection is open; otherwise it returns SQLITE_MISUSE and changes nothing.
         unsafe {
