@@ -232,7 +232,7 @@ impl Store for SqliteStore {
             .map(|event| PreparedEvent::new(event, now))
             .collect::<Result<Vec<_>, _>>()?;
         self.write(operation::INGEST, move |connection| {
-            let mut statements = IngestStatements::prepare(connection)?;
+            let mut statements = IngestStatements::new(connection);
             events.into_iter().map(|event| statements.ingest(event, now)).collect()
         })
         .await
@@ -390,7 +390,11 @@ fn configure_writer(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "foreign_keys", "OFF")?;
     // Savepoints keep their sub-journals in memory rather than in temp files.
     connection.pragma_update(None, "temp_store", "MEMORY")?;
-    connection.pragma_update(None, "cache_size", -65_536)?;
+    // 8 MiB of page cache. More is slower: every commit that split a B-tree page walks
+    // the whole cache (SQLite renumbers pages through a temporary number past 1 GiB,
+    // which makes its end-of-transaction truncate scan every slot), and pages missing
+    // from it are still in the operating system's cache.
+    connection.pragma_update(None, "cache_size", -8_192)?;
     // The checkpointer thread copies most of the WAL back into the database beside the
     // writer; the writer's own checkpoint (every ~128 MiB of WAL) then finds little left to
     // copy, and lets the WAL start over from its beginning so it does not grow for ever.
@@ -552,34 +556,74 @@ const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, se
 const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10 WHERE id = ?1";
 const INSERT_ENTRY: &str = "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)";
-const INCIDENT_COLUMNS: &str = "id, title, description, severity, category, source, state, fingerprint, labels, \
-     occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, \
-     resolved_at, resolution_note";
+/// The columns `row_to_incident` reads, in its order (a macro, so that `concat!` can use it).
+macro_rules! incident_columns {
+    () => {
+        "id, title, description, severity, category, source, state, fingerprint, labels, occurrence_count, \
+         first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, resolved_at, \
+         resolution_note"
+    };
+}
+const INCIDENT_COLUMNS: &str = incident_columns!();
+const SELECT_OPEN: &str = concat!(
+    "SELECT ",
+    incident_columns!(),
+    " FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+);
 
-/// The statements of an ingest, taken from the connection's statement cache once per
-/// request rather than once per event (every look-up hashes the SQL text).
+/// The statements of an ingest, each taken from the connection's statement cache at
+/// its first use in a request rather than once per event (a look-up hashes the SQL text).
 struct IngestStatements<'c> {
-    select_open_count: CachedStatement<'c>,
-    count_occurrence: CachedStatement<'c>,
-    insert_incident: CachedStatement<'c>,
-    select_open: CachedStatement<'c>,
-    update_incident: CachedStatement<'c>,
-    insert_entry: CachedStatement<'c>,
+    connection: &'c Connection,
+    cached: [Option<CachedStatement<'c>>; IngestSql::ALL.len()],
+}
+
+#[derive(Clone, Copy)]
+enum IngestSql {
+    SelectOpenCount,
+    CountOccurrence,
+    InsertIncident,
+    SelectOpen,
+    UpdateIncident,
+    InsertEntry,
+}
+
+impl IngestSql {
+    const ALL: [IngestSql; 6] = [
+        IngestSql::SelectOpenCount,
+        IngestSql::CountOccurrence,
+        IngestSql::InsertIncident,
+        IngestSql::SelectOpen,
+        IngestSql::UpdateIncident,
+        IngestSql::InsertEntry,
+    ];
+
+    fn text(self) -> &'static str {
+        match self {
+            IngestSql::SelectOpenCount => SELECT_OPEN_COUNT,
+            IngestSql::CountOccurrence => COUNT_OCCURRENCE,
+            IngestSql::InsertIncident => INSERT_INCIDENT,
+            IngestSql::SelectOpen => SELECT_OPEN,
+            IngestSql::UpdateIncident => UPDATE_INCIDENT,
+            IngestSql::InsertEntry => INSERT_ENTRY,
+        }
+    }
 }
 
 impl<'c> IngestStatements<'c> {
-    fn prepare(connection: &'c Connection) -> Result<Self, StoreError> {
-        let prepare = |sql: &str| connection.prepare_cached(sql).map_err(internal);
-        Ok(IngestStatements {
-            select_open_count: prepare(SELECT_OPEN_COUNT)?,
-            count_occurrence: prepare(COUNT_OCCURRENCE)?,
-            insert_incident: prepare(INSERT_INCIDENT)?,
-            select_open: prepare(&format!(
-                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
-            ))?,
-            update_incident: prepare(UPDATE_INCIDENT)?,
-            insert_entry: prepare(INSERT_ENTRY)?,
-        })
+    fn new(connection: &'c Connection) -> Self {
+        IngestStatements {
+            connection,
+            cached: Default::default(),
+        }
+    }
+
+    fn get(&mut self, sql: IngestSql) -> Result<&mut Statement<'c>, StoreError> {
+        let slot = &mut self.cached[sql as usize];
+        if slot.is_none() {
+            *slot = Some(self.connection.prepare_cached(sql.text()).map_err(internal)?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
     }
 
     fn ingest(&mut self, prepared: PreparedEvent, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
@@ -588,7 +632,7 @@ impl<'c> IngestStatements<'c> {
             PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
         };
         let Some(incident) = self
-            .select_open
+            .get(IngestSql::SelectOpen)?
             .query_row([fingerprint_key], row_to_incident)
             .optional()
             .map_err(internal)?
@@ -596,24 +640,24 @@ impl<'c> IngestStatements<'c> {
             return Ok(IngestOutcome::Ignored);
         };
         let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
-        update_incident(&mut self.update_incident, &transition.after)?;
-        insert_entry(&mut self.insert_entry, &transition.entry)?;
+        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry)?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
     /// Opens an incident, or counts the event on the open one with its fingerprint.
     fn fire(&mut self, opens: NewIncident, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         let open = self
-            .select_open_count
+            .get(IngestSql::SelectOpenCount)?
             .query_row([opens.fingerprint_key], |row| Ok((id_from(row.get(0)?), row.get(1)?)))
             .optional()
             .map_err(internal)?;
         let Some((incident_id, count)): Option<(IncidentId, i64)> = open else {
-            insert_incident(&mut self.insert_incident, &opens)?;
-            insert_entry(&mut self.insert_entry, &opens.created)?;
+            insert_incident(self.get(IngestSql::InsertIncident)?, &opens)?;
+            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created)?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
-        self.count_occurrence
+        self.get(IngestSql::CountOccurrence)?
             .execute(params![
                 id_bytes(incident_id),
                 event.occurred_at.timestamp_micros(),
@@ -622,7 +666,7 @@ impl<'c> IngestStatements<'c> {
             .map_err(internal)?;
         let occurrence_count = count + 1;
         let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
-        insert_entry(&mut self.insert_entry, &entry)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, &entry)?;
         Ok(IngestOutcome::Deduplicated {
             incident_id,
             occurrence_count,
