@@ -1,39 +1,75 @@
 #!/usr/bin/env bash
-# Ingest load benchmark: the release binary on a fresh SQLite database (WAL,
-# synchronous=FULL: every 2xx is fsynced), driven by wrk on the same machine.
-#   bench/ingest.sh [seconds] [connections]
+# Ingest load benchmark: the release binary on a fresh SQLite database (WAL; every 2xx
+# is fsynced), driven by wrk on the same machine, after a yardstick run of an axum
+# handler that stores nothing (examples/null_server.rs), since the machine's speed drifts.
+#   bench/ingest.sh [seconds] [connections for single events] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-15}"
 connections="${2:-64}"
+rounds="${3:-1}"
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -p llm-incident-manager >&2
+cargo build --release -p llm-incident-manager --bin llm-incident-manager --example null_server >&2
 bin=target/release/llm-incident-manager
+summary="$(mktemp)"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_ready() {
+  for _ in $(seq 1 50); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done
+}
+
+# wrk against $1, with script $2 and $3 connections; records "name: N requests/s".
+drive() {
+  local url="$1" script="$2" conns="$3" name="$4" per_request="$5" output rate
+  echo "== $name: wrk -t2 -c$conns -d${duration}s -s bench/$script"
+  output="$(wrk -t2 -c"$conns" -d"${duration}s" --latency -s "bench/$script" "$url")"
+  echo "$output"
+  rate="$(echo "$output" | awk '/^Requests\/sec/ {print $2}')"
+  awk -v name="$name" -v rate="$rate" -v n="$per_request" \
+    'BEGIN {printf "%-58s %10.0f requests/s %10.0f events/s\n", name, rate, rate * n}' >>"$summary"
+}
+
+yardstick() {
+  local port pid
+  port="$(free_port)"
+  target/release/examples/null_server "127.0.0.1:$port" &
+  pid=$!
+  sleep 0.5
+  drive "http://127.0.0.1:$port" single.lua "$connections" "yardstick: axum handler that stores nothing" 1
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
 
 run() {
-  local name="$1" script="$2" conns="$3"
-  local dir port
+  local name="$1" script="$2" conns="$3" per_request="$4"
+  local dir port mport pid
   dir="$(mktemp -d)"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port="$(free_port)"
+  mport="$(free_port)"
   "$bin" serve --http-addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$mport" \
     --database-url "sqlite://$dir/bench.db" --log-level warn &
-  local pid=$!
-  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
-  echo "== $name: wrk -t2 -c$conns -d${duration}s -s bench/$script"
-  wrk -t2 -c"$conns" -d"${duration}s" --latency -s "bench/$script" "http://127.0.0.1:$port"
-  local stored
+  pid=$!
+  wait_ready "http://127.0.0.1:$port/health/ready"
+  drive "http://127.0.0.1:$port" "$script" "$conns" "$name" "$per_request"
   curl -fs "http://127.0.0.1:$mport/metrics" | awk '
     /^incidents_total\{/ {created += $2}
     /^incidents_deduplicated_total\{/ {deduplicated += $2}
     /^incidents_resolved_total\{/ {resolved += $2}
     END {printf "stored: %d incidents opened, %d events deduplicated, %d incidents resolved\n", created, deduplicated, resolved}'
-  
   kill -TERM "$pid"; wait "$pid" || true
   rm -rf "$dir"
 }
 
-run "single events" single.lua "$connections"
-run "batches of 100 events" batch.lua 16
-run "batches of 100 events, 1,000 recurring fingerprints" batch_dedup.lua 16
-run "batches of 100 events, steady state: 50 open and 50 resolve" batch_lifecycle.lua 16
+for _ in $(seq 1 "$rounds"); do
+  yardstick
+  run "single events" single.lua "$connections" 1
+  run "batches of 100, every event a new incident" batch.lua 16 100
+  run "batches of 100, 1,000 recurring fingerprints" batch_dedup.lua 16 100
+  run "batches of 100, steady state: 50 open and 50 resolve" batch_lifecycle.lua 16 100
+done
+echo
+echo "== summary"
+cat "$summary"
+rm -f "$summary"
