@@ -32,6 +32,7 @@ mod allocator;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_incidents.sql")),
     (2, include_str!("../migrations/sqlite/0002_open_index.sql")),
+    (3, include_str!("../migrations/sqlite/0003_timeline_chain.sql")),
 ];
 
 /// Writes queued behind a commit in progress join the next one, up to this many.
@@ -241,8 +242,9 @@ impl Store for SqliteStore {
     async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
         let new = NewIncident::new(incident)?;
         self.write(operation::CREATE_INCIDENT, move |connection| {
-            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new)?;
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created)
+            let seq = next_seq(connection)?;
+            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, seq)?;
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created, seq, None)
         })
         .await
     }
@@ -255,10 +257,16 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
         self.write(operation::TRANSITION, move |connection| {
-            let incident = select_incident(connection, id)?.ok_or(StoreError::NotFound(id))?;
+            let (incident, last_entry) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
             let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after)?;
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &transition.entry)?;
+            let seq = next_seq(connection)?;
+            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, seq)?;
+            insert_entry(
+                &mut *prepare(connection, INSERT_ENTRY)?,
+                &transition.entry,
+                seq,
+                last_entry,
+            )?;
             Ok(transition)
         })
         .await
@@ -266,10 +274,18 @@ impl Store for SqliteStore {
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
         self.write(operation::ADD_COMMENT, move |connection| {
-            if !incident_exists(connection, entry.incident_id)? {
-                return Err(StoreError::NotFound(entry.incident_id));
-            }
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &entry)
+            let id = id_bytes(entry.incident_id);
+            let last_entry: Option<i64> = prepare(connection, "SELECT last_entry FROM incidents WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()
+                .map_err(internal)?
+                .ok_or(StoreError::NotFound(entry.incident_id))?;
+            let seq = next_seq(connection)?;
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &entry, seq, last_entry)?;
+            prepare(connection, "UPDATE incidents SET last_entry = ?2 WHERE id = ?1")?
+                .execute(params![id, seq])
+                .map_err(internal)?;
+            Ok(())
         })
         .await
     }
@@ -294,8 +310,17 @@ impl Store for SqliteStore {
             if !incident_exists(connection, id)? {
                 return Err(StoreError::NotFound(id));
             }
+            // The chain from the incident's last entry back to its first.
             let mut statement = connection
-                .prepare_cached("SELECT at, kind, actor, message FROM timeline WHERE incident_id = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "WITH RECURSIVE chain (seq) AS ( \
+                         SELECT last_entry FROM incidents WHERE id = ?1 \
+                         UNION ALL \
+                         SELECT timeline.previous FROM timeline JOIN chain ON timeline.seq = chain.seq \
+                         WHERE timeline.previous IS NOT NULL) \
+                     SELECT at, kind, actor, message FROM chain JOIN timeline ON timeline.seq = chain.seq \
+                     ORDER BY timeline.seq",
+                )
                 .map_err(internal)?;
             let rows = statement
                 .query_map([id_bytes(id)], |row| {
@@ -547,15 +572,17 @@ impl PreparedEvent {
 }
 
 const SELECT_OPEN_COUNT: &str =
-    "SELECT id, occurrence_count FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
+    "SELECT id, occurrence_count, last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
 const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
-     last_seen = max(last_seen, ?2), updated_at = ?3 WHERE id = ?1";
+     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4 WHERE id = ?1";
 const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
-     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)";
+     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)";
 const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
-     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10 WHERE id = ?1";
-const INSERT_ENTRY: &str = "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, ?2, ?3, ?4, ?5)";
+     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11 \
+     WHERE id = ?1";
+const INSERT_ENTRY: &str =
+    "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 /// The columns `row_to_incident` reads, in its order (a macro, so that `concat!` can use it).
 macro_rules! incident_columns {
     () => {
@@ -568,7 +595,7 @@ const INCIDENT_COLUMNS: &str = incident_columns!();
 const SELECT_OPEN: &str = concat!(
     "SELECT ",
     incident_columns!(),
-    " FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+    ", last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
 );
 
 /// The statements of an ingest, each taken from the connection's statement cache at
@@ -576,6 +603,8 @@ const SELECT_OPEN: &str = concat!(
 struct IngestStatements<'c> {
     connection: &'c Connection,
     cached: [Option<CachedStatement<'c>>; IngestSql::ALL.len()],
+    /// The `seq` of the next timeline entry, once read.
+    next_seq: Option<i64>,
 }
 
 #[derive(Clone, Copy)]
@@ -615,7 +644,17 @@ impl<'c> IngestStatements<'c> {
         IngestStatements {
             connection,
             cached: Default::default(),
+            next_seq: None,
         }
+    }
+
+    fn take_seq(&mut self) -> Result<i64, StoreError> {
+        let seq = match self.next_seq {
+            Some(seq) => seq,
+            None => next_seq(self.connection)?,
+        };
+        self.next_seq = Some(seq + 1);
+        Ok(seq)
     }
 
     fn get(&mut self, sql: IngestSql) -> Result<&mut Statement<'c>, StoreError> {
@@ -631,17 +670,18 @@ impl<'c> IngestStatements<'c> {
             PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
             PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
         };
-        let Some(incident) = self
+        let Some((incident, last_entry)) = self
             .get(IngestSql::SelectOpen)?
-            .query_row([fingerprint_key], row_to_incident)
+            .query_row([fingerprint_key], row_to_tracked_incident)
             .optional()
             .map_err(internal)?
         else {
             return Ok(IngestOutcome::Ignored);
         };
         let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
-        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after)?;
-        insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry)?;
+        let seq = self.take_seq()?;
+        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, seq)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry, seq, last_entry)?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
@@ -649,12 +689,15 @@ impl<'c> IngestStatements<'c> {
     fn fire(&mut self, opens: NewIncident, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         let open = self
             .get(IngestSql::SelectOpenCount)?
-            .query_row([opens.fingerprint_key], |row| Ok((id_from(row.get(0)?), row.get(1)?)))
+            .query_row([opens.fingerprint_key], |row| {
+                Ok((id_from(row.get(0)?), row.get(1)?, row.get(2)?))
+            })
             .optional()
             .map_err(internal)?;
-        let Some((incident_id, count)): Option<(IncidentId, i64)> = open else {
-            insert_incident(self.get(IngestSql::InsertIncident)?, &opens)?;
-            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created)?;
+        let seq = self.take_seq()?;
+        let Some((incident_id, count, last_entry)): Option<(IncidentId, i64, Option<i64>)> = open else {
+            insert_incident(self.get(IngestSql::InsertIncident)?, &opens, seq)?;
+            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None)?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
         self.get(IngestSql::CountOccurrence)?
@@ -662,11 +705,12 @@ impl<'c> IngestStatements<'c> {
                 id_bytes(incident_id),
                 event.occurred_at.timestamp_micros(),
                 now.timestamp_micros(),
+                seq,
             ])
             .map_err(internal)?;
         let occurrence_count = count + 1;
         let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
-        insert_entry(self.get(IngestSql::InsertEntry)?, &entry)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, &entry, seq, last_entry)?;
         Ok(IngestOutcome::Deduplicated {
             incident_id,
             occurrence_count,
@@ -682,7 +726,7 @@ impl<'c> IngestStatements<'c> {
 /// time, so nothing comes between the look-up and the insert. (One `INSERT … ON CONFLICT
 /// … DO UPDATE … RETURNING` would do both, but RETURNING makes SQLite journal every page
 /// the statement touches so that it could undo that statement alone.)
-fn insert_incident(statement: &mut Statement<'_>, new: &NewIncident) -> Result<(), StoreError> {
+fn insert_incident(statement: &mut Statement<'_>, new: &NewIncident, last_entry: i64) -> Result<(), StoreError> {
     let incident = &new.incident;
     statement
         .execute(params![
@@ -700,6 +744,7 @@ fn insert_incident(statement: &mut Statement<'_>, new: &NewIncident) -> Result<(
             incident.first_seen.timestamp_micros(),
             incident.last_seen.timestamp_micros(),
             incident.created_at.timestamp_micros(),
+            last_entry,
         ])
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -710,8 +755,8 @@ fn insert_incident(statement: &mut Statement<'_>, new: &NewIncident) -> Result<(
     Ok(())
 }
 
-/// Writes the fields an action can change.
-fn update_incident(statement: &mut Statement<'_>, incident: &Incident) -> Result<(), StoreError> {
+/// Writes the fields an action can change, and the incident's new last entry.
+fn update_incident(statement: &mut Statement<'_>, incident: &Incident, last_entry: i64) -> Result<(), StoreError> {
     statement
         .execute(params![
             id_bytes(incident.id),
@@ -724,22 +769,56 @@ fn update_incident(statement: &mut Statement<'_>, incident: &Incident) -> Result
             incident.resolution_note,
             incident.severity.as_str(),
             incident.category.as_str(),
+            last_entry,
         ])
         .map_err(internal)?;
     Ok(())
 }
 
-fn insert_entry(statement: &mut Statement<'_>, entry: &TimelineEntry) -> Result<(), StoreError> {
+/// Appends `entry` as number `seq`, pointing back to its incident's `previous` last entry.
+/// The caller makes the incident point to `seq` in the same transaction.
+fn insert_entry(
+    statement: &mut Statement<'_>,
+    entry: &TimelineEntry,
+    seq: i64,
+    previous: Option<i64>,
+) -> Result<(), StoreError> {
     statement
         .execute(params![
+            seq,
             id_bytes(entry.incident_id),
             entry.at.timestamp_micros(),
             entry.kind.as_str(),
             entry.actor,
             entry.message,
+            previous,
         ])
         .map_err(internal)?;
     Ok(())
+}
+
+/// The number of the next timeline entry. The writer numbers entries itself (it is the
+/// only one), so that an incident can point to its new last entry in the statement that
+/// changes it, instead of in one more.
+fn next_seq(connection: &Connection) -> Result<i64, StoreError> {
+    prepare(connection, "SELECT coalesce(max(seq), 0) + 1 FROM timeline")?
+        .query_row([], |row| row.get(0))
+        .map_err(internal)
+}
+
+/// An incident with the number of its last timeline entry, for the writer.
+fn select_for_update(connection: &Connection, id: IncidentId) -> Result<Option<(Incident, Option<i64>)>, StoreError> {
+    prepare(
+        connection,
+        &format!("SELECT {INCIDENT_COLUMNS}, last_entry FROM incidents WHERE id = ?1"),
+    )?
+    .query_row([id_bytes(id)], row_to_tracked_incident)
+    .optional()
+    .map_err(internal)
+}
+
+fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Option<i64>)> {
+    Ok((row_to_incident(row)?, row.get(19)?))
 }
 
 fn prepare<'c>(connection: &'c Connection, sql: &str) -> Result<CachedStatement<'c>, StoreError> {
@@ -875,23 +954,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_database_of_the_first_schema_is_migrated_with_its_incidents() {
+    async fn a_database_of_the_first_schema_is_migrated_with_its_incidents_and_timelines() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("incidents.db");
         let path = path.to_str().unwrap();
-        let id = IncidentId::generate();
+        let (id, other) = (IncidentId::generate(), IncidentId::generate());
         {
             let connection = Connection::open(path).unwrap();
             migrate_with(&connection, &MIGRATIONS[..1]).unwrap();
-            connection
-                .execute(
-                    "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, \
-                     fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at) \
-                     VALUES (?1, 'GPU memory', '', 'P1', 'infrastructure', 'sentinel', 'ACKNOWLEDGED', 'gpu', ?2, '{}', \
-                     1, 0, 0, 0, 0)",
-                    params![id_bytes(id), fingerprint_key("gpu")],
-                )
-                .unwrap();
+            for (incident, fingerprint) in [(id, "gpu"), (other, "disk")] {
+                connection
+                    .execute(
+                        "INSERT INTO incidents (id, title, description, severity, category, source, state, \
+                         fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, \
+                         updated_at) VALUES (?1, 'GPU memory', '', 'P1', 'infrastructure', 'sentinel', \
+                         'ACKNOWLEDGED', ?2, ?3, '{}', 1, 0, 0, 0, 0)",
+                        params![id_bytes(incident), fingerprint, fingerprint_key(fingerprint)],
+                    )
+                    .unwrap();
+            }
+            // Entries of the two incidents interleaved, as concurrent events leave them.
+            for (incident, message) in [(id, "one"), (other, "elsewhere"), (id, "two")] {
+                connection
+                    .execute(
+                        "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, 0, 'comment', 'ana', ?2)",
+                        params![id_bytes(incident), message],
+                    )
+                    .unwrap();
+            }
         }
 
         let store = SqliteStore::open(path, StoreOptions::default()).await.unwrap();
@@ -905,9 +995,20 @@ mod tests {
             before: None,
         };
         let listed = store.list_incidents(&filter, page).await.unwrap();
-        assert_eq!(listed.iter().map(|incident| incident.id).collect::<Vec<_>>(), [id]);
+        assert_eq!(listed.len(), 2);
         let open = store.count_open().await.unwrap();
-        assert_eq!(open.iter().map(|count| count.count).sum::<i64>(), 1);
+        assert_eq!(open.iter().map(|count| count.count).sum::<i64>(), 2);
+        let comment = TimelineEntry {
+            incident_id: id,
+            at: DateTime::from_timestamp_micros(1).unwrap(),
+            kind: TimelineKind::Comment,
+            actor: "ana".into(),
+            message: "three".into(),
+        };
+        store.add_comment(comment).await.unwrap();
+        let messages = |entries: Vec<TimelineEntry>| entries.into_iter().map(|entry| entry.message).collect::<Vec<_>>();
+        assert_eq!(messages(store.timeline(id).await.unwrap()), ["one", "two", "three"]);
+        assert_eq!(messages(store.timeline(other).await.unwrap()), ["elsewhere"]);
         drop(store);
         let connection = Connection::open(path).unwrap();
         let version: i64 = connection
