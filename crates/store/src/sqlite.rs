@@ -12,6 +12,12 @@
 //! an fsync that followed its commit, as `synchronous = FULL` would make it wait; the
 //! fsync just no longer stalls the writer. Reads run on a small pool of read-only
 //! connections on the blocking thread pool, concurrently with the writer.
+//!
+//! Being the only writer, the writer thread decides things a shared database would
+//! leave to statements: it looks an open incident up before it inserts or counts (the
+//! unique index on open fingerprints still refuses a second one), and it numbers
+//! timeline entries itself. A timeline is a chain: each entry points to its incident's
+//! previous entry and the incident to its last one, so an append writes no index.
 
 use std::path::Path;
 use std::sync::mpsc;
