@@ -96,4 +96,16 @@ async fn main() {
         "{events} events in {elapsed:?}: {:.0} events/s",
         events as f64 / elapsed.as_secs_f64()
     );
+    let started = Instant::now();
+    let open: i64 = store
+        .count_open()
+        .await
+        .expect("count")
+        .iter()
+        .map(|count| count.count)
+        .sum();
+    println!(
+        "counting {open} open incidents by label set took {:?}",
+        started.elapsed()
+    );
 }

@@ -347,23 +347,41 @@ impl Store for SqliteStore {
 
     async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError> {
         self.read(operation::COUNT_OPEN, |connection| {
+            // Counted here rather than by GROUP BY: the index of open incidents is ordered
+            // by state and id, so SQLite would sort every open incident first (0.5 s at a
+            // million), where one pass over the index counts them (a few label sets).
             let mut statement = connection
-                .prepare_cached(
-                    "SELECT severity, source, category, count(*) FROM incidents \
-                     WHERE state <> 'RESOLVED' GROUP BY severity, source, category",
-                )
+                .prepare_cached("SELECT severity, source, category FROM incidents WHERE state <> 'RESOLVED'")
                 .map_err(internal)?;
-            let rows = statement
-                .query_map([], |row| {
+            let mut rows = statement.query([]).map_err(internal)?;
+            let mut counts: Vec<(String, String, String, i64)> = Vec::new();
+            while let Some(row) = rows.next().map_err(internal)? {
+                let text = |index| row.get_ref(index).and_then(|value| Ok(value.as_str()?));
+                let (severity, source, category) = (
+                    text(0).map_err(internal)?,
+                    text(1).map_err(internal)?,
+                    text(2).map_err(internal)?,
+                );
+                match counts
+                    .iter_mut()
+                    .find(|(s, o, c, _)| s == severity && o == source && c == category)
+                {
+                    Some((_, _, _, count)) => *count += 1,
+                    None => counts.push((severity.to_owned(), source.to_owned(), category.to_owned(), 1)),
+                }
+            }
+            counts
+                .into_iter()
+                .map(|(severity, source, category, count)| {
+                    let parse = |what: &str, text: &str| corrupt_text(what, text);
                     Ok(OpenCount {
-                        severity: parse_column(row, 0, "severity")?,
-                        source: parse_column(row, 1, "source")?,
-                        category: parse_column(row, 2, "category")?,
-                        count: row.get(3)?,
+                        severity: severity.parse().map_err(|_| parse("severity", &severity))?,
+                        source: source.parse().map_err(|_| parse("source", &source))?,
+                        category: category.parse().map_err(|_| parse("category", &category))?,
+                        count,
                     })
                 })
-                .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+                .collect()
         })
         .await
     }
@@ -941,6 +959,10 @@ fn corrupt(index: usize, what: &str, value: &str) -> rusqlite::Error {
         rusqlite::types::Type::Text,
         format!("stored {what} `{value}` is not valid").into(),
     )
+}
+
+fn corrupt_text(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("stored {what} `{value}` is not valid"))
 }
 
 fn internal(error: rusqlite::Error) -> StoreError {
