@@ -607,6 +607,7 @@ const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, t
      WHERE id = ?1";
 const INSERT_ENTRY: &str =
     "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 /// The columns `row_to_incident` reads, in its order (a macro, so that `concat!` can use it).
 macro_rules! incident_columns {
     () => {
