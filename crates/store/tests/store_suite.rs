@@ -180,6 +180,15 @@ async fn a_mixed_batch_keeps_the_order_of_each_fingerprint_and_reports_in_event_
         store.get_incident(first_b).await.unwrap().unwrap().state,
         State::Resolved
     );
+    // Each incident's timeline holds its own entries only, in order, though the batch
+    // wrote them interleaved.
+    let timeline = |id| {
+        let store = store.clone();
+        async move { kinds(&store.timeline(id).await.unwrap()) }
+    };
+    assert_eq!(timeline(first_b).await, [TimelineKind::Created, TimelineKind::Resolved]);
+    assert_eq!(timeline(a).await, [TimelineKind::Created, TimelineKind::EventAttached]);
+    assert_eq!(timeline(second_b).await, [TimelineKind::Created]);
 }
 
 async fn a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_new_one(db: TestDb) {
@@ -597,6 +606,17 @@ async fn concurrent_batches_touching_the_same_fingerprints_in_opposite_orders_al
     let all = list_all(&*store).await;
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|incident| incident.occurrence_count == 21), "{all:?}");
+    for incident in &all {
+        let timeline = store.timeline(incident.id).await.unwrap();
+        assert_eq!(timeline.len(), 21, "one entry per event of {}", incident.fingerprint);
+        assert_eq!(timeline[0].kind, TimelineKind::Created);
+        assert!(timeline.iter().all(|entry| entry.incident_id == incident.id));
+        let occurrences: Vec<_> = timeline[1..].iter().map(|entry| entry.message.as_str()).collect();
+        let expected: Vec<_> = (2..=21)
+            .map(|count| format!("occurrence {count} of `{}`", incident.title))
+            .collect();
+        assert_eq!(occurrences, expected, "attached entries in the order of their counts");
+    }
 }
 
 async fn incidents_and_timelines_survive_reconnecting(db: TestDb) {
