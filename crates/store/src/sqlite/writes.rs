@@ -1,0 +1,300 @@
+//! What the writer runs: events prepared on the async threads, the statements of an
+//! ingest, and the writes every write job shares (incidents and their timeline chains).
+
+use super::*;
+
+/// An event ready for the writer: everything that needs no database (the fingerprint
+/// key, and for a firing event the incident it would open) is done beforehand.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives only in one request's vector; boxing would cost an allocation per event"
+)]
+pub(super) enum PreparedEvent {
+    Firing { event: Event, opens: NewIncident },
+    Resolved { event: Event, fingerprint_key: [u8; 16] },
+}
+
+/// An incident to insert, with its dedup key, labels and first entry ready.
+pub(super) struct NewIncident {
+    incident: Incident,
+    fingerprint_key: [u8; 16],
+    labels: String,
+    pub(super) created: TimelineEntry,
+}
+
+impl NewIncident {
+    pub(super) fn new(incident: Incident) -> Result<Self, StoreError> {
+        let labels =
+            serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+        Ok(NewIncident {
+            fingerprint_key: fingerprint_key(&incident.fingerprint),
+            created: lifecycle::created_entry(&incident),
+            labels,
+            incident,
+        })
+    }
+}
+
+impl PreparedEvent {
+    pub(super) fn new(event: Event, now: DateTime<Utc>) -> Result<Self, StoreError> {
+        if event.status == EventStatus::Resolved {
+            let fingerprint_key = fingerprint_key(&event.fingerprint);
+            return Ok(PreparedEvent::Resolved { event, fingerprint_key });
+        }
+        let opens = NewIncident::new(Incident::open(IncidentId::generate(), &event, now))?;
+        Ok(PreparedEvent::Firing { event, opens })
+    }
+}
+
+const SELECT_OPEN_COUNT: &str =
+    "SELECT id, occurrence_count, last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
+const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
+     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4 WHERE id = ?1";
+pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
+     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)";
+pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
+     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11 \
+     WHERE id = ?1";
+pub(super) const INSERT_ENTRY: &str =
+    "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const SELECT_OPEN: &str = concat!(
+    "SELECT ",
+    incident_columns!(),
+    ", last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+);
+
+/// The statements of an ingest, each taken from the connection's statement cache at
+/// its first use in a request rather than once per event (a look-up hashes the SQL text).
+pub(super) struct IngestStatements<'c> {
+    connection: &'c Connection,
+    cached: [Option<CachedStatement<'c>>; IngestSql::ALL.len()],
+    /// The `seq` of the next timeline entry, once read.
+    next_seq: Option<i64>,
+}
+
+#[derive(Clone, Copy)]
+enum IngestSql {
+    SelectOpenCount,
+    CountOccurrence,
+    InsertIncident,
+    SelectOpen,
+    UpdateIncident,
+    InsertEntry,
+}
+
+impl IngestSql {
+    const ALL: [IngestSql; 6] = [
+        IngestSql::SelectOpenCount,
+        IngestSql::CountOccurrence,
+        IngestSql::InsertIncident,
+        IngestSql::SelectOpen,
+        IngestSql::UpdateIncident,
+        IngestSql::InsertEntry,
+    ];
+
+    fn text(self) -> &'static str {
+        match self {
+            IngestSql::SelectOpenCount => SELECT_OPEN_COUNT,
+            IngestSql::CountOccurrence => COUNT_OCCURRENCE,
+            IngestSql::InsertIncident => INSERT_INCIDENT,
+            IngestSql::SelectOpen => SELECT_OPEN,
+            IngestSql::UpdateIncident => UPDATE_INCIDENT,
+            IngestSql::InsertEntry => INSERT_ENTRY,
+        }
+    }
+}
+
+impl<'c> IngestStatements<'c> {
+    pub(super) fn new(connection: &'c Connection) -> Self {
+        IngestStatements {
+            connection,
+            cached: Default::default(),
+            next_seq: None,
+        }
+    }
+
+    fn take_seq(&mut self) -> Result<i64, StoreError> {
+        let seq = match self.next_seq {
+            Some(seq) => seq,
+            None => next_seq(self.connection)?,
+        };
+        self.next_seq = Some(seq + 1);
+        Ok(seq)
+    }
+
+    fn get(&mut self, sql: IngestSql) -> Result<&mut Statement<'c>, StoreError> {
+        let slot = &mut self.cached[sql as usize];
+        if slot.is_none() {
+            *slot = Some(self.connection.prepare_cached(sql.text()).map_err(internal)?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
+
+    pub(super) fn ingest(&mut self, prepared: PreparedEvent, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
+        let (event, fingerprint_key) = match prepared {
+            PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
+            PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
+        };
+        let Some((incident, last_entry)) = self
+            .get(IngestSql::SelectOpen)?
+            .query_row([fingerprint_key], row_to_tracked_incident)
+            .optional()
+            .map_err(internal)?
+        else {
+            return Ok(IngestOutcome::Ignored);
+        };
+        let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
+        let seq = self.take_seq()?;
+        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, seq)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry, seq, last_entry)?;
+        Ok(IngestOutcome::Resolved(transition))
+    }
+
+    /// Opens an incident, or counts the event on the open one with its fingerprint.
+    fn fire(&mut self, opens: NewIncident, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
+        let open = self
+            .get(IngestSql::SelectOpenCount)?
+            .query_row([opens.fingerprint_key], |row| {
+                Ok((id_from(row.get(0)?), row.get(1)?, row.get(2)?))
+            })
+            .optional()
+            .map_err(internal)?;
+        let seq = self.take_seq()?;
+        let Some((incident_id, count, last_entry)): Option<(IncidentId, i64, Option<i64>)> = open else {
+            insert_incident(self.get(IngestSql::InsertIncident)?, &opens, seq)?;
+            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None)?;
+            return Ok(IngestOutcome::Created(opens.incident));
+        };
+        self.get(IngestSql::CountOccurrence)?
+            .execute(params![
+                id_bytes(incident_id),
+                event.occurred_at.timestamp_micros(),
+                now.timestamp_micros(),
+                seq,
+            ])
+            .map_err(internal)?;
+        let occurrence_count = count + 1;
+        let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
+        insert_entry(self.get(IngestSql::InsertEntry)?, &entry, seq, last_entry)?;
+        Ok(IngestOutcome::Deduplicated {
+            incident_id,
+            occurrence_count,
+            source: event.source,
+        })
+    }
+}
+
+/// Inserts a new incident. The unique index on open fingerprints refuses it when its
+/// fingerprint is already open.
+///
+/// Callers look the open incident up first: the one writer runs one statement at a
+/// time, so nothing comes between the look-up and the insert. (One `INSERT … ON CONFLICT
+/// … DO UPDATE … RETURNING` would do both, but RETURNING makes SQLite journal every page
+/// the statement touches so that it could undo that statement alone.)
+pub(super) fn insert_incident(
+    statement: &mut Statement<'_>,
+    new: &NewIncident,
+    last_entry: i64,
+) -> Result<(), StoreError> {
+    let incident = &new.incident;
+    statement
+        .execute(params![
+            id_bytes(incident.id),
+            incident.title,
+            incident.description,
+            incident.severity.as_str(),
+            incident.category.as_str(),
+            incident.source.as_str(),
+            incident.state.as_str(),
+            incident.fingerprint,
+            new.fingerprint_key,
+            new.labels,
+            incident.occurrence_count,
+            incident.first_seen.timestamp_micros(),
+            incident.last_seen.timestamp_micros(),
+            incident.created_at.timestamp_micros(),
+            last_entry,
+        ])
+        .map_err(|error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                StoreError::Internal(format!("fingerprint `{}` is already open", incident.fingerprint))
+            }
+            _ => internal(error),
+        })?;
+    Ok(())
+}
+
+/// Writes the fields an action can change, and the incident's new last entry.
+pub(super) fn update_incident(
+    statement: &mut Statement<'_>,
+    incident: &Incident,
+    last_entry: i64,
+) -> Result<(), StoreError> {
+    statement
+        .execute(params![
+            id_bytes(incident.id),
+            incident.state.as_str(),
+            incident.assignee,
+            incident.team,
+            incident.updated_at.timestamp_micros(),
+            incident.acknowledged_at.map(|at| at.timestamp_micros()),
+            incident.resolved_at.map(|at| at.timestamp_micros()),
+            incident.resolution_note,
+            incident.severity.as_str(),
+            incident.category.as_str(),
+            last_entry,
+        ])
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Appends `entry` as number `seq`, pointing back to its incident's `previous` last entry.
+/// The caller makes the incident point to `seq` in the same transaction.
+pub(super) fn insert_entry(
+    statement: &mut Statement<'_>,
+    entry: &TimelineEntry,
+    seq: i64,
+    previous: Option<i64>,
+) -> Result<(), StoreError> {
+    statement
+        .execute(params![
+            seq,
+            id_bytes(entry.incident_id),
+            entry.at.timestamp_micros(),
+            entry.kind.as_str(),
+            entry.actor,
+            entry.message,
+            previous,
+        ])
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// The number of the next timeline entry. The writer numbers entries itself (it is the
+/// only one), so that an incident can point to its new last entry in the statement that
+/// changes it, instead of in one more.
+pub(super) fn next_seq(connection: &Connection) -> Result<i64, StoreError> {
+    prepare(connection, "SELECT coalesce(max(seq), 0) + 1 FROM timeline")?
+        .query_row([], |row| row.get(0))
+        .map_err(internal)
+}
+
+/// An incident with the number of its last timeline entry, for the writer.
+pub(super) fn select_for_update(
+    connection: &Connection,
+    id: IncidentId,
+) -> Result<Option<(Incident, Option<i64>)>, StoreError> {
+    prepare(
+        connection,
+        &format!("SELECT {INCIDENT_COLUMNS}, last_entry FROM incidents WHERE id = ?1"),
+    )?
+    .query_row([id_bytes(id)], row_to_tracked_incident)
+    .optional()
+    .map_err(internal)
+}
+
+fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Option<i64>)> {
+    Ok((row_to_incident(row)?, row.get(19)?))
+}
