@@ -384,11 +384,16 @@ impl Store for SqliteStore {
 fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        allocator::install();
+        let allocator = allocator::install();
         // SAFETY: sqlite3_config is documented as callable before sqlite3_initialize and
         // when no connection is open; otherwise it returns SQLITE_MISUSE and changes nothing.
-        unsafe {
-            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+        let statistics =
+            unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
+        if !allocator || statistics != rusqlite::ffi::SQLITE_OK {
+            tracing::warn!(
+                "SQLite started before the store could configure it: it keeps the C allocator and its memory \
+                 statistics (slower writes)"
+            );
         }
     });
 }

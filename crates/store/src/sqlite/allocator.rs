@@ -14,9 +14,10 @@ use rusqlite::ffi;
 /// bytes keep the memory handed to SQLite 8-byte aligned, as it requires.
 const HEADER: usize = 8;
 
-/// Routes SQLite's allocations through the global allocator. Must run before SQLite
-/// initialises (before the process opens its first connection); later it changes nothing.
-pub(super) fn install() {
+/// Routes SQLite's allocations through the global allocator, answering whether it did.
+/// Must run before SQLite initialises (before the process opens its first connection);
+/// later it changes nothing.
+pub(super) fn install() -> bool {
     let methods = ffi::sqlite3_mem_methods {
         xMalloc: Some(malloc),
         xFree: Some(free),
@@ -29,9 +30,8 @@ pub(super) fn install() {
     };
     // SAFETY: SQLite copies the methods; sqlite3_config is allowed before initialisation
     // and returns SQLITE_MISUSE (changing nothing) after it.
-    unsafe {
-        ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods as *const ffi::sqlite3_mem_methods);
-    }
+    let status = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods as *const ffi::sqlite3_mem_methods) };
+    status == ffi::SQLITE_OK
 }
 
 fn layout(size: usize) -> Option<Layout> {
