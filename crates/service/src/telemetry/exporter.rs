@@ -19,11 +19,17 @@ pub fn metrics_router(manager: Arc<IncidentManager>) -> Router {
         .with_state(manager)
 }
 
+const REFRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Refreshes the gauges that mirror the store, then encodes the registry in the format
 /// the scraper asks for: OpenMetrics when its `Accept` names it, else Prometheus text 0.0.4.
 async fn metrics_handler(State(manager): State<Arc<IncidentManager>>, headers: HeaderMap) -> Response {
-    if let Err(error) = manager.refresh_metrics().await {
-        tracing::warn!(%error, "could not refresh store gauges before a scrape");
+    // A store that is slow to answer must not fail the scrape: every other metric is
+    // still served, with the store gauges as last set.
+    match tokio::time::timeout(REFRESH_TIMEOUT, manager.refresh_metrics()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "could not refresh store gauges before a scrape"),
+        Err(_) => tracing::warn!("the store did not answer within {REFRESH_TIMEOUT:?}; store gauges not refreshed"),
     }
     let wants_openmetrics = headers
         .get(header::ACCEPT)

@@ -4,8 +4,8 @@
 //! bottom of this file (`incident_created`, `transitioned`, …), each of which records
 //! everything the seed says happens at that moment.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use lim_domain::{Category, Incident, Severity, Source, State, TimelineKind, Transition};
@@ -230,13 +230,9 @@ impl Metrics {
 
     pub fn incident_created(&self, incident: &Incident) {
         tracing::debug!(id = %incident.id, severity = %incident.severity, source = %incident.source, title = %incident.title, "incident opened");
-        let labels = IncidentLabels::of(incident);
-        self.incidents_created.get_or_create(&labels).inc();
-        self.incidents_active.get_or_create(&labels).inc();
-        self.active_label_sets
-            .lock()
-            .expect("metrics lock poisoned")
-            .insert(labels);
+        self.incidents_created
+            .get_or_create(&IncidentLabels::of(incident))
+            .inc();
     }
 
     pub fn incident_deduplicated(&self, source: Source) {
@@ -252,8 +248,9 @@ impl Metrics {
         let (before, after) = (&transition.before, &transition.after);
         let entry = &transition.entry;
         tracing::info!(id = %after.id, from = %before.state, to = %after.state, actor = %entry.actor, "{}", entry.message);
+        // A reclassification is no state change; `incidents_active` follows it at the next
+        // scrape, as it follows everything else (see `set_active`).
         if transition.entry.kind == TimelineKind::Classified {
-            self.reclassified(before, after);
             return;
         }
         self.state_transitions
@@ -273,7 +270,6 @@ impl Metrics {
         if after.state == State::Resolved && before.state.is_open() {
             let labels = IncidentLabels::of(after);
             self.incidents_resolved.get_or_create(&labels).inc();
-            self.incidents_active.get_or_create(&IncidentLabels::of(before)).dec();
             let took = seconds_between(after.created_at, after.resolved_at.unwrap_or(after.updated_at));
             self.resolution_duration
                 .get_or_create(&SeveritySourceLabels {
@@ -284,32 +280,25 @@ impl Metrics {
         }
     }
 
-    /// An open incident changed severity or category: it moves between `incidents_active` sets.
-    fn reclassified(&self, before: &Incident, after: &Incident) {
-        let (from, to) = (IncidentLabels::of(before), IncidentLabels::of(after));
-        if from == to || !after.state.is_open() {
-            return;
-        }
-        self.incidents_active.get_or_create(&from).dec();
-        self.incidents_active.get_or_create(&to).inc();
-        self.active_label_sets.lock().expect("metrics lock poisoned").insert(to);
-    }
-
-    /// Sets `incidents_active` to the store's counts; label sets no longer open drop to 0.
+    /// Sets `incidents_active` to the store's counts, the only way it changes (at start-up
+    /// and before every scrape), so it cannot drift from the store; label sets no longer
+    /// open drop to 0.
     pub fn set_active(&self, counts: &[OpenCount]) {
+        let counts: HashMap<IncidentLabels, i64> = counts
+            .iter()
+            .map(|count| {
+                (
+                    IncidentLabels::new(count.severity, count.source, count.category),
+                    count.count,
+                )
+            })
+            .collect();
         // Families cannot be iterated, so the sets ever seen are remembered: one that
         // drops to 0 is written as 0 rather than left at its last value.
-        let mut known = self.active_label_sets.lock().expect("metrics lock poisoned");
-        known.extend(
-            counts
-                .iter()
-                .map(|count| IncidentLabels::new(count.severity, count.source, count.category)),
-        );
+        let mut known = self.active_label_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        known.extend(counts.keys().cloned());
         for labels in known.iter() {
-            let value = counts
-                .iter()
-                .find(|count| IncidentLabels::new(count.severity, count.source, count.category) == *labels)
-                .map_or(0, |count| count.count);
+            let value = counts.get(labels).copied().unwrap_or(0);
             self.incidents_active.get_or_create(labels).set(value);
         }
     }
