@@ -3,7 +3,9 @@
 //! SQLite (WAL, one writer thread with group commit) is the embedded default;
 //! PostgreSQL carries several replicas. Both run the same migrations in spirit
 //! (one folder each) and pass the same test suite (`tests/store_suite.rs`).
-//! The database decides dedup: a unique index on the fingerprint of open incidents.
+//! A unique index on the fingerprint of open incidents guarantees at most one open
+//! incident per fingerprint. PostgreSQL decides dedup with it (an upsert); SQLite's one
+//! writer looks the open incident up first and has the index as its guard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,19 +38,6 @@ pub mod operation {
     pub const COUNT_OPEN: &str = "count_open_incidents";
     pub const PING: &str = "ping";
     pub const MIGRATE: &str = "migrate";
-
-    pub const ALL: &[&str] = &[
-        INGEST,
-        CREATE_INCIDENT,
-        TRANSITION,
-        ADD_COMMENT,
-        GET_INCIDENT,
-        LIST_INCIDENTS,
-        TIMELINE,
-        COUNT_OPEN,
-        PING,
-        MIGRATE,
-    ];
 }
 
 /// Told the duration of every store operation (the metrics layer records it).

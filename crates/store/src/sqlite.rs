@@ -280,9 +280,6 @@ impl Store for SqliteStore {
 
     async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
         self.read(operation::TIMELINE, move |connection| {
-            if !incident_exists(connection, id)? {
-                return Err(StoreError::NotFound(id));
-            }
             // The chain from the incident's last entry back to its first.
             let mut statement = connection
                 .prepare_cached(
@@ -307,7 +304,12 @@ impl Store for SqliteStore {
                     })
                 })
                 .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+            let entries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)?;
+            // Every incident has its created entry: no entries means no such incident.
+            if entries.is_empty() && !incident_exists(connection, id)? {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(entries)
         })
         .await
     }
@@ -399,9 +401,15 @@ fn configure_sqlite() {
 }
 
 fn configure_writer(connection: &Connection) -> rusqlite::Result<()> {
-    // WAL lets readers run beside the writer; FULL fsyncs the WAL at every commit, so an
-    // answered write survives a power cut, not only a crash of the process.
-    connection.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL lets readers run beside the writer, and the syncer's fsync of the WAL file is
+    // what makes an answer durable: a database that cannot use WAL is refused.
+    let mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("the database cannot use WAL mode (journal mode `{mode}`)")),
+        ));
+    }
     // NORMAL: a commit does not fsync by itself; the syncer thread fsyncs the WAL before
     // anything is answered (see the module documentation). Checkpoints still fsync.
     connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -452,9 +460,8 @@ fn incident_exists(connection: &Connection, id: IncidentId) -> Result<bool, Stor
 }
 
 fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-    let mut statement = connection
-        .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))
-        .map_err(internal)?;
+    const SELECT: &str = concat!("SELECT ", incident_columns!(), " FROM incidents WHERE id = ?1");
+    let mut statement = connection.prepare_cached(SELECT).map_err(internal)?;
     statement
         .query_row([id_bytes(id)], row_to_incident)
         .optional()
@@ -495,10 +502,9 @@ fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> 
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let sql = format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents {where_clause} ORDER BY id DESC LIMIT {}",
-        page.limit
-    );
+    // The limit is bound, so that page sizes share one cached statement.
+    values.push(Value::Integer(page.limit.into()));
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents {where_clause} ORDER BY id DESC LIMIT ?");
     let mut statement = connection.prepare_cached(&sql).map_err(internal)?;
     let rows = statement
         .query_map(rusqlite::params_from_iter(values), row_to_incident)

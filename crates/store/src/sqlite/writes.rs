@@ -69,7 +69,7 @@ const SELECT_OPEN: &str = concat!(
 /// its first use in a request rather than once per event (a look-up hashes the SQL text).
 pub(super) struct IngestStatements<'c> {
     connection: &'c Connection,
-    cached: [Option<CachedStatement<'c>>; IngestSql::ALL.len()],
+    cached: [Option<CachedStatement<'c>>; IngestSql::COUNT],
     /// The `seq` of the next timeline entry, once read.
     next_seq: Option<i64>,
 }
@@ -85,14 +85,7 @@ enum IngestSql {
 }
 
 impl IngestSql {
-    const ALL: [IngestSql; 6] = [
-        IngestSql::SelectOpenCount,
-        IngestSql::CountOccurrence,
-        IngestSql::InsertIncident,
-        IngestSql::SelectOpen,
-        IngestSql::UpdateIncident,
-        IngestSql::InsertEntry,
-    ];
+    const COUNT: usize = 6;
 
     fn text(self) -> &'static str {
         match self {
@@ -145,7 +138,10 @@ impl<'c> IngestStatements<'c> {
         else {
             return Ok(IngestOutcome::Ignored);
         };
-        let transition = lifecycle::resolve_by_event(&incident, &event, now)?;
+        // Every open state may be resolved; were one not, this event could not be refused
+        // alone without undoing the batch's earlier events, so the whole group rolls back.
+        let transition = lifecycle::resolve_by_event(&incident, &event, now)
+            .map_err(|error| StoreError::Internal(format!("incident {}: {error}", incident.id)))?;
         let seq = self.take_seq()?;
         update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, seq)?;
         insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry, seq, last_entry)?;
@@ -189,8 +185,9 @@ impl<'c> IngestStatements<'c> {
 /// Inserts a new incident. The unique index on open fingerprints refuses it when its
 /// fingerprint is already open.
 ///
-/// Callers look the open incident up first: the one writer runs one statement at a
-/// time, so nothing comes between the look-up and the insert. (One `INSERT … ON CONFLICT
+/// Ingest looks the open incident up first: the one writer runs one statement at a
+/// time, so nothing comes between the look-up and the insert. (A manual incident's
+/// fingerprint, `manual:<id>`, is never open already.) (One `INSERT … ON CONFLICT
 /// … DO UPDATE … RETURNING` would do both, but RETURNING makes SQLite journal every page
 /// the statement touches so that it could undo that statement alone.)
 pub(super) fn insert_incident(
@@ -286,13 +283,15 @@ pub(super) fn select_for_update(
     connection: &Connection,
     id: IncidentId,
 ) -> Result<Option<(Incident, Option<i64>)>, StoreError> {
-    prepare(
-        connection,
-        &format!("SELECT {INCIDENT_COLUMNS}, last_entry FROM incidents WHERE id = ?1"),
-    )?
-    .query_row([id_bytes(id)], row_to_tracked_incident)
-    .optional()
-    .map_err(internal)
+    const SELECT: &str = concat!(
+        "SELECT ",
+        incident_columns!(),
+        ", last_entry FROM incidents WHERE id = ?1"
+    );
+    prepare(connection, SELECT)?
+        .query_row([id_bytes(id)], row_to_tracked_incident)
+        .optional()
+        .map_err(internal)
 }
 
 fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Option<i64>)> {
