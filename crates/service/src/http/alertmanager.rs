@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use lim_domain::event::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use lim_domain::{Category, ErrorKind, FieldError, RawEvent, Severity, Source};
 use serde::Deserialize;
 
@@ -55,7 +56,7 @@ impl Alert {
             .annotations
             .get("summary")
             .or_else(|| self.labels.get("alertname"))
-            .cloned()
+            .map(|summary| truncated(summary, MAX_TITLE_CHARS))
             .unwrap_or_else(|| "Alertmanager alert".to_owned());
         let resolved = self.status.eq_ignore_ascii_case("resolved");
         let occurred_at = if resolved {
@@ -66,7 +67,10 @@ impl Alert {
         RawEvent {
             source: Some(Source::Alertmanager.as_str().to_owned()),
             title: Some(title),
-            description: self.annotations.get("description").cloned(),
+            description: self
+                .annotations
+                .get("description")
+                .map(|description| truncated(description, MAX_DESCRIPTION_CHARS)),
             severity: Some(severity.as_str().to_owned()),
             category: Some(category.as_str().to_owned()),
             labels: self.labels,
@@ -104,9 +108,13 @@ pub async fn receive_webhook(
     }
     let events = payload.alerts.into_iter().map(Alert::into_event).collect();
     let outcomes = manager.ingest(events).await.map_err(|error| match error {
-        // Name the alert the way the payload does: `alerts[3].title`.
+        // Name the alert the way the payload does: `alerts[3].labels`, or `alerts` for
+        // the whole list.
         CoreError::Invalid(field_error) => ApiError::from(FieldError {
-            field: format!("alerts{}", field_error.field),
+            field: match field_error.field.strip_prefix("events") {
+                Some(rest) => format!("alerts{rest}"),
+                None => format!("alerts{}", field_error.field),
+            },
             ..field_error
         }),
         other => ApiError::from(other),
@@ -114,4 +122,16 @@ pub async fn receive_webhook(
     Ok(Json(BatchResult {
         results: outcomes.iter().map(EventResult::from).collect(),
     }))
+}
+
+/// `text` cut to `limit` characters, the last one an ellipsis. Alertmanager sends what its
+/// templates render: an over-long summary or description is shortened rather than lose
+/// the whole group to a 400.
+fn truncated(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(limit - 1).collect();
+    cut.push('…');
+    cut
 }

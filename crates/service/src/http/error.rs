@@ -92,7 +92,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let declared_json = request.headers().contains_key(header::CONTENT_TYPE);
+        let declared_json = declares_json(request.headers());
         let bytes = read_body(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
@@ -106,17 +106,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
 /// The body of a JSON request, after the content-type and size checks.
 pub async fn json_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    let is_json = request
-        .headers()
+    if !declares_json(request.headers()) {
+        return Err(unsupported_media_type());
+    }
+    read_body(request, state).await
+}
+
+/// True when the Content-Type is `application/json` or a `+json` type.
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .map(|mime| mime.trim().to_ascii_lowercase())
-        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
-    if !is_json {
-        return Err(unsupported_media_type());
-    }
-    read_body(request, state).await
+        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"))
 }
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::{Action, ErrorKind, Incident, IncidentId, PageRequest, TimelineEntry, TimelineKind};
 use serde::{Deserialize, Serialize};
@@ -89,13 +90,24 @@ pub struct CommentBody {
     body: Option<String>,
 }
 
-fn incident_id(text: &str) -> Result<IncidentId, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::new(
-            ErrorKind::InvalidField,
-            format!("id: `{text}` is not an incident id (a UUID)"),
-        )
-    })
+/// The `{id}` of an incident route. Any id axum cannot even read (bad percent-encoding,
+/// not UTF-8) gets the same JSON 400 as one that is not a UUID.
+pub struct IncidentIdPath(IncidentId);
+
+impl<S: Send + Sync> FromRequestParts<S> for IncidentIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::new(ErrorKind::InvalidField, format!("id: {}", rejection.body_text())))?;
+        text.parse().map(IncidentIdPath).map_err(|_| {
+            ApiError::new(
+                ErrorKind::InvalidField,
+                format!("id: `{text}` is not an incident id (a UUID)"),
+            )
+        })
+    }
 }
 
 /// List incidents, newest first, with filters and cursor pagination.
@@ -156,8 +168,11 @@ pub async fn open_incident(
 /// One incident.
 #[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
     responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_incident(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Incident>, ApiError> {
-    Ok(Json(manager.get(incident_id(&id)?).await?))
+pub async fn get_incident(
+    State(manager): Manager,
+    IncidentIdPath(id): IncidentIdPath,
+) -> Result<Json<Incident>, ApiError> {
+    Ok(Json(manager.get(id).await?))
 }
 
 /// Assign (or reassign, or hand over) to a person and optionally a team.
@@ -165,10 +180,9 @@ pub async fn get_incident(State(manager): Manager, Path(id): Path<String>) -> Re
     responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn assign(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     JsonBody(body): JsonBody<AssignBody>,
 ) -> Result<Json<Incident>, ApiError> {
-    let id = incident_id(&id)?;
     let action = Action::assign(body.assignee, body.team)?;
     Ok(Json(manager.act(id, action, body.actor).await?))
 }
@@ -178,12 +192,10 @@ pub async fn assign(
     responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn acknowledge(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     OptionalJson(body): OptionalJson<ActorBody>,
 ) -> Result<Json<Incident>, ApiError> {
-    Ok(Json(
-        manager.act(incident_id(&id)?, Action::Acknowledge, body.actor).await?,
-    ))
+    Ok(Json(manager.act(id, Action::Acknowledge, body.actor).await?))
 }
 
 /// Start work (from ACKNOWLEDGED).
@@ -191,10 +203,10 @@ pub async fn acknowledge(
     responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn start(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     OptionalJson(body): OptionalJson<ActorBody>,
 ) -> Result<Json<Incident>, ApiError> {
-    Ok(Json(manager.act(incident_id(&id)?, Action::Start, body.actor).await?))
+    Ok(Json(manager.act(id, Action::Start, body.actor).await?))
 }
 
 /// Resolve, with an optional note.
@@ -202,11 +214,11 @@ pub async fn start(
     responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn resolve(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     OptionalJson(body): OptionalJson<ResolveBody>,
 ) -> Result<Json<Incident>, ApiError> {
     let action = Action::resolve(body.note)?;
-    Ok(Json(manager.act(incident_id(&id)?, action, body.actor).await?))
+    Ok(Json(manager.act(id, action, body.actor).await?))
 }
 
 /// Change the severity and/or category of an open incident.
@@ -214,10 +226,9 @@ pub async fn resolve(
     responses((status = 200, body = Incident), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn reclassify(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     JsonBody(body): JsonBody<ReclassifyBody>,
 ) -> Result<Json<Incident>, ApiError> {
-    let id = incident_id(&id)?;
     let action = Action::reclassify(body.severity, body.category)?;
     Ok(Json(manager.act(id, action, body.actor).await?))
 }
@@ -227,18 +238,21 @@ pub async fn reclassify(
     responses((status = 201, body = TimelineEntry), (status = 404, body = super::error::ErrorBody)))]
 pub async fn add_comment(
     State(manager): Manager,
-    Path(id): Path<String>,
+    IncidentIdPath(id): IncidentIdPath,
     JsonBody(body): JsonBody<CommentBody>,
 ) -> Result<(StatusCode, Json<TimelineEntry>), ApiError> {
-    let entry = manager.comment(incident_id(&id)?, body.author, body.body).await?;
+    let entry = manager.comment(id, body.author, body.body).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
 /// The comments of an incident, oldest first.
 #[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
     responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
-pub async fn list_comments(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
-    let mut entries = manager.timeline(incident_id(&id)?).await?;
+pub async fn list_comments(
+    State(manager): Manager,
+    IncidentIdPath(id): IncidentIdPath,
+) -> Result<Json<Timeline>, ApiError> {
+    let mut entries = manager.timeline(id).await?;
     entries.retain(|entry| entry.kind == TimelineKind::Comment);
     Ok(Json(Timeline { entries }))
 }
@@ -246,8 +260,8 @@ pub async fn list_comments(State(manager): Manager, Path(id): Path<String>) -> R
 /// Every change to the incident, oldest first.
 #[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
     responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
-pub async fn timeline(State(manager): Manager, Path(id): Path<String>) -> Result<Json<Timeline>, ApiError> {
+pub async fn timeline(State(manager): Manager, IncidentIdPath(id): IncidentIdPath) -> Result<Json<Timeline>, ApiError> {
     Ok(Json(Timeline {
-        entries: manager.timeline(incident_id(&id)?).await?,
+        entries: manager.timeline(id).await?,
     }))
 }

@@ -85,3 +85,51 @@ async fn an_alertmanager_payload_of_another_version_is_refused() {
     assert!(app.all_incidents().await.is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_alert_with_an_over_long_summary_is_kept_with_a_shortened_title() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let mut long = alert("firing", "a", "f1");
+    long["annotations"]["summary"] = json!("x".repeat(600));
+    long["annotations"]["description"] = json!("y".repeat(20_000));
+
+    let (status, body) = app
+        .post(
+            "/v1/integrations/alertmanager",
+            webhook("firing", vec![long, alert("firing", "b", "f2")]),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    let incidents = app.all_incidents().await;
+    assert_eq!(incidents.len(), 2, "the group's other alert is kept too");
+    let shortened = incidents
+        .iter()
+        .find(|incident| incident["fingerprint"] == "f1")
+        .unwrap();
+    let title = shortened["title"].as_str().unwrap();
+    assert_eq!(title.chars().count(), 512);
+    assert!(title.ends_with('…'), "{title}");
+    assert_eq!(shortened["description"].as_str().unwrap().chars().count(), 16 * 1024);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_of_more_alerts_than_a_batch_holds_names_the_alerts_field() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let alerts = (0..1001)
+        .map(|n| alert("firing", &format!("i{n}"), &format!("f{n}")))
+        .collect();
+
+    let (status, body) = app
+        .post("/v1/integrations/alertmanager", webhook("firing", alerts))
+        .await;
+
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("alerts: "), "{message}");
+    assert!(app.all_incidents().await.is_empty());
+    app.stop().await;
+}

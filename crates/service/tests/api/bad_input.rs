@@ -144,6 +144,17 @@ async fn a_body_that_is_not_json_is_a_415() {
     assert_refused(&app, response, 415, "unsupported_media_type", "application/json").await;
     let response = app.post_raw("/v1/events", None, event("t").to_string()).await;
     assert_refused(&app, response, 415, "unsupported_media_type", "application/json").await;
+    // A route whose body is optional refuses a non-JSON body all the same.
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    let path = format!("/v1/incidents/{unknown}/acknowledge");
+    let response = app
+        .post_raw(
+            &path,
+            Some("application/x-www-form-urlencoded"),
+            r#"{"actor":"ana"}"#.to_owned(),
+        )
+        .await;
+    assert_refused(&app, response, 415, "unsupported_media_type", "application/json").await;
     app.stop().await;
 }
 
@@ -168,8 +179,25 @@ async fn an_unknown_incident_is_a_404_and_a_bad_id_a_400() {
         .post(&format!("/v1/incidents/{unknown}/acknowledge"), json!({}))
         .await;
     assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
-    let (status, body) = app.get("/v1/incidents/not-a-uuid").await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("invalid_field")));
+    // Not a UUID, and not even UTF-8 once decoded: both a JSON 400.
+    for path in [
+        "/v1/incidents/not-a-uuid",
+        "/v1/incidents/%FF",
+        "/v1/incidents/%FF/timeline",
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("invalid_field")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = app.post("/v1/incidents/%FF/acknowledge", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("invalid_field")),
+        "{body}"
+    );
     let (status, body) = app.get("/no/such/route").await;
     assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
     app.stop().await;
