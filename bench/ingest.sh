@@ -17,8 +17,11 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Waits until `curl $@` succeeds; fails the benchmark if it never does.
 wait_ready() {
-  for _ in $(seq 1 50); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done
+  for _ in $(seq 1 50); do curl -fs -o /dev/null "$@" && return; sleep 0.1; done
+  echo "the server at $* never answered" >&2
+  exit 1
 }
 
 # wrk against $1, with script $2 and $3 connections; records "name: N requests/s".
@@ -27,6 +30,10 @@ drive() {
   echo "== $name: wrk -t2 -c$conns -d${duration}s -s bench/$script"
   output="$(wrk -t2 -c"$conns" -d"${duration}s" --latency -s "bench/$script" "$url")"
   echo "$output"
+  if grep -qE 'Non-2xx|Socket errors' <<<"$output"; then
+    echo "$name: some requests failed; no figure recorded" >&2
+    exit 1
+  fi
   rate="$(echo "$output" | awk '/^Requests\/sec/ {print $2}')"
   awk -v name="$name" -v rate="$rate" -v n="$per_request" \
     'BEGIN {printf "%-58s %10.0f requests/s %10.0f events/s\n", name, rate, rate * n}' >>"$summary"
@@ -37,7 +44,7 @@ yardstick() {
   port="$(free_port)"
   target/release/examples/null_server "127.0.0.1:$port" &
   pid=$!
-  sleep 0.5
+  wait_ready -X POST -H 'content-type: application/json' -d '[]' "http://127.0.0.1:$port/v1/events"
   drive "http://127.0.0.1:$port" single.lua "$connections" "yardstick: axum handler that stores nothing" 1
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }

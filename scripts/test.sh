@@ -34,9 +34,10 @@ done
 
 # --- PostgreSQL: the server at LIM_TEST_POSTGRES_URL, or one we start ---
 export LIM_TEST_POSTGRES_URL="${LIM_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-pg_answers() { pg_isready -q -d "$LIM_TEST_POSTGRES_URL" 2>/dev/null; }
+# Answers means the tests can log in and query, not only that something listens.
+pg_answers() { psql -X -q -At -d "$LIM_TEST_POSTGRES_URL" -c 'SELECT 1' >/dev/null 2>&1; }
 
-command -v pg_isready >/dev/null || apt_install postgresql
+command -v psql >/dev/null || apt_install postgresql
 if ! pg_answers; then
   log "PostgreSQL does not answer at $LIM_TEST_POSTGRES_URL; trying to start the local cluster"
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
@@ -67,10 +68,10 @@ log "PostgreSQL answers at $LIM_TEST_POSTGRES_URL"
 
 # Databases left by an interrupted earlier run.
 psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'lim\_test\_%'" 2>/dev/null |
+  "SELECT datname FROM pg_database WHERE datname LIKE 'lim\_test\_%'" |
   while read -r name; do
     psql -q -d "$LIM_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
-  done
+  done || die "cannot list leftover test databases at $LIM_TEST_POSTGRES_URL"
 
 # --- the tests ---
 log "cargo test --workspace --lib --bins --tests"
@@ -78,7 +79,15 @@ output="$(mktemp)"
 trap 'rm -f "$output"; [ "$(type -t stop_cluster)" = function ] && stop_cluster' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$output" || status=$?
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
-     END { printf "%d passed, %d failed\n", p, f }' "$output"
+# One closing line for the whole run, summed over every test binary. A skipped test is
+# a failure here (nothing may be skipped), and so is a binary that did not build or run.
+ignored="$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^ignored/) n += $(i-1) } END { print n + 0 }' "$output")"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) g += $(i-1) } }
+     END { printf "%d passed, %d failed, %d ignored\n", p, f, g }' "$output"
+if [ "$status" -ne 0 ]; then
+  echo "FAILED (cargo exited with $status)"
+elif [ "$ignored" -ne 0 ]; then
+  echo "FAILED ($ignored tests ignored; the suite skips nothing)"
+  status=1
+fi
 exit "$status"

@@ -74,6 +74,15 @@ impl Server {
     }
 }
 
+/// A test that fails half-way must not leave the service running: its inherited stderr
+/// would keep the test command's output pipe open and hang the run.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn post_event(base: &str, title: &str) -> u16 {
     let event = serde_json::json!({"source": "api", "title": title});
     reqwest::Client::new()

@@ -176,6 +176,13 @@ async fn every_legal_transition_is_accepted() {
             .post(&format!("/v1/incidents/{id}/{action}"), action_body(action))
             .await;
         assert_eq!(status, 200, "{action} from {state}: {body}");
+        let target = match action {
+            "assign" => "ASSIGNED",
+            "acknowledge" => "ACKNOWLEDGED",
+            "start" => "IN_PROGRESS",
+            _ => "RESOLVED",
+        };
+        assert_eq!(body["state"], target, "{action} from {state}: {body}");
     }
     app.stop().await;
 }
@@ -195,7 +202,15 @@ async fn a_manual_incident_is_opened_and_never_absorbs_events() {
     assert_eq!(status, 201, "{incident}");
     assert_eq!(incident["source"], "manual");
     assert_eq!(incident["state"], "NEW");
-    let again = app.post("/v1/incidents", json!({"title": "Vendor outage"})).await.1;
+    let (status, again) = app.post("/v1/incidents", json!({"title": "Vendor outage"})).await;
+    assert_eq!(status, 201, "{again}");
     assert_ne!(again["id"], incident["id"]);
+    // An event with the same title and source opens an incident of its own.
+    let (status, body) = app
+        .post("/v1/events", json!({"source": "manual", "title": "Vendor outage"}))
+        .await;
+    assert_eq!((status, body["outcome"].clone()), (200, json!("created")), "{body}");
+    let id = incident["id"].as_str().unwrap();
+    assert_eq!(app.incident(id).await["occurrence_count"], 1);
     app.stop().await;
 }
