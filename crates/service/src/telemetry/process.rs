@@ -15,12 +15,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 pub struct ProcessCollector {
     /// None if the kernel would not say; then nothing is written rather than a guess.
     ticks_per_second: Option<f64>,
+    /// When the process started (seconds since the epoch): read once, it never changes.
+    start_time_seconds: Option<f64>,
 }
 
 impl ProcessCollector {
     pub fn new() -> Self {
+        let ticks_per_second = clock_ticks_per_second();
         ProcessCollector {
-            ticks_per_second: clock_ticks_per_second(),
+            ticks_per_second,
+            start_time_seconds: ticks_per_second.and_then(start_time_seconds),
         }
     }
 }
@@ -34,7 +38,10 @@ impl Default for ProcessCollector {
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         // Reading procfs is a few in-memory reads, cheap enough for the scrape's task.
-        let Some(sample) = self.ticks_per_second.and_then(ProcessSample::read) else {
+        let (Some(ticks), Some(start_time)) = (self.ticks_per_second, self.start_time_seconds) else {
+            return Ok(());
+        };
+        let Some(sample) = ProcessSample::read(ticks, start_time) else {
             return Ok(());
         };
         let cpu = ConstCounter::new(sample.cpu_seconds);
@@ -104,23 +111,20 @@ struct ProcessSample {
 }
 
 impl ProcessSample {
-    fn read(ticks_per_second: f64) -> Option<ProcessSample> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let stat = parse_stat(&stat)?;
+    fn read(ticks_per_second: f64, start_time_seconds: f64) -> Option<ProcessSample> {
+        let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let boot_time = boot_time_seconds(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
         let max_fds = std::fs::read_to_string("/proc/self/limits")
             .ok()
-            .and_then(|limits| max_open_files(&limits));
-        let start_time_seconds = boot_time + stat.start_ticks / ticks_per_second;
+            .and_then(|limits| number_after(&limits, "Max open files"));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         Some(ProcessSample {
             cpu_seconds: (stat.user_ticks + stat.system_ticks) / ticks_per_second,
-            resident_bytes: status_kilobytes(&status, "VmRSS:")? * 1024.0,
+            resident_bytes: number_after(&status, "VmRSS:")? * 1024.0,
             virtual_bytes: stat.virtual_bytes,
             open_fds: open_fds as f64,
             max_fds,
@@ -155,10 +159,11 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     })
 }
 
-/// A `Key:   1234 kB` line of `/proc/self/status`.
-fn status_kilobytes(status: &str, key: &str) -> Option<f64> {
-    status
-        .lines()
+/// The first number after `key` on the line that starts with it: `VmRSS:   1234 kB` of
+/// `/proc/self/status`, `btime 1767225600` of `/proc/stat`, the soft limit of
+/// `Max open files  1024  524288  files` of `/proc/self/limits` (None when `unlimited`).
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    text.lines()
         .find_map(|line| line.strip_prefix(key))?
         .split_whitespace()
         .next()?
@@ -166,25 +171,12 @@ fn status_kilobytes(status: &str, key: &str) -> Option<f64> {
         .ok()
 }
 
-/// `btime` of `/proc/stat`: when the machine booted, in seconds since the epoch.
-fn boot_time_seconds(proc_stat: &str) -> Option<f64> {
-    proc_stat
-        .lines()
-        .find_map(|line| line.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The soft limit of the `Max open files` line of `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<f64> {
-    limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// When this process started, in seconds since the epoch: the machine's boot time plus
+/// the process's start in clock ticks after it.
+fn start_time_seconds(ticks_per_second: f64) -> Option<f64> {
+    let boot_time = number_after(&std::fs::read_to_string("/proc/stat").ok()?, "btime ")?;
+    let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    Some(boot_time + stat.start_ticks / ticks_per_second)
 }
 
 /// The unit of the CPU and start times in `/proc/self/stat`.
@@ -213,34 +205,54 @@ mod tests {
     #[test]
     fn status_limits_and_boot_time_are_parsed() {
         assert_eq!(
-            status_kilobytes("Name:\tx\nVmRSS:\t   20480 kB\nThreads:\t3\n", "VmRSS:"),
+            number_after("Name:\tx\nVmRSS:\t   20480 kB\nThreads:\t3\n", "VmRSS:"),
             Some(20_480.0)
         );
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
-        assert_eq!(max_open_files(limits), Some(1024.0));
+        assert_eq!(number_after(limits, "Max open files"), Some(1024.0));
         assert_eq!(
-            max_open_files("Max open files            unlimited            unlimited            files\n"),
+            number_after(
+                "Max open files            unlimited            unlimited            files\n",
+                "Max open files"
+            ),
             None
         );
         assert_eq!(
-            boot_time_seconds("cpu  1 2 3\nbtime 1767225600\n"),
+            number_after("cpu  1 2 3\nbtime 1767225600\n", "btime "),
             Some(1_767_225_600.0)
         );
+    }
+
+    /// This process's CPU time as the C library counts it (microseconds, user + system).
+    fn cpu_seconds_by_getrusage() -> f64 {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF always exists.
+        let usage = unsafe {
+            assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+            usage.assume_init()
+        };
+        let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     #[test]
     fn this_process_is_described() {
         let ticks = clock_ticks_per_second().expect("the kernel tells its clock tick");
-        let busy_until = std::time::Instant::now() + Duration::from_millis(300);
+        // Spin until the process has used some CPU, however loaded the machine is.
         let mut spins = 0_u64;
-        while std::time::Instant::now() < busy_until {
+        while cpu_seconds_by_getrusage() < 0.2 {
             spins = std::hint::black_box(spins + 1);
         }
-        let sample = ProcessSample::read(ticks).expect("procfs is readable");
+        let start_time = start_time_seconds(ticks).expect("procfs tells when the process started");
+        let before = cpu_seconds_by_getrusage();
+        let sample = ProcessSample::read(ticks, start_time).expect("procfs is readable");
+        let after = cpu_seconds_by_getrusage();
+        // procfs counts in clock ticks: allow a few either side.
+        let slack = 3.0 / ticks;
         assert!(
-            sample.cpu_seconds >= 0.2,
-            "{} s of CPU after spinning",
+            before - slack <= sample.cpu_seconds && sample.cpu_seconds <= after + slack,
+            "{} s of CPU from procfs, {before}..{after} s from getrusage",
             sample.cpu_seconds
         );
         assert!(sample.resident_bytes > 0.0);

@@ -286,7 +286,10 @@ async fn store_connections_build_and_process_are_described() {
         1.0
     );
 
-    assert!(value(&scrape, "process_cpu_seconds_total") > 0.0, "the test process has run");
+    assert!(
+        value(&scrape, "process_cpu_seconds_total") > 0.0,
+        "the test process has run"
+    );
     assert!(value(&scrape, "process_resident_memory_bytes") > 1_000_000.0);
     assert!(value(&scrape, "process_virtual_memory_bytes") >= value(&scrape, "process_resident_memory_bytes"));
     // The listeners and the SQLite files alone hold more than these.
