@@ -379,8 +379,7 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
 }
 
 fn labels_json(incident: &Incident) -> String {
-    let labels = incident.labels.iter().map(|(key, value)| (key.clone(), value.clone()));
-    labels.collect::<serde_json::Value>().to_string()
+    serde_json::to_string(&incident.labels).expect("a map of strings always serializes")
 }
 
 /// Adds `AND column = ANY($n)` unless `values` is empty (an empty filter means "any").

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use lim_domain::event::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
-use lim_domain::{Category, ErrorKind, FieldError, RawEvent, Severity, Source};
+use lim_domain::{Category, ErrorKind, EventStatus, FieldError, RawEvent, Severity, Source};
 use serde::Deserialize;
 
 use super::error::{ApiError, JsonBody};
@@ -58,7 +58,8 @@ impl Alert {
             .or_else(|| self.labels.get("alertname"))
             .map(|summary| truncated(summary, MAX_TITLE_CHARS))
             .unwrap_or_else(|| "Alertmanager alert".to_owned());
-        let resolved = self.status.eq_ignore_ascii_case("resolved");
+        // The same words as an event's `status` (`resolved`, `resolve`, `ok`).
+        let resolved = matches!(self.status.parse(), Ok(EventStatus::Resolved));
         let occurred_at = if resolved {
             self.ends_at.or(self.starts_at)
         } else {

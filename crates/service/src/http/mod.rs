@@ -114,7 +114,9 @@ pub async fn ready(State(manager): State<Arc<IncidentManager>>) -> Result<impl I
 }
 
 async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    // Generated from the code once; it cannot change while the process runs.
+    static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(ApiDoc::openapi);
+    Json(&*DOCUMENT)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

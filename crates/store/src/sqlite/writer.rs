@@ -64,6 +64,11 @@ pub(super) fn run_writer(mut connection: Connection, jobs: mpsc::Receiver<WriteJ
             }
         }
         let committed = commit_group(&mut connection, group);
+        // A group that was not stored needs no fsync before its answers.
+        if committed.error.is_some() {
+            committed.answer(None);
+            continue;
+        }
         if let Err(mpsc::SendError(committed)) = syncer.send(committed) {
             committed.answer(Some(&closed()));
         }
