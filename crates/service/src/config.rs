@@ -18,7 +18,8 @@ pub struct Overrides {
     /// HTTP API listen address.
     #[arg(long, env = "LIM_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
-    /// gRPC API listen address.
+    /// gRPC API listen address (reserved: validated and kept free of the other
+    /// listeners, served once the gRPC API exists).
     #[arg(long, env = "LIM_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<String>,
     /// Prometheus `/metrics` listen address.

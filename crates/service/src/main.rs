@@ -92,7 +92,7 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
         match task {
             ServiceTask::CheckConfig => {
                 println!(
-                    "configuration is valid: http {}, grpc {}, metrics {}, database {}",
+                    "configuration is valid: http {}, grpc {} (reserved, not served yet), metrics {}, database {}",
                     settings.http.addr,
                     settings.grpc_addr,
                     settings.metrics_addr,
