@@ -25,6 +25,12 @@ pub fn derive_fingerprint(source: Source, title: &str, labels: &BTreeMap<String,
     hex::encode(&digest[..16])
 }
 
+/// A fingerprint for a sender's key that cannot be used as it is (too long, or in the
+/// reserved `manual:` space): 128 bits of its SHA-256, hex encoded.
+pub fn derive_fingerprint_of_text(text: &str) -> String {
+    hex::encode(fingerprint_key(text))
+}
+
 /// A fixed-size key for any fingerprint, given or derived (128 bits of SHA-256): stores
 /// index it instead of the text, so the dedup index stays small whatever senders write.
 pub fn fingerprint_key(fingerprint: &str) -> [u8; 16] {

@@ -169,5 +169,82 @@ pub struct PageRequest {
     pub before: Option<IncidentId>,
 }
 
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// A page of an incident's timeline (or of its comments), oldest first: the `limit`
+/// entries that follow the entry `after` (the `next` of the previous page), or the first
+/// ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPageRequest {
+    pub limit: u32,
+    pub after: Option<EntryCursor>,
+}
+
+/// Where the next page of a timeline starts: the store's number of the last entry read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryCursor(pub i64);
+
+/// Entries of one page, and where the next page starts (none after the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryPage {
+    pub entries: Vec<TimelineEntry>,
+    pub next: Option<EntryCursor>,
+}
+
+/// Every list pages the same way (DESIGN §3): `limit` 1 to 500, 100 by default.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// What one event did, in the order the events came.
+// Outcomes live for one request and are moved, not copied: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// A new incident was opened.
+    Created(Incident),
+    /// The event was counted on the open incident with its fingerprint.
+    Deduplicated {
+        incident_id: IncidentId,
+        occurrence_count: i64,
+        source: Source,
+        /// The incident's severity and category after the event.
+        severity: Severity,
+        category: Category,
+        /// The severity before, when the event raised it.
+        raised_from: Option<Severity>,
+    },
+    /// The same occurrence again (same fingerprint and `occurred_at` as the last one
+    /// counted: a retry, a re-sent Alertmanager group): nothing was written.
+    Redelivered {
+        incident_id: IncidentId,
+        occurrence_count: i64,
+        severity: Severity,
+        category: Category,
+    },
+    /// A `resolved` event resolved the open incident.
+    Resolved(crate::lifecycle::Transition),
+    /// A `resolved` event for which no incident was open.
+    Ignored,
+}
+
+impl IngestOutcome {
+    pub fn incident_id(&self) -> Option<IncidentId> {
+        match self {
+            IngestOutcome::Created(incident) => Some(incident.id),
+            IngestOutcome::Deduplicated { incident_id, .. } | IngestOutcome::Redelivered { incident_id, .. } => {
+                Some(*incident_id)
+            }
+            IngestOutcome::Resolved(transition) => Some(transition.after.id),
+            IngestOutcome::Ignored => None,
+        }
+    }
+
+    /// `created`, `deduplicated`, `redelivered`, `resolved` or `ignored`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            IngestOutcome::Created(_) => "created",
+            IngestOutcome::Deduplicated { .. } => "deduplicated",
+            IngestOutcome::Redelivered { .. } => "redelivered",
+            IngestOutcome::Resolved(_) => "resolved",
+            IngestOutcome::Ignored => "ignored",
+        }
+    }
+}

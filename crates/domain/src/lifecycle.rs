@@ -204,6 +204,29 @@ pub fn attached_entry(id: IncidentId, occurrence_count: i64, event: &Event, now:
     )
 }
 
+/// The severity a repeat event leaves its open incident at: raised to the event's when
+/// that is more severe, never lowered.
+pub fn raised_severity(current: Severity, event: &Event) -> Option<Severity> {
+    (event.severity < current).then_some(event.severity)
+}
+
+/// The timeline entry of a severity raised by a repeat event.
+pub fn severity_raised_entry(
+    id: IncidentId,
+    from: Severity,
+    to: Severity,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> TimelineEntry {
+    TimelineEntry::new(
+        id,
+        now,
+        TimelineKind::Classified,
+        event.source.as_str(),
+        format!("severity raised {from} → {to} by a repeat event"),
+    )
+}
+
 /// The timeline entry of a new incident.
 pub fn created_entry(incident: &Incident) -> TimelineEntry {
     TimelineEntry::new(
@@ -252,6 +275,7 @@ mod tests {
             fingerprint: "fp".into(),
             status,
             occurred_at: at(0),
+            occurred_at_given: false,
         }
     }
 
@@ -350,6 +374,19 @@ mod tests {
         assert!(apply(&incident_in(State::Resolved), &action, "ana", at(5)).is_err());
         assert!(Action::reclassify(None, None).is_err());
         assert!(Action::reclassify(Some("P7".into()), None).is_err());
+    }
+
+    #[test]
+    fn a_repeat_event_raises_the_severity_and_never_lowers_it() {
+        let mut repeat = event(EventStatus::Firing);
+        repeat.severity = Severity::P0;
+        assert_eq!(raised_severity(Severity::P2, &repeat), Some(Severity::P0));
+        assert_eq!(raised_severity(Severity::P0, &repeat), None);
+        repeat.severity = Severity::P3;
+        assert_eq!(raised_severity(Severity::P2, &repeat), None);
+        let entry = severity_raised_entry(IncidentId::generate(), Severity::P2, Severity::P0, &repeat, at(5));
+        assert_eq!(entry.message, "severity raised P2 → P0 by a repeat event");
+        assert_eq!(entry.kind, TimelineKind::Classified);
     }
 
     #[test]

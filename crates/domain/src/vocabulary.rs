@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value outside one of the closed vocabularies.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{value}`; expected one of: {expected}")]
+#[error("unknown {what} `{}`; expected one of: {expected}", crate::text::excerpt(value))]
 pub struct UnknownValue {
     pub what: &'static str,
     pub value: String,
@@ -31,9 +31,34 @@ macro_rules! closed_vocabulary {
         impl $name {
             pub const ALL: &'static [$name] = &[ $( $name::$variant ),+ ];
 
+            /// Every accepted spelling: the canonical one, then its aliases.
+            pub const SPELLINGS: &'static [(&'static str, &'static [&'static str])] =
+                &[ $( ($text, &[$( $alias ),*]) ),+ ];
+
             /// The canonical spelling, used in JSON, the database and metric labels.
             pub const fn as_str(self) -> &'static str {
                 match self { $( $name::$variant => $text ),+ }
+            }
+
+            /// Reads a third party's spelling (an Alertmanager label, say): surrounding
+            /// spaces and letter case do not matter. Our own API takes the exact spellings
+            /// of [`Self::SPELLINGS`] only (`FromStr`).
+            pub fn parse_lenient(value: &str) -> Result<Self, UnknownValue> {
+                let trimmed = value.trim();
+                $(
+                    if trimmed.eq_ignore_ascii_case($text) $(|| trimmed.eq_ignore_ascii_case($alias))* {
+                        return Ok($name::$variant);
+                    }
+                )+
+                Err(Self::unknown(value))
+            }
+
+            fn unknown(value: &str) -> UnknownValue {
+                UnknownValue {
+                    what: $what,
+                    value: value.to_owned(),
+                    expected: spellings_list(Self::SPELLINGS),
+                }
             }
         }
 
@@ -41,14 +66,9 @@ macro_rules! closed_vocabulary {
             type Err = UnknownValue;
 
             fn from_str(value: &str) -> Result<Self, Self::Err> {
-                let lowered = value.trim().to_ascii_lowercase();
-                match lowered.as_str() {
-                    $( t if t.eq_ignore_ascii_case($text) $(|| t == $alias)* => Ok($name::$variant), )+
-                    _ => Err(UnknownValue {
-                        what: $what,
-                        value: value.to_owned(),
-                        expected: [$( $text ),+].join(", "),
-                    }),
+                match value {
+                    $( $text $(| $alias)* => Ok($name::$variant), )+
+                    _ => Err(Self::unknown(value)),
                 }
             }
         }
@@ -65,6 +85,7 @@ macro_rules! closed_vocabulary {
             }
         }
 
+        /// As answered: the canonical spellings.
         #[cfg(feature = "utoipa")]
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -78,6 +99,17 @@ macro_rules! closed_vocabulary {
         #[cfg(feature = "utoipa")]
         impl utoipa::ToSchema for $name {}
 
+        #[cfg(feature = "utoipa")]
+        impl $name {
+            /// As accepted in a request: every spelling of [`Self::SPELLINGS`].
+            pub fn input_schema() -> utoipa::openapi::schema::Object {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$( $text $(, $alias)* ),+]))
+                    .build()
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
@@ -85,6 +117,18 @@ macro_rules! closed_vocabulary {
             }
         }
     };
+}
+
+/// `P0 (or critical, fatal), P1, …`: what an error lists as accepted.
+fn spellings_list(spellings: &[(&str, &[&str])]) -> String {
+    spellings
+        .iter()
+        .map(|(text, aliases)| match aliases {
+            [] => (*text).to_owned(),
+            aliases => format!("{text} (or {})", aliases.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 closed_vocabulary! {
@@ -147,8 +191,8 @@ closed_vocabulary! {
 closed_vocabulary! {
     /// Whether an event reports a problem or its end.
     EventStatus, "status" {
-        Firing => "firing" | "trigger" | "triggered" | "open",
-        Resolved => "resolved" | "resolve" | "ok",
+        Firing => "firing" | "trigger" | "triggered",
+        Resolved => "resolved" | "resolve",
     }
 }
 
@@ -188,8 +232,6 @@ mod tests {
             ("error", Severity::P1),
             ("warning", Severity::P2),
             ("P3", Severity::P3),
-            ("p1", Severity::P1),
-            ("CRITICAL", Severity::P0),
         ];
         for (text, expected) in cases {
             assert_eq!(text.parse::<Severity>().unwrap(), expected, "{text}");
@@ -197,14 +239,46 @@ mod tests {
     }
 
     #[test]
-    fn unknown_values_name_the_accepted_ones() {
-        let error = "P9".parse::<Severity>().unwrap_err();
+    fn our_api_takes_exact_spellings_and_third_parties_any_case() {
+        assert!("p1".parse::<Severity>().is_err());
+        assert!(" P1".parse::<Severity>().is_err());
+        assert_eq!(Severity::parse_lenient(" Critical ").unwrap(), Severity::P0);
+        assert_eq!(Severity::parse_lenient("p1").unwrap(), Severity::P1);
+        assert!(Severity::parse_lenient("urgent").is_err());
+    }
+
+    #[test]
+    fn every_alias_is_listed_and_vague_status_words_are_gone() {
+        let error = "ok".parse::<EventStatus>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown severity `P9`; expected one of: P0, P1, P2, P3, P4"
+            "unknown status `ok`; expected one of: firing (or trigger, triggered), resolved (or resolve)"
+        );
+        assert!("open".parse::<EventStatus>().is_err());
+        for (text, aliases) in Severity::SPELLINGS {
+            for spelling in std::iter::once(text).chain(aliases.iter()) {
+                assert!(spelling.parse::<Severity>().is_ok(), "{spelling}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_unknown_value_is_not_repeated_in_full() {
+        let error = "x".repeat(10_000).parse::<Source>().unwrap_err().to_string();
+        assert!(error.len() < 400, "{error}");
+    }
+
+    #[test]
+    fn unknown_values_name_the_accepted_ones() {
+        let error = "P9".parse::<Severity>().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown severity `P9`; expected one of: P0 (or critical, fatal, emergency), P1 (or high"),
+            "{error}"
         );
         assert!("bogus".parse::<Source>().is_err());
-        assert!("in_progress".parse::<State>().is_ok());
+        assert!("IN_PROGRESS".parse::<State>().is_ok());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use lim_store::StoreOptions;
@@ -12,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, HttpOptions};
 use crate::incidents::IncidentManager;
 use crate::telemetry::{Metrics, exporter};
@@ -22,6 +22,7 @@ pub struct Application {
     manager: Arc<IncidentManager>,
     metrics: Arc<Metrics>,
     http_options: HttpOptions,
+    connection_limits: ConnectionLimits,
 }
 
 impl Application {
@@ -36,6 +37,7 @@ impl Application {
         let observer_metrics = Arc::clone(&metrics);
         let options = StoreOptions {
             max_connections: settings.database.max_connections,
+            max_queued_events: settings.database.max_queued_events,
             observer: Some(Arc::new(move |operation, elapsed| {
                 observer_metrics.query_finished(operation, elapsed)
             })),
@@ -43,7 +45,12 @@ impl Application {
         let store = lim_store::connect(&settings.database.url, options)
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&settings.database.url)))?;
-        let manager = Arc::new(IncidentManager::new(store, clock, Arc::clone(&metrics)));
+        let manager = Arc::new(IncidentManager::new(
+            store,
+            clock,
+            Arc::clone(&metrics),
+            settings.events,
+        ));
         // incidents_active starts from the store's truth, not from zero.
         manager.refresh_metrics().await.context("cannot count open incidents")?;
 
@@ -55,7 +62,13 @@ impl Application {
             .with_context(|| format!("cannot listen on metrics.addr {}", settings.metrics_addr))?;
         let http_options = HttpOptions {
             max_body_bytes: settings.http.max_body_bytes,
-            request_timeout: Duration::from_secs(settings.http.request_timeout_secs),
+            max_uri_bytes: settings.http.max_uri_bytes,
+            request_timeout: settings.http.request_timeout,
+            body_timeout: settings.http.body_timeout,
+        };
+        let connection_limits = ConnectionLimits {
+            header_timeout: settings.http.header_timeout,
+            drain_timeout: settings.http.drain_timeout,
         };
         Ok(Application {
             http_listener,
@@ -63,6 +76,7 @@ impl Application {
             manager,
             metrics,
             http_options,
+            connection_limits,
         })
     }
 
@@ -77,7 +91,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
-    /// finish, and closes the store (the SQLite writer commits what it holds).
+    /// finish (for at most `http.drain_timeout`), and closes the store (the SQLite writer
+    /// commits what it holds).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -90,8 +105,9 @@ impl Application {
         let api = http::router(Arc::clone(&self.manager), Arc::clone(&self.metrics), &self.http_options);
         let metrics_api = exporter::metrics_router(Arc::clone(&self.manager));
         tracing::info!(http = %self.http_addr(), metrics = %self.metrics_addr(), "serving");
-        let api_server = axum::serve(self.http_listener, api).with_graceful_shutdown(until(stopped.clone()));
-        let metrics_server = axum::serve(self.metrics_listener, metrics_api).with_graceful_shutdown(until(stopped));
+        let limits = self.connection_limits;
+        let api_server = server::serve(self.http_listener, api, limits, until(stopped.clone()));
+        let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped));
         let (api_result, metrics_result) = tokio::join!(api_server, metrics_server);
         api_result.context("HTTP API server failed")?;
         metrics_result.context("metrics server failed")?;

@@ -1,5 +1,8 @@
 //! Subcommands for people: send an event and work incidents against a running server.
-//! They speak the public HTTP API, nothing else, and print its JSON answers.
+//! They speak the public HTTP API, nothing else, and print its answers as JSON or, for
+//! lists, as a table. Output cut short by its reader (`| head`) ends the command quietly.
+
+use std::io::{self, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -50,8 +53,18 @@ pub enum IncidentCommand {
         source: Option<String>,
         #[arg(long)]
         category: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// Incidents per page, 1 to 500.
+        #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Start at this page (the `next_cursor` of the previous one).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow every page to the last.
+        #[arg(long)]
+        all: bool,
+        /// `table` or `json` (default: a table on a terminal, JSON otherwise).
+        #[arg(long, value_enum)]
+        output: Option<Output>,
     },
     /// Show one incident and its timeline.
     Show { id: String },
@@ -79,6 +92,12 @@ pub enum IncidentCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
 pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Result<()> {
     let EventCommand::Send {
         source,
@@ -103,7 +122,7 @@ pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Re
         "category": category, "labels": labels, "fingerprint": fingerprint,
         "status": if resolved { "resolved" } else { "firing" },
     });
-    print(post(server, "/v1/events", event).await?)
+    print_json(&post(server, "/v1/events", event).await?)
 }
 
 pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyhow::Result<()> {
@@ -114,28 +133,35 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
             source,
             category,
             limit,
+            cursor,
+            all,
+            output,
         } => {
-            let mut query = vec![("limit", limit.to_string())];
             let filters = [
                 ("state", state),
                 ("severity", severity),
                 ("source", source),
                 ("category", category),
             ];
-            query.extend(
-                filters
-                    .into_iter()
-                    .filter_map(|(key, value)| value.map(|value| (key, value))),
-            );
-            let mut url = reqwest::Url::parse(&format!("{}/v1/incidents", server.server.trim_end_matches('/')))
-                .context("--server is not a URL")?;
-            url.query_pairs_mut().extend_pairs(query);
-            answer_of(reqwest::get(url).await)?.await?
+            let filters: Vec<(&str, String)> = filters
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|value| (key, value)))
+                .collect();
+            let output = output.unwrap_or(if io::stdout().is_terminal() {
+                Output::Table
+            } else {
+                Output::Json
+            });
+            return list_incidents(server, &filters, limit, cursor, all, output).await;
         }
         IncidentCommand::Show { id } => {
-            let incident = get(server, &format!("/v1/incidents/{id}")).await?;
-            let timeline = get(server, &format!("/v1/incidents/{id}/timeline")).await?;
-            json!({"incident": incident, "timeline": timeline["entries"]})
+            let incident = get(server, &format!("/v1/incidents/{id}"), &[]).await?;
+            let timeline = get(server, &format!("/v1/incidents/{id}/timeline"), &[]).await?;
+            json!({
+                "incident": incident,
+                "timeline": timeline["entries"],
+                "timeline_next_cursor": timeline["next_cursor"],
+            })
         }
         IncidentCommand::Assign { id, assignee, team } => {
             post(
@@ -162,11 +188,77 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
             .await?
         }
     };
-    print(answer)
+    print_json(&answer)
 }
 
-async fn get(server: &ServerArgs, path: &str) -> anyhow::Result<Value> {
-    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+/// One page, or with `all` every page from `cursor` on, printed as it arrives.
+async fn list_incidents(
+    server: &ServerArgs,
+    filters: &[(&str, String)],
+    limit: u32,
+    mut cursor: Option<String>,
+    all: bool,
+    output: Output,
+) -> anyhow::Result<()> {
+    let mut first = true;
+    loop {
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        query.extend(filters.iter().cloned());
+        query.extend(cursor.iter().map(|cursor| ("cursor", cursor.clone())));
+        let page = get(server, "/v1/incidents", &query).await?;
+        let next = page["next_cursor"].as_str().map(str::to_owned);
+        let written = match output {
+            // With --all, JSON is one page object per line; one page prints as the API answers.
+            Output::Json if all => write_out(&format!("{page}\n")),
+            Output::Json => return print_json(&page),
+            Output::Table => write_out(&incident_table(&page, first, !all)),
+        };
+        if !written? {
+            return Ok(());
+        }
+        first = false;
+        match next {
+            Some(next) if all => cursor = Some(next),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The incidents of a page as aligned columns, the header on the first page, and the
+/// next cursor after the last row when the listing stops there.
+fn incident_table(page: &Value, header: bool, with_cursor: bool) -> String {
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    if header {
+        out.push_str(&format!(
+            "{:<36}  {:<3}  {:<12}  {:<11}  {:<20}  {}\n",
+            "ID", "SEV", "STATE", "SOURCE", "CREATED", "TITLE"
+        ));
+    }
+    for incident in page["incidents"].as_array().into_iter().flatten() {
+        let created = text(&incident["created_at"]);
+        out.push_str(&format!(
+            "{:<36}  {:<3}  {:<12}  {:<11}  {:<20}  {}\n",
+            text(&incident["id"]),
+            text(&incident["severity"]),
+            text(&incident["state"]),
+            text(&incident["source"]),
+            created.get(..19).unwrap_or(&created),
+            lim_domain::text::excerpt(&text(&incident["title"])),
+        ));
+    }
+    if with_cursor && let Some(next) = page["next_cursor"].as_str() {
+        out.push_str(&format!("(more: --cursor {next}, or --all)\n"));
+    }
+    out
+}
+
+async fn get(server: &ServerArgs, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    let mut url = reqwest::Url::parse(&format!("{}{path}", server.server.trim_end_matches('/')))
+        .context("--server is not a URL")?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
     answer_of(reqwest::get(url).await)?.await
 }
 
@@ -191,7 +283,18 @@ fn answer_of(
     })
 }
 
-fn print(value: Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(&value)?);
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    write_out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
     Ok(())
+}
+
+/// Writes to stdout; `false` when its reader has gone (a closed pipe), which ends the
+/// command quietly rather than with a panic.
+fn write_out(text: &str) -> anyhow::Result<bool> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(error).context("cannot write to standard output"),
+    }
 }

@@ -4,7 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use lim_domain::EventRules;
+use lim_domain::duration::{format_duration, parse_duration};
 use serde::Deserialize;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/incidents.db";
@@ -48,6 +51,7 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub database: DatabaseSettings,
+    pub events: EventRules,
     pub log: LogSettings,
 }
 
@@ -56,14 +60,24 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Longest request target (path and query) read; longer ones get 414.
+    pub max_uri_bytes: usize,
     /// Requests still running after this long get 503 (a stuck store must not pile up requests).
-    pub request_timeout_secs: u64,
+    pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this long is closed.
+    pub header_timeout: Duration,
+    /// A request whose body has not arrived within this long gets 408.
+    pub body_timeout: Duration,
+    /// On shutdown, requests in flight get this long to finish; then every connection closes.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
+    /// Events that may wait for the SQLite writer before writes get 503.
+    pub max_queued_events: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +110,8 @@ struct FileSettings {
     #[serde(default)]
     database: FileDatabase,
     #[serde(default)]
+    events: FileEvents,
+    #[serde(default)]
     log: FileLog,
 }
 
@@ -104,7 +120,17 @@ struct FileSettings {
 struct FileHttp {
     addr: Option<String>,
     max_body_bytes: Option<usize>,
-    request_timeout_secs: Option<u64>,
+    max_uri_bytes: Option<usize>,
+    request_timeout: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEvents {
+    max_clock_skew: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +144,7 @@ struct FileAddr {
 struct FileDatabase {
     url: Option<String>,
     max_connections: Option<u32>,
+    max_queued_events: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,12 +173,16 @@ impl Settings {
                     1024,
                     256 * 1024 * 1024,
                 )?,
-                request_timeout_secs: bounded(
-                    "http.request_timeout_secs",
-                    file.http.request_timeout_secs.unwrap_or(30),
-                    1,
-                    3600,
+                max_uri_bytes: bounded(
+                    "http.max_uri_bytes",
+                    file.http.max_uri_bytes.unwrap_or(8 * 1024),
+                    256,
+                    60 * 1024,
                 )?,
+                request_timeout: duration("http.request_timeout", file.http.request_timeout, "30s", 1, 3600)?,
+                header_timeout: duration("http.header_timeout", file.http.header_timeout, "10s", 1, 600)?,
+                body_timeout: duration("http.body_timeout", file.http.body_timeout, "20s", 1, 3600)?,
+                drain_timeout: duration("http.drain_timeout", file.http.drain_timeout, "10s", 0, 600)?,
             },
             grpc_addr: socket_addr("grpc.addr", &pick(&overrides.grpc_addr, file.grpc.addr, "0.0.0.0:8081"))?,
             metrics_addr: socket_addr(
@@ -166,12 +197,37 @@ impl Settings {
                     1,
                     1000,
                 )?,
+                max_queued_events: bounded(
+                    "database.max_queued_events",
+                    file.database.max_queued_events.unwrap_or(20_000),
+                    1000,
+                    10_000_000,
+                )?,
+            },
+            events: EventRules {
+                max_clock_skew: duration(
+                    "events.max_clock_skew",
+                    file.events.max_clock_skew,
+                    "10m",
+                    0,
+                    7 * 86_400,
+                )?,
             },
             log: LogSettings {
                 format: log_format(&pick(&overrides.log_format, file.log.format, "text"))?,
                 level: log_level(&pick(&overrides.log_level, file.log.level, "info"))?,
             },
         };
+        if settings.http.body_timeout >= settings.http.request_timeout {
+            return Err(ConfigError::Invalid {
+                key: "http.body_timeout",
+                reason: format!(
+                    "{} must be shorter than http.request_timeout ({}), so that a slow body gets 408",
+                    format_duration(settings.http.body_timeout),
+                    format_duration(settings.http.request_timeout)
+                ),
+            });
+        }
         settings.check_ports()?;
         Ok(settings)
     }
@@ -226,6 +282,26 @@ fn bounded<T: PartialOrd + std::fmt::Display>(key: &'static str, value: T, min: 
     Ok(value)
 }
 
+/// A duration key (`30s`, `10m`) within `min_secs..=max_secs`.
+fn duration(
+    key: &'static str,
+    value: Option<String>,
+    default: &str,
+    min_secs: u64,
+    max_secs: u64,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let duration = parse_duration(&text).map_err(|reason| ConfigError::Invalid { key, reason })?;
+    let (min, max) = (Duration::from_secs(min_secs), Duration::from_secs(max_secs));
+    if duration < min || duration > max {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("{text} is outside {}..={}", format_duration(min), format_duration(max)),
+        });
+    }
+    Ok(duration)
+}
+
 fn database_url(value: &str) -> Result<String, ConfigError> {
     let supported = ["sqlite://", "sqlite:", "postgres://", "postgresql://"];
     let rest = supported.iter().find_map(|scheme| value.strip_prefix(scheme));
@@ -250,6 +326,13 @@ fn log_format(value: &str) -> Result<LogFormat, ConfigError> {
 }
 
 fn log_level(value: &str) -> Result<String, ConfigError> {
+    // An empty filter parses, and silences every log line: surely not what was meant.
+    if value.trim().is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "log.level",
+            reason: "is empty; give a level such as `info` or a filter such as `llm_incident_manager=debug`".into(),
+        });
+    }
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| value.to_owned())
         .map_err(|error| ConfigError::Invalid {
@@ -308,6 +391,12 @@ mod tests {
         assert!(message("[log]\nformat = \"xml\"\n").contains("log.format"));
         assert!(message("[http]\nmax_body_bytes = 1\n").contains("http.max_body_bytes: 1 is outside"));
         assert!(message("[http]\nadr = \"x\"\n").contains("unknown field `adr`"));
+        assert!(
+            message("[http]\nheader_timeout = \"soon\"\n").contains("http.header_timeout: `soon` is not a duration")
+        );
+        assert!(message("[http]\nbody_timeout = \"40s\"\n").contains("http.body_timeout: 40s must be shorter"));
+        assert!(message("[events]\nmax_clock_skew = \"30d\"\n").contains("events.max_clock_skew: 30d is outside"));
+        assert!(message("[log]\nlevel = \"  \"\n").contains("log.level: is empty"));
         assert!(
             message("[metrics]\naddr = \"0.0.0.0:8080\"\n")
                 .contains("metrics.addr: 0.0.0.0:8080 is already used by http.addr")

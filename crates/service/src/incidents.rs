@@ -2,14 +2,16 @@
 //! It knows nothing of HTTP: it validates, asks the store, and emits telemetry.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
-use lim_domain::event::{self, MAX_DESCRIPTION_CHARS, validate_batch};
+use lim_domain::event::{self, MAX_DESCRIPTION_CHARS, MAX_LABEL_KEY_CHARS, validate_batch};
+use lim_domain::fit::fit_to_limits;
 use lim_domain::{
-    Action, Category, ErrorKind, FieldError, Incident, IncidentFilter, IncidentId, PageRequest, RawEvent, Severity,
-    Source, TimelineEntry, TimelineKind,
+    Action, Category, EntryPage, EntryPageRequest, ErrorKind, EventRules, FieldError, Incident, IncidentFilter,
+    IncidentId, IngestOutcome, PageRequest, RawEvent, Severity, Source, TimelineEntry, TimelineKind,
 };
-use lim_store::{IngestOutcome, Store, StoreError};
+use lim_store::{Store, StoreError};
 
 use crate::clock::Clock;
 use crate::telemetry::Metrics;
@@ -27,6 +29,7 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::Invalid(_) => ErrorKind::InvalidField,
+            CoreError::Store(StoreError::ForeignCursor) => ErrorKind::InvalidField,
             CoreError::Store(error) => error.kind(),
         }
     }
@@ -47,11 +50,17 @@ pub struct IncidentManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    rules: EventRules,
 }
 
 impl IncidentManager {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
-        IncidentManager { store, clock, metrics }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, rules: EventRules) -> Self {
+        IncidentManager {
+            store,
+            clock,
+            metrics,
+            rules,
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -61,17 +70,70 @@ impl IncidentManager {
     /// Validates every event, then stores them all in one transaction (or none).
     pub async fn ingest(&self, raw: Vec<RawEvent>) -> Result<Vec<IngestOutcome>, CoreError> {
         let now = self.clock.now();
-        let events = validate_batch(raw, now)?;
-        let outcomes = self.store.ingest(events, now).await?;
-        for outcome in &outcomes {
-            match outcome {
-                IngestOutcome::Created(incident) => self.metrics.incident_created(incident),
-                IngestOutcome::Deduplicated { source, .. } => self.metrics.incident_deduplicated(*source),
-                IngestOutcome::Resolved(transition) => self.metrics.transitioned(transition),
-                IngestOutcome::Ignored => {}
+        let events = validate_batch(raw, now, &self.rules)?;
+        self.store_events(events, now).await
+    }
+
+    /// Events of a third party (Alertmanager) that must never be lost over a limit: each is
+    /// made to fit first (see `lim_domain::fit`), what changed is logged, and however many
+    /// there are they are stored together.
+    pub async fn ingest_tolerant(&self, raw: Vec<RawEvent>) -> Result<Vec<IngestOutcome>, CoreError> {
+        let now = self.clock.now();
+        let mut events = Vec::with_capacity(raw.len());
+        for (index, raw) in raw.into_iter().enumerate() {
+            let fitted = fit_to_limits(raw, now, &self.rules);
+            if !fitted.changes.is_empty() {
+                tracing::warn!(
+                    index,
+                    source = fitted.event.source.as_deref().unwrap_or_default(),
+                    fingerprint = fitted.event.fingerprint.as_deref().unwrap_or_default(),
+                    changes = %fitted.changes.join("; "),
+                    "an event was changed to fit the limits"
+                );
             }
+            events.push(
+                fitted
+                    .event
+                    .validate(now, &self.rules)
+                    .map_err(|error| error.in_batch(index))?,
+            );
         }
-        Ok(outcomes)
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store_events(events, now).await
+    }
+
+    async fn store_events(
+        &self,
+        events: Vec<lim_domain::Event>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<IngestOutcome>, CoreError> {
+        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        detached(async move {
+            let outcomes = store.ingest(events, now).await?;
+            for outcome in &outcomes {
+                match outcome {
+                    IngestOutcome::Created(incident) => metrics.incident_created(incident),
+                    IngestOutcome::Deduplicated {
+                        incident_id,
+                        source,
+                        severity,
+                        raised_from,
+                        ..
+                    } => {
+                        metrics.incident_deduplicated(*source);
+                        if let Some(from) = raised_from {
+                            metrics.severity_raised(*incident_id, *from, *severity);
+                        }
+                    }
+                    IngestOutcome::Resolved(transition) => metrics.transitioned(transition),
+                    IngestOutcome::Redelivered { .. } | IngestOutcome::Ignored => {}
+                }
+            }
+            Ok(outcomes)
+        })
+        .await
     }
 
     /// Opens an incident by hand. It gets a fingerprint of its own, so events never attach to it.
@@ -85,23 +147,33 @@ impl IncidentManager {
             severity: request.severity,
             category: request.category,
             labels: request.labels,
-            fingerprint: Some(format!("manual:{id}")),
+            fingerprint: None,
             status: None,
             occurred_at: None,
         };
-        let event = raw.validate(now)?;
+        let mut event = raw.validate(now, &self.rules)?;
+        event.fingerprint = format!("{}{id}", event::MANUAL_FINGERPRINT_PREFIX);
         let incident = Incident::open(id, &event, now);
-        self.store.create_incident(incident.clone()).await?;
-        self.metrics.incident_created(&incident);
-        Ok(incident)
+        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        detached(async move {
+            store.create_incident(incident.clone()).await?;
+            metrics.incident_created(&incident);
+            Ok(incident)
+        })
+        .await
     }
 
     /// Applies a lifecycle action (assign, acknowledge, start, resolve).
     pub async fn act(&self, id: IncidentId, action: Action, actor: Option<String>) -> Result<Incident, CoreError> {
-        let actor = actor_name(actor)?;
-        let transition = self.store.transition(id, action, actor, self.clock.now()).await?;
-        self.metrics.transitioned(&transition);
-        Ok(transition.after)
+        let actor = actor_name(actor, "actor")?;
+        let now = self.clock.now();
+        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        detached(async move {
+            let transition = store.transition(id, action, actor, now).await?;
+            metrics.transitioned(&transition);
+            Ok(transition.after)
+        })
+        .await
     }
 
     pub async fn comment(
@@ -110,11 +182,15 @@ impl IncidentManager {
         author: Option<String>,
         body: Option<String>,
     ) -> Result<TimelineEntry, CoreError> {
-        let author = actor_name(author)?;
+        let author = actor_name(author, "author")?;
         let body = event::required_text(body, "body", MAX_DESCRIPTION_CHARS)?;
         let entry = TimelineEntry::new(id, self.clock.now(), TimelineKind::Comment, author, body);
-        self.store.add_comment(entry.clone()).await?;
-        Ok(entry)
+        let store = Arc::clone(&self.store);
+        detached(async move {
+            store.add_comment(entry.clone()).await?;
+            Ok(entry)
+        })
+        .await
     }
 
     pub async fn get(&self, id: IncidentId) -> Result<Incident, CoreError> {
@@ -128,11 +204,15 @@ impl IncidentManager {
         Ok(self.store.list_incidents(filter, page).await?)
     }
 
-    pub async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, CoreError> {
-        Ok(self.store.timeline(id).await?)
+    pub async fn timeline(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, CoreError> {
+        Ok(self.store.timeline(id, page).await?)
     }
 
-    /// True when the store answers.
+    pub async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, CoreError> {
+        Ok(self.store.comments(id, page).await?)
+    }
+
+    /// True when a write would be stored.
     pub async fn ready(&self) -> Result<(), CoreError> {
         Ok(self.store.ping().await?)
     }
@@ -146,9 +226,22 @@ impl IncidentManager {
     }
 }
 
-/// Who did it: defaults to `api` when the caller does not say.
-fn actor_name(actor: Option<String>) -> Result<String, FieldError> {
-    let actor = event::optional_text(actor, "actor", event::MAX_LABEL_KEY_CHARS)?;
+/// Runs a write and what follows it (its metrics) to the end on a task of its own, so a
+/// caller that goes away after the commit (a client gone, a request timeout) cannot leave
+/// a change stored but never counted.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, CoreError>> + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::spawn(work).await.unwrap_or_else(|error| {
+        Err(CoreError::Store(StoreError::Internal(format!(
+            "a write task failed: {error}"
+        ))))
+    })
+}
+
+/// Who did it (`field` names it in errors): defaults to `api` when the caller does not say.
+fn actor_name(actor: Option<String>, field: &str) -> Result<String, FieldError> {
+    let actor = event::optional_text(actor, field, MAX_LABEL_KEY_CHARS)?;
     Ok(if actor.is_empty() { "api".to_owned() } else { actor })
 }
 

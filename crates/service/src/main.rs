@@ -103,7 +103,7 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
             ServiceTask::Migrate => {
                 let options = lim_store::StoreOptions {
                     max_connections: 1,
-                    observer: None,
+                    ..lim_store::StoreOptions::default()
                 };
                 lim_store::connect(&settings.database.url, options).await?;
                 println!("database at {} is migrated", app::redact(&settings.database.url));

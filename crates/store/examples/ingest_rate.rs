@@ -79,6 +79,7 @@ async fn main() {
                                 ),
                                 status,
                                 occurred_at: Utc::now(),
+                                occurred_at_given: false,
                             }
                         })
                         .collect();

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use lim_domain::IngestOutcome;
 use lim_domain::{
-    Action, Category, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter, IncidentId, PageRequest, Severity,
-    Source, TimelineEntry, Transition,
+    Action, Category, EntryPage, EntryPageRequest, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter,
+    IncidentId, PageRequest, Severity, Source, TimelineEntry, Transition,
 };
 
 mod postgres;
@@ -35,6 +36,7 @@ pub mod operation {
     pub const GET_INCIDENT: &str = "select_incident";
     pub const LIST_INCIDENTS: &str = "list_incidents";
     pub const TIMELINE: &str = "select_timeline";
+    pub const COMMENTS: &str = "select_comments";
     pub const COUNT_OPEN: &str = "count_open_incidents";
     pub const PING: &str = "ping";
     pub const MIGRATE: &str = "migrate";
@@ -49,6 +51,10 @@ pub enum StoreError {
     NotFound(IncidentId),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    #[error("the cursor does not belong to this incident's timeline")]
+    ForeignCursor,
+    #[error("{0}")]
+    Overloaded(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -60,38 +66,10 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) => ErrorKind::NotFound,
             StoreError::IllegalTransition(_) => ErrorKind::IllegalTransition,
+            StoreError::ForeignCursor => ErrorKind::InvalidField,
+            StoreError::Overloaded(_) => ErrorKind::Overloaded,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-}
-
-/// What one event did, in the order the events came.
-// Outcomes live for one request and are moved, not copied: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum IngestOutcome {
-    /// A new incident was opened.
-    Created(Incident),
-    /// The event was counted on the open incident with its fingerprint.
-    Deduplicated {
-        incident_id: IncidentId,
-        occurrence_count: i64,
-        source: Source,
-    },
-    /// A `resolved` event resolved the open incident.
-    Resolved(Transition),
-    /// A `resolved` event for which no incident was open.
-    Ignored,
-}
-
-impl IngestOutcome {
-    pub fn incident_id(&self) -> Option<IncidentId> {
-        match self {
-            IngestOutcome::Created(incident) => Some(incident.id),
-            IngestOutcome::Deduplicated { incident_id, .. } => Some(*incident_id),
-            IngestOutcome::Resolved(transition) => Some(transition.after.id),
-            IngestOutcome::Ignored => None,
         }
     }
 }
@@ -139,13 +117,18 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first, at most `page.limit`, strictly older than `page.before`.
     async fn list_incidents(&self, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError>;
 
-    /// The incident's timeline, oldest first; `NotFound` for an unknown incident.
-    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// A page of the incident's timeline, oldest first; `NotFound` for an unknown incident.
+    async fn timeline(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError>;
+
+    /// A page of the incident's comments, oldest first; `NotFound` for an unknown incident.
+    async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError>;
 
     /// Open incidents counted by severity, source and category.
     async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError>;
 
-    /// Answers when the database does.
+    /// Answers when a write would succeed: the database answers and takes writes (on
+    /// SQLite, the writer thread and its syncer run; on PostgreSQL, the server is no
+    /// read-only standby).
     async fn ping(&self) -> Result<(), StoreError>;
 
     fn pool_stats(&self) -> PoolStats;
@@ -158,6 +141,9 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// Events (or other writes, one each) that may wait for the SQLite writer; past it a
+    /// write is refused as `Overloaded` instead of queueing without bound.
+    pub max_queued_events: u32,
     pub observer: Option<QueryObserver>,
 }
 
@@ -165,6 +151,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_connections: 8,
+            max_queued_events: 20_000,
             observer: None,
         }
     }
@@ -182,6 +169,20 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>,
     Err(StoreError::Unavailable(format!(
         "unsupported database URL `{url}`: use sqlite://PATH or postgres://…"
     )))
+}
+
+/// The entries of a page read one past its limit: the page, and where the next one
+/// starts when there is one.
+pub(crate) fn page_of(mut entries: Vec<(i64, TimelineEntry)>, limit: u32) -> EntryPage {
+    let more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    let next = more
+        .then(|| entries.last().map(|(seq, _)| lim_domain::EntryCursor(*seq)))
+        .flatten();
+    EntryPage {
+        entries: entries.into_iter().map(|(_, entry)| entry).collect(),
+        next,
+    }
 }
 
 /// Times `operation` for the observer.

@@ -9,19 +9,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle;
 use lim_domain::{
-    Action, Category, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest, Severity, Source, State,
-    TimelineEntry, TimelineKind, Transition, UnknownValue,
+    Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId,
+    PageRequest, Severity, Source, State, TimelineEntry, TimelineKind, Transition, UnknownValue,
 };
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::{
-    IngestOutcome, OpenCount, PoolStats, QueryObserver, QueryTimer, Store, StoreError, StoreOptions, operation,
+    IngestOutcome, OpenCount, PoolStats, QueryObserver, QueryTimer, Store, StoreError, StoreOptions, operation, page_of,
 };
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/postgres/0001_incidents.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_incidents.sql")),
+    (2, include_str!("../migrations/postgres/0002_comments.sql")),
+];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x4c49_4d5f_4d49_4752;
@@ -59,13 +62,16 @@ macro_rules! insert_incident {
 }
 
 const INSERT_INCIDENT: &str = insert_incident!();
-/// The database decides dedup: the insert loses to the open incident with the same fingerprint.
+/// The database decides dedup: the insert loses to the open incident with the same
+/// fingerprint. An event that names its time (`$20`) and repeats the incident's last one
+/// is a redelivery: the conflicting row is locked but not updated, and nothing returns.
 const UPSERT_INCIDENT: &str = concat!(
     insert_incident!(),
     " ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
      occurrence_count = incidents.occurrence_count + 1, \
      last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
      updated_at = EXCLUDED.updated_at \
+     WHERE NOT ($20 AND incidents.last_seen = EXCLUDED.last_seen) \
      RETURNING ",
     incident_columns!()
 );
@@ -73,8 +79,10 @@ const SELECT_INCIDENTS: &str = select_incidents!("WHERE TRUE");
 const SELECT_BY_ID: &str = select_incidents!("WHERE id = $1");
 const LOCK_BY_ID: &str = select_incidents!("WHERE id = $1 FOR UPDATE");
 const LOCK_OPEN_BY_FINGERPRINT: &str = select_incidents!("WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE");
-const SELECT_TIMELINE: &str =
-    "SELECT incident_id, at, kind, actor, message FROM timeline WHERE incident_id = $1 ORDER BY seq";
+const SELECT_TIMELINE: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
+     WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+const SELECT_COMMENTS: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
+     WHERE incident_id = $1 AND kind = 'comment' AND seq > $2 ORDER BY seq LIMIT $3";
 const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count FROM incidents \
                           WHERE state <> 'RESOLVED' GROUP BY severity, source, category";
 
@@ -105,6 +113,47 @@ impl PostgresStore {
             max_connections: options.max_connections,
             observer: options.observer,
         })
+    }
+
+    /// Entries of `select` (timeline or comments) after the cursor, one past the limit.
+    async fn entries_page(
+        &self,
+        select: &'static str,
+        id: IncidentId,
+        page: EntryPageRequest,
+    ) -> Result<EntryPage, StoreError> {
+        if let Some(cursor) = page.after {
+            let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT incident_id FROM timeline WHERE seq = $1")
+                .bind(cursor.0)
+                .fetch_optional(&self.pool)
+                .await?;
+            if owner != Some(id.0) {
+                return Err(match self.incident_exists(id).await? {
+                    true => StoreError::ForeignCursor,
+                    false => StoreError::NotFound(id),
+                });
+            }
+        }
+        let rows = sqlx::query(select)
+            .bind(id.0)
+            .bind(page.after.map_or(0, |cursor| cursor.0))
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        // Every stored incident has its `created` entry, so only an empty answer needs the check.
+        if rows.is_empty() && !self.incident_exists(id).await? {
+            return Err(StoreError::NotFound(id));
+        }
+        let entries = rows
+            .iter()
+            .map(|row| Ok((row.try_get("seq")?, row_to_entry(row)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(page_of(entries, page.limit))
+    }
+
+    async fn incident_exists(&self, id: IncidentId) -> Result<bool, sqlx::Error> {
+        let known = sqlx::query("SELECT 1 FROM incidents WHERE id = $1").bind(id.0);
+        Ok(known.fetch_optional(&self.pool).await?.is_some())
     }
 
     async fn ingest_once(&self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, sqlx::Error> {
@@ -206,17 +255,14 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(row_to_incident).collect::<Result<_, _>>()?)
     }
 
-    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
+    async fn timeline(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::TIMELINE);
-        let rows = sqlx::query(SELECT_TIMELINE).bind(id.0).fetch_all(&self.pool).await?;
-        // Every stored incident has its `created` entry, so only an empty answer needs the check.
-        if rows.is_empty() {
-            let known = sqlx::query("SELECT 1 FROM incidents WHERE id = $1").bind(id.0);
-            if known.fetch_optional(&self.pool).await?.is_none() {
-                return Err(StoreError::NotFound(id));
-            }
-        }
-        Ok(rows.iter().map(row_to_entry).collect::<Result<_, _>>()?)
+        self.entries_page(SELECT_TIMELINE, id, page).await
+    }
+
+    async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::COMMENTS);
+        self.entries_page(SELECT_COMMENTS, id, page).await
     }
 
     async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError> {
@@ -229,7 +275,16 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::PING);
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // A standby, or a server set read-only, answers reads but would refuse every write.
+        let writable: bool =
+            sqlx::query_scalar("SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")
+                .fetch_one(&self.pool)
+                .await?;
+        if !writable {
+            return Err(StoreError::Unavailable(
+                "the PostgreSQL server is read-only (a standby, or default_transaction_read_only)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -287,8 +342,12 @@ async fn open_or_attach(
 ) -> Result<IngestOutcome, sqlx::Error> {
     let candidate = Incident::open(new_id, event, now);
     let row = bind_incident(sqlx::query(UPSERT_INCIDENT), &candidate)
-        .fetch_one(&mut *tx)
+        .bind(event.occurred_at_given)
+        .fetch_optional(&mut *tx)
         .await?;
+    let Some(row) = row else {
+        return redelivered(tx, event).await;
+    };
     let stored = row_to_incident(&row)?;
     if stored.id == candidate.id {
         insert_entry(tx, &lifecycle::created_entry(&stored)).await?;
@@ -296,10 +355,40 @@ async fn open_or_attach(
     }
     let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
     insert_entry(tx, &entry).await?;
+    // The upsert holds the row's lock, so the severity it returned is the current one.
+    let raised = lifecycle::raised_severity(stored.severity, event);
+    if let Some(severity) = raised {
+        sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
+            .bind(stored.id.0)
+            .bind(severity.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let entry = lifecycle::severity_raised_entry(stored.id, stored.severity, severity, event, now);
+        insert_entry(tx, &entry).await?;
+    }
     Ok(IngestOutcome::Deduplicated {
         incident_id: stored.id,
         occurrence_count: stored.occurrence_count,
         source: event.source,
+        severity: raised.unwrap_or(stored.severity),
+        category: stored.category,
+        raised_from: raised.map(|_| stored.severity),
+    })
+}
+
+/// The open incident a redelivered event names (the upsert locked it and changed nothing).
+async fn redelivered(tx: &mut PgConnection, event: &Event) -> Result<IngestOutcome, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, occurrence_count, severity, category FROM incidents WHERE fingerprint = $1 AND state <> 'RESOLVED'",
+    )
+    .bind(&event.fingerprint)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(IngestOutcome::Redelivered {
+        incident_id: IncidentId(row.try_get("id")?),
+        occurrence_count: row.try_get("occurrence_count")?,
+        severity: parse_column(&row, "severity")?,
+        category: parse_column(&row, "category")?,
     })
 }
 

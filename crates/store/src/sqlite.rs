@@ -49,14 +49,15 @@ mod writes;
 
 use writer::{Checkpointer, Completion, Ran, WriteJob, run_syncer, run_writer};
 use writes::{
-    INSERT_ENTRY, INSERT_INCIDENT, IngestStatements, NewIncident, PreparedEvent, UPDATE_INCIDENT, insert_entry,
-    insert_incident, next_seq, select_for_update, update_incident,
+    INSERT_ENTRY, INSERT_INCIDENT, IngestStatements, NewIncident, PreparedEvent, UPDATE_INCIDENT, append_entry,
+    insert_entry, insert_incident, next_seq, select_for_update, update_incident,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_incidents.sql")),
     (2, include_str!("../migrations/sqlite/0002_open_index.sql")),
     (3, include_str!("../migrations/sqlite/0003_timeline_chain.sql")),
+    (4, include_str!("../migrations/sqlite/0004_timeline_pages.sql")),
 ];
 
 pub struct SqliteStore {
@@ -67,6 +68,9 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_permits: Arc<Semaphore>,
     reader_count: u32,
+    /// One permit per event (or other write) waiting for the writer or its fsync.
+    queue_permits: Arc<Semaphore>,
+    max_queued_events: u32,
     observer: Option<QueryObserver>,
 }
 
@@ -75,14 +79,15 @@ impl SqliteStore {
     /// starts the writer thread.
     pub async fn open(path: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        let reader_count = options.max_connections.max(1);
-        let observer = options.observer.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, reader_count, observer))
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, options))
             .await
             .map_err(|error| StoreError::Internal(error.to_string()))?
     }
 
-    fn open_blocking(path: &str, reader_count: u32, observer: Option<QueryObserver>) -> Result<Self, StoreError> {
+    fn open_blocking(path: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let reader_count = options.max_connections.max(1);
+        let max_queued_events = options.max_queued_events.max(1);
+        let observer = options.observer;
         configure_sqlite();
         if let Some(folder) = Path::new(path).parent().filter(|folder| !folder.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
@@ -125,17 +130,36 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(readers)),
             reader_permits: Arc::new(Semaphore::new(reader_count as usize)),
             reader_count,
+            queue_permits: Arc::new(Semaphore::new(max_queued_events as usize)),
+            max_queued_events,
             observer,
         })
     }
 
     /// Queues `work` for the writer and waits for the commit that makes it durable.
+    /// `weight` is what the write holds in the queue (its number of events); a full queue
+    /// refuses the write at once rather than letting it grow without bound.
     async fn write<T: Send + 'static>(
         &self,
         operation: &'static str,
+        weight: usize,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation);
+        // A write larger than the whole queue (an Alertmanager group of many alerts) waits
+        // for an empty queue rather than never fitting.
+        let weight = u32::try_from(weight)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max_queued_events);
+        let permit = Arc::clone(&self.queue_permits)
+            .try_acquire_many_owned(weight)
+            .map_err(|error| match error {
+                tokio::sync::TryAcquireError::Closed => closed(),
+                tokio::sync::TryAcquireError::NoPermits => StoreError::Overloaded(format!(
+                    "the store's write queue is full ({} events waiting); retry shortly",
+                    self.max_queued_events
+                )),
+            })?;
         let (reply, answer) = oneshot::channel();
         let job: WriteJob = Box::new(move |connection| {
             let result = match connection {
@@ -150,26 +174,39 @@ impl SqliteStore {
                         "write not confirmed as stored: {error}"
                     ))),
                 };
+                // The queue has room again once the write is answered, stored or not.
+                drop(permit);
                 let _ = reply.send(result);
             });
             Ran { poisoned, completion }
         });
         let writer = self.writer.as_ref().ok_or_else(closed)?;
         writer.send(job).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the SQLite writer stopped before answering; the write may not be stored".into())
+        })?
     }
 
-    /// Runs `work` on a read connection, off the async threads.
+    /// Runs `work` on a read connection, off the async threads. The permit travels with
+    /// the blocking task: a caller that gives up (a client gone, a timeout) leaves the
+    /// connection in use until the task ends, so no later read finds the pool empty.
     async fn read<T: Send + 'static>(
         &self,
         operation: &'static str,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation);
-        let _permit = self.reader_permits.acquire().await.map_err(|_| closed())?;
+        let permit = Arc::clone(&self.reader_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let connection = readers.lock().expect("reader pool poisoned").pop().ok_or_else(closed)?;
+            let _permit = permit;
+            let connection =
+                readers.lock().expect("reader pool poisoned").pop().ok_or_else(|| {
+                    StoreError::Internal("a read permit was granted with no read connection free".into())
+                })?;
             let result = work(&connection);
             readers.lock().expect("reader pool poisoned").push(connection);
             result
@@ -205,7 +242,8 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|event| PreparedEvent::new(event, now))
             .collect::<Result<Vec<_>, _>>()?;
-        self.write(operation::INGEST, move |connection| {
+        let weight = events.len();
+        self.write(operation::INGEST, weight, move |connection| {
             let mut statements = IngestStatements::new(connection);
             events.into_iter().map(|event| statements.ingest(event, now)).collect()
         })
@@ -214,7 +252,7 @@ impl Store for SqliteStore {
 
     async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
         let new = NewIncident::new(incident)?;
-        self.write(operation::CREATE_INCIDENT, move |connection| {
+        self.write(operation::CREATE_INCIDENT, 1, move |connection| {
             let seq = next_seq(connection)?;
             insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, seq)?;
             insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created, seq, None)
@@ -229,32 +267,25 @@ impl Store for SqliteStore {
         actor: String,
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
-        self.write(operation::TRANSITION, move |connection| {
+        self.write(operation::TRANSITION, 1, move |connection| {
             let (incident, last_entry) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
             let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-            let seq = next_seq(connection)?;
+            let seq = append_entry(connection, &transition.entry, last_entry)?;
             update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, seq)?;
-            insert_entry(
-                &mut *prepare(connection, INSERT_ENTRY)?,
-                &transition.entry,
-                seq,
-                last_entry,
-            )?;
             Ok(transition)
         })
         .await
     }
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
-        self.write(operation::ADD_COMMENT, move |connection| {
+        self.write(operation::ADD_COMMENT, 1, move |connection| {
             let id = id_bytes(entry.incident_id);
             let last_entry: Option<i64> = prepare(connection, "SELECT last_entry FROM incidents WHERE id = ?1")?
                 .query_row([id], |row| row.get(0))
                 .optional()
                 .map_err(internal)?
                 .ok_or(StoreError::NotFound(entry.incident_id))?;
-            let seq = next_seq(connection)?;
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &entry, seq, last_entry)?;
+            let seq = append_entry(connection, &entry, last_entry)?;
             prepare(connection, "UPDATE incidents SET last_entry = ?2 WHERE id = ?1")?
                 .execute(params![id, seq])
                 .map_err(internal)?;
@@ -278,38 +309,35 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
+    async fn timeline(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
         self.read(operation::TIMELINE, move |connection| {
-            // The chain from the incident's last entry back to its first.
+            timeline_page(connection, id, page)
+        })
+        .await
+    }
+
+    async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
+        self.read(operation::COMMENTS, move |connection| {
             let mut statement = connection
                 .prepare_cached(
-                    "WITH RECURSIVE chain (seq) AS ( \
-                         SELECT last_entry FROM incidents WHERE id = ?1 \
-                         UNION ALL \
-                         SELECT timeline.previous FROM timeline JOIN chain ON timeline.seq = chain.seq \
-                         WHERE timeline.previous IS NOT NULL) \
-                     SELECT at, kind, actor, message FROM chain JOIN timeline ON timeline.seq = chain.seq \
-                     ORDER BY timeline.seq",
+                    "SELECT seq, at, kind, actor, message FROM timeline \
+                     WHERE incident_id = ?1 AND kind = 'comment' AND seq > ?2 ORDER BY seq LIMIT ?3",
                 )
                 .map_err(internal)?;
+            if let Some(cursor) = page.after {
+                check_cursor(connection, id, cursor)?;
+            }
+            let after = page.after.map_or(0, |cursor| cursor.0);
             let rows = statement
-                .query_map([id_bytes(id)], |row| {
-                    let kind: String = row.get(1)?;
-                    Ok(TimelineEntry {
-                        incident_id: id,
-                        at: time_from(row.get(0)?)?,
-                        kind: TimelineKind::parse(&kind).ok_or_else(|| corrupt(1, "timeline kind", &kind))?,
-                        actor: row.get(2)?,
-                        message: row.get(3)?,
-                    })
+                .query_map(params![id_bytes(id), after, i64::from(page.limit) + 1], |row| {
+                    Ok((row.get(0)?, row_to_entry(id, row, 1)?))
                 })
                 .map_err(internal)?;
             let entries = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)?;
-            // Every incident has its created entry: no entries means no such incident.
             if entries.is_empty() && !incident_exists(connection, id)? {
                 return Err(StoreError::NotFound(id));
             }
-            Ok(entries)
+            Ok(page_of(entries, page.limit))
         })
         .await
     }
@@ -356,7 +384,9 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(operation::PING, |connection| {
+        // Through the writer, its transaction and the syncer's fsync: ready means a write
+        // would be stored, not only that a reader answers.
+        self.write(operation::PING, 1, |connection| {
             connection.query_row("SELECT 1", [], |_| Ok(())).map_err(internal)
         })
         .await
@@ -457,6 +487,75 @@ fn incident_exists(connection: &Connection, id: IncidentId) -> Result<bool, Stor
         .prepare_cached("SELECT 1 FROM incidents WHERE id = ?1")
         .map_err(internal)?;
     statement.exists([id_bytes(id)]).map_err(internal)
+}
+
+/// A page of an incident's timeline: the chain followed forward from its first entry, or
+/// from the entry after the cursor, one entry past the limit to know whether more follow.
+fn timeline_page(connection: &Connection, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
+    let start: Option<i64> = match page.after {
+        None => connection
+            .prepare_cached("SELECT first_entry FROM incidents WHERE id = ?1")
+            .map_err(internal)?
+            .query_row([id_bytes(id)], |row| row.get(0))
+            .optional()
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound(id))?,
+        Some(cursor) => {
+            let next = connection
+                .prepare_cached("SELECT next FROM timeline WHERE seq = ?1 AND incident_id = ?2")
+                .map_err(internal)?
+                .query_row(params![cursor.0, id_bytes(id)], |row| row.get(0))
+                .optional()
+                .map_err(internal)?;
+            match next {
+                Some(next) => next,
+                None if incident_exists(connection, id)? => return Err(StoreError::ForeignCursor),
+                None => return Err(StoreError::NotFound(id)),
+            }
+        }
+    };
+    let mut statement = connection
+        .prepare_cached("SELECT at, kind, actor, message, next FROM timeline WHERE seq = ?1")
+        .map_err(internal)?;
+    let mut entries = Vec::new();
+    let mut following = start;
+    while let Some(seq) = following.filter(|_| entries.len() <= page.limit as usize) {
+        let (entry, next) = statement
+            .query_row([seq], |row| {
+                Ok((row_to_entry(id, row, 0)?, row.get::<_, Option<i64>>(4)?))
+            })
+            .map_err(internal)?;
+        entries.push((seq, entry));
+        following = next;
+    }
+    Ok(page_of(entries, page.limit))
+}
+
+/// Refuses a cursor that is no entry of incident `id`.
+fn check_cursor(connection: &Connection, id: IncidentId, cursor: lim_domain::EntryCursor) -> Result<(), StoreError> {
+    let owned = connection
+        .prepare_cached("SELECT 1 FROM timeline WHERE seq = ?1 AND incident_id = ?2")
+        .map_err(internal)?
+        .exists(params![cursor.0, id_bytes(id)])
+        .map_err(internal)?;
+    match (owned, incident_exists(connection, id)?) {
+        (true, _) => Ok(()),
+        (false, true) => Err(StoreError::ForeignCursor),
+        (false, false) => Err(StoreError::NotFound(id)),
+    }
+}
+
+/// A timeline entry of incident `id` from the columns `at, kind, actor, message` that
+/// start at `first`.
+fn row_to_entry(id: IncidentId, row: &Row<'_>, first: usize) -> rusqlite::Result<TimelineEntry> {
+    let kind: String = row.get(first + 1)?;
+    Ok(TimelineEntry {
+        incident_id: id,
+        at: time_from(row.get(first)?)?,
+        kind: TimelineKind::parse(&kind).ok_or_else(|| corrupt(first + 1, "timeline kind", &kind))?,
+        actor: row.get(first + 2)?,
+        message: row.get(first + 3)?,
+    })
 }
 
 fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -580,7 +679,155 @@ fn closed() -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn entries(limit: u32, after: Option<lim_domain::EntryCursor>) -> EntryPageRequest {
+        EntryPageRequest { limit, after }
+    }
+
+    async fn open_store(folder: &tempfile::TempDir, options: StoreOptions) -> SqliteStore {
+        let path = folder.path().join("incidents.db");
+        SqliteStore::open(path.to_str().unwrap(), options).await.unwrap()
+    }
+
+    /// Occupies the writer until the returned sender is dropped or sent to.
+    fn block_writer(store: &SqliteStore) -> (mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, released) = mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let writer = store.writer.clone().unwrap();
+        let job: WriteJob = Box::new(move |_| {
+            let _ = started.send(());
+            let _ = released.recv();
+            Ran {
+                poisoned: false,
+                completion: Box::new(|_| {}),
+            }
+        });
+        writer.send(job).unwrap();
+        let waited = tokio::task::spawn_blocking(move || running.recv().unwrap());
+        (release, tokio::spawn(async move { waited.await.unwrap() }))
+    }
+
+    #[tokio::test]
+    async fn a_full_write_queue_refuses_writes_until_it_drains() {
+        let folder = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            max_queued_events: 3,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(open_store(&folder, options).await);
+        let (release, running) = block_writer(&store);
+        running.await.unwrap();
+        let event = |fingerprint: &str| {
+            lim_domain::RawEvent {
+                source: Some("api".into()),
+                title: Some("t".into()),
+                fingerprint: Some(fingerprint.into()),
+                ..Default::default()
+            }
+            .validate(Utc::now(), &lim_domain::EventRules::default())
+            .unwrap()
+        };
+        let queued = {
+            let store = Arc::clone(&store);
+            let batch = vec![event("a"), event("b"), event("c")];
+            tokio::spawn(async move { store.ingest(batch, Utc::now()).await })
+        };
+        while store.queue_permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let refused = store.ingest(vec![event("d")], Utc::now()).await;
+
+        assert!(matches!(refused, Err(StoreError::Overloaded(_))), "{refused:?}");
+        assert_eq!(refused.unwrap_err().kind(), ErrorKind::Overloaded);
+        release.send(()).unwrap();
+        assert_eq!(queued.await.unwrap().unwrap().len(), 3);
+        store.ingest(vec![event("d")], Utc::now()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_given_up_keeps_its_connection_until_it_ends() {
+        let folder = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            max_connections: 1,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(open_store(&folder, options).await);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let slow = store.read("slow", move |_| {
+            let _ = started.send(());
+            let _ = released.recv();
+            Ok(())
+        });
+        let mut slow = Box::pin(slow);
+        tokio::select! {
+            _ = &mut slow => panic!("the slow read cannot finish yet"),
+            _ = running => {}
+        }
+        // The caller gives up (a client gone, a timeout); its blocking task goes on.
+        drop(slow);
+
+        let next = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.count_open().await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!next.is_finished(), "the next read waits for the connection");
+        release.send(()).unwrap();
+
+        assert_eq!(next.await.unwrap().unwrap(), Vec::new(), "and then gets it");
+    }
+
+    #[tokio::test]
+    async fn ping_fails_once_the_writer_is_gone() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut store = open_store(&folder, StoreOptions::default()).await;
+        store.ping().await.unwrap();
+
+        drop(store.writer.take());
+        store.writer_thread.take().unwrap().join().unwrap();
+
+        let ping = store.ping().await;
+        assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");
+        assert!(
+            store.count_open().await.is_ok(),
+            "reads alone still work: ready is more than that"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_rolls_back_its_group_and_the_writer_goes_on() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = open_store(&folder, StoreOptions::default()).await;
+
+        let result = store
+            .write::<()>("panics", 1, |connection| {
+                connection
+                    .execute("UPDATE incidents SET title = 'x'", [])
+                    .map_err(internal)?;
+                panic!("a bug in a write");
+            })
+            .await;
+
+        assert!(result.is_err());
+        store.ping().await.unwrap();
+        let incident = Incident::open(
+            IncidentId::generate(),
+            &lim_domain::RawEvent {
+                source: Some("api".into()),
+                title: Some("t".into()),
+                ..Default::default()
+            }
+            .validate(Utc::now(), &lim_domain::EventRules::default())
+            .unwrap(),
+            Utc::now(),
+        );
+        store.create_incident(incident).await.unwrap();
+    }
 
     #[tokio::test]
     async fn a_database_of_the_first_schema_is_migrated_with_its_incidents_and_timelines() {
@@ -635,9 +882,19 @@ mod tests {
             message: "three".into(),
         };
         store.add_comment(comment).await.unwrap();
-        let messages = |entries: Vec<TimelineEntry>| entries.into_iter().map(|entry| entry.message).collect::<Vec<_>>();
-        assert_eq!(messages(store.timeline(id).await.unwrap()), ["one", "two", "three"]);
-        assert_eq!(messages(store.timeline(other).await.unwrap()), ["elsewhere"]);
+        let messages = |page: EntryPage| page.entries.into_iter().map(|entry| entry.message).collect::<Vec<_>>();
+        let first = store.timeline(id, entries(2, None)).await.unwrap();
+        let next = first.next;
+        assert_eq!(messages(first), ["one", "two"]);
+        assert_eq!(messages(store.timeline(id, entries(2, next)).await.unwrap()), ["three"]);
+        assert_eq!(
+            messages(store.timeline(other, entries(10, None)).await.unwrap()),
+            ["elsewhere"]
+        );
+        assert_eq!(
+            messages(store.comments(id, entries(10, None)).await.unwrap()),
+            ["one", "two", "three"]
+        );
         drop(store);
         let connection = Connection::open(path).unwrap();
         let version: i64 = connection

@@ -1,26 +1,36 @@
 //! `POST /v1/integrations/alertmanager`: the Prometheus Alertmanager webhook (version 4).
 //! Firing alerts open or update incidents; resolved alerts resolve them.
+//!
+//! Alertmanager treats a 4xx as final and drops the whole group, so a well-formed payload
+//! is never refused over its alerts: each is made to fit the limits (and marked so, see
+//! `lim_domain::fit`), and a group of any size is taken in batches of 1,000, each stored
+//! before the next. Alertmanager re-sends every alert of a group at each `group_interval`;
+//! an unchanged alert (same fingerprint and `startsAt`) is recognised and not counted again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use chrono::{DateTime, Utc};
-use lim_domain::event::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use lim_domain::event::MAX_BATCH_EVENTS;
 use lim_domain::{Category, ErrorKind, EventStatus, FieldError, RawEvent, Severity, Source};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::error::{ApiError, JsonBody};
+use super::error::ApiError;
 use super::events::{BatchResult, EventResult};
+use super::extract::{json_bytes, parse_json};
 use crate::incidents::{CoreError, IncidentManager};
 
 /// The webhook body Alertmanager sends (fields this service does not use are ignored).
+/// Alerts are kept as raw JSON until their batch is stored, so a group of many costs
+/// memory for one batch at a time.
 #[derive(Debug, Deserialize)]
-pub struct WebhookPayload {
+pub struct WebhookPayload<'a> {
     pub version: String,
-    #[serde(default)]
-    pub alerts: Vec<Alert>,
+    #[serde(default, borrow)]
+    pub alerts: Vec<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,28 +48,29 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The event this alert stands for. Alertmanager labels are free-form, so a
-    /// `severity` or `category` outside our vocabulary falls back to P2 / `other`
+    /// The event this alert stands for. Alertmanager labels are free-form: a `severity` or
+    /// `category` outside our vocabulary (in any letter case) falls back to P2 / `other`
     /// rather than losing the alert.
     fn into_event(self) -> RawEvent {
         let severity = self
             .labels
             .get("severity")
-            .and_then(|value| value.parse::<Severity>().ok())
+            .and_then(|value| Severity::parse_lenient(value).ok())
             .unwrap_or_default();
         let category = self
             .labels
             .get("category")
-            .and_then(|value| value.parse::<Category>().ok())
+            .and_then(|value| Category::parse_lenient(value).ok())
             .unwrap_or_default();
         let title = self
             .annotations
             .get("summary")
             .or_else(|| self.labels.get("alertname"))
-            .map(|summary| truncated(summary, MAX_TITLE_CHARS))
+            .filter(|title| !title.trim().is_empty())
+            .cloned()
             .unwrap_or_else(|| "Alertmanager alert".to_owned());
-        // The same words as an event's `status` (`resolved`, `resolve`, `ok`).
-        let resolved = matches!(self.status.parse(), Ok(EventStatus::Resolved));
+        let resolved = matches!(EventStatus::parse_lenient(&self.status), Ok(EventStatus::Resolved));
+        // Firing alerts are known by when they started, so a re-sent group repeats it.
         let occurred_at = if resolved {
             self.ends_at.or(self.starts_at)
         } else {
@@ -68,15 +79,20 @@ impl Alert {
         RawEvent {
             source: Some(Source::Alertmanager.as_str().to_owned()),
             title: Some(title),
-            description: self
-                .annotations
-                .get("description")
-                .map(|description| truncated(description, MAX_DESCRIPTION_CHARS)),
+            description: self.annotations.get("description").cloned(),
             severity: Some(severity.as_str().to_owned()),
             category: Some(category.as_str().to_owned()),
             labels: self.labels,
-            fingerprint: self.fingerprint.filter(|fingerprint| !fingerprint.is_empty()),
-            status: Some(self.status),
+            fingerprint: self.fingerprint.filter(|fingerprint| !fingerprint.trim().is_empty()),
+            status: Some(
+                if resolved {
+                    EventStatus::Resolved
+                } else {
+                    EventStatus::Firing
+                }
+                .as_str()
+                .to_owned(),
+            ),
             // Alertmanager writes the zero time for "unset".
             occurred_at: occurred_at.filter(|at| at.timestamp() > 0),
         }
@@ -91,48 +107,64 @@ impl Alert {
     request_body(content = serde_json::Value, description = "Alertmanager webhook payload, version 4", content_type = "application/json"),
     responses(
         (status = 200, description = "Every alert stored", body = BatchResult),
-        (status = 400, description = "Not a version 4 payload, or an invalid alert", body = super::error::ErrorBody),
+        (status = 400, description = "Not a version 4 payload, or an alert that is not an alert", body = super::error::ErrorBody),
     )
 )]
 pub async fn receive_webhook(
     State(manager): State<Arc<IncidentManager>>,
-    JsonBody(payload): JsonBody<WebhookPayload>,
+    request: Request,
 ) -> Result<Json<BatchResult>, ApiError> {
+    let bytes = json_bytes(request).await?;
+    let payload: WebhookPayload<'_> = parse_json(&bytes)?;
     if payload.version != "4" {
         return Err(ApiError::new(
             ErrorKind::InvalidField,
-            format!("version: `{}` is not supported; expected \"4\"", payload.version),
+            format!(
+                "version: `{}` is not supported; expected \"4\"",
+                lim_domain::text::excerpt(&payload.version)
+            ),
         ));
     }
-    if payload.alerts.is_empty() {
-        return Ok(Json(BatchResult { results: Vec::new() }));
+    let mut results = Vec::with_capacity(payload.alerts.len());
+    for (chunk_index, chunk) in payload.alerts.chunks(MAX_BATCH_EVENTS).enumerate() {
+        let first = chunk_index * MAX_BATCH_EVENTS;
+        let events = chunk
+            .iter()
+            .enumerate()
+            .map(|(offset, alert)| {
+                parse_json::<Alert>(alert.get().as_bytes())
+                    .map(Alert::into_event)
+                    .map_err(|error| {
+                        let index = first + offset;
+                        let message = match error.message.strip_prefix("body: ") {
+                            Some(problem) => format!("alerts[{index}]: {problem}"),
+                            None => format!("alerts[{index}].{}", error.message),
+                        };
+                        ApiError::new(error.kind, message)
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = manager.ingest_tolerant(events).await.map_err(|error| match error {
+            // Name the alert the way the payload does: `alerts[3].labels`.
+            CoreError::Invalid(field_error) => ApiError::from(FieldError {
+                field: format!("alerts{}", shift_index(&field_error.field, first)),
+                ..field_error
+            }),
+            other => ApiError::from(other),
+        })?;
+        results.extend(outcomes.iter().map(EventResult::from));
     }
-    let events = payload.alerts.into_iter().map(Alert::into_event).collect();
-    let outcomes = manager.ingest(events).await.map_err(|error| match error {
-        // Name the alert the way the payload does: `alerts[3].labels`, or `alerts` for
-        // the whole list.
-        CoreError::Invalid(field_error) => ApiError::from(FieldError {
-            field: match field_error.field.strip_prefix("events") {
-                Some(rest) => format!("alerts{rest}"),
-                None => format!("alerts{}", field_error.field),
-            },
-            ..field_error
-        }),
-        other => ApiError::from(other),
-    })?;
-    Ok(Json(BatchResult {
-        results: outcomes.iter().map(EventResult::from).collect(),
-    }))
+    Ok(Json(BatchResult { results }))
 }
 
-/// `text` cut to `limit` characters, the last one an ellipsis. Alertmanager sends what its
-/// templates render: an over-long summary or description is shortened rather than lose
-/// the whole group to a 400.
-fn truncated(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_owned();
+/// `[3].title` of a batch that starts at alert `first` as `[first + 3].title`.
+fn shift_index(field: &str, first: usize) -> String {
+    let parsed = field
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(index, rest)| Some((index.parse::<usize>().ok()?, rest)));
+    match parsed {
+        Some((index, rest)) => format!("[{}]{rest}", first + index),
+        None => format!(".{field}"),
     }
-    let mut cut: String = text.chars().take(limit - 1).collect();
-    cut.push('…');
-    cut
 }

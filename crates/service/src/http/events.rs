@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use lim_domain::RawEvent;
-use lim_store::IngestOutcome;
+use lim_domain::{Category, IngestOutcome, RawBatch, RawEvent, Severity};
 use serde::Serialize;
 
-use super::error::{ApiError, json_bytes, parse_json};
+use super::error::ApiError;
+use super::extract::{json_bytes, parse_json};
 use crate::incidents::IncidentManager;
 
 /// What one event did.
@@ -17,12 +17,19 @@ use crate::incidents::IncidentManager;
 pub struct EventResult {
     /// The incident the event opened, joined or resolved; absent when it was ignored.
     pub incident_id: Option<lim_domain::IncidentId>,
-    /// `created`, `deduplicated`, `resolved` or `ignored`.
+    /// `created`, `deduplicated`, `redelivered` (the same occurrence again: same
+    /// fingerprint and `occurred_at` as the last one counted, so not counted twice),
+    /// `resolved` or `ignored` (a `resolved` event with nothing open).
+    #[schema(value_type = String)]
     pub outcome: &'static str,
     /// True when the event joined an incident that was already open.
     pub deduplicated: bool,
-    /// The incident's occurrence count after this event, when it was counted.
+    /// The incident's occurrence count after this event, when it names an incident.
     pub occurrence_count: Option<i64>,
+    /// The incident's severity as stored after this event.
+    pub severity: Option<Severity>,
+    /// The incident's category as stored after this event.
+    pub category: Option<Category>,
 }
 
 /// An event as senders write it (the schema of `RawEvent`, which validation turns into an `Event`).
@@ -57,17 +64,41 @@ pub struct BatchResult {
 
 impl From<&IngestOutcome> for EventResult {
     fn from(outcome: &IngestOutcome) -> Self {
-        let (outcome_name, occurrence_count) = match outcome {
-            IngestOutcome::Created(incident) => ("created", Some(incident.occurrence_count)),
-            IngestOutcome::Deduplicated { occurrence_count, .. } => ("deduplicated", Some(*occurrence_count)),
-            IngestOutcome::Resolved(transition) => ("resolved", Some(transition.after.occurrence_count)),
-            IngestOutcome::Ignored => ("ignored", None),
+        let (occurrence_count, severity, category) = match outcome {
+            IngestOutcome::Created(incident) => (
+                Some(incident.occurrence_count),
+                Some(incident.severity),
+                Some(incident.category),
+            ),
+            IngestOutcome::Deduplicated {
+                occurrence_count,
+                severity,
+                category,
+                ..
+            }
+            | IngestOutcome::Redelivered {
+                occurrence_count,
+                severity,
+                category,
+                ..
+            } => (Some(*occurrence_count), Some(*severity), Some(*category)),
+            IngestOutcome::Resolved(transition) => (
+                Some(transition.after.occurrence_count),
+                Some(transition.after.severity),
+                Some(transition.after.category),
+            ),
+            IngestOutcome::Ignored => (None, None, None),
         };
         EventResult {
             incident_id: outcome.incident_id(),
-            outcome: outcome_name,
-            deduplicated: matches!(outcome, IngestOutcome::Deduplicated { .. }),
+            outcome: outcome.name(),
+            deduplicated: matches!(
+                outcome,
+                IngestOutcome::Deduplicated { .. } | IngestOutcome::Redelivered { .. }
+            ),
             occurrence_count,
+            severity,
+            category,
         }
     }
 }
@@ -92,10 +123,10 @@ pub async fn submit_events(
     State(manager): State<Arc<IncidentManager>>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let bytes = json_bytes(request, &()).await?;
+    let bytes = json_bytes(request).await?;
     let is_batch = bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
     if is_batch {
-        let events: Vec<RawEvent> = parse_json(&bytes)?;
+        let RawBatch(events) = parse_json(&bytes)?;
         let outcomes = manager.ingest(events).await?;
         let results = outcomes.iter().map(EventResult::from).collect();
         return Ok(Json(BatchResult { results }).into_response());

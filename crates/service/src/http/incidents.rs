@@ -4,14 +4,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use lim_domain::{Action, ErrorKind, Incident, IncidentId, PageRequest, TimelineEntry, TimelineKind};
+use lim_domain::text::excerpt;
+use lim_domain::{
+    Action, EntryCursor, EntryPage, EntryPageRequest, ErrorKind, Incident, IncidentId, PageRequest, TimelineEntry,
+};
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, JsonBody, OptionalJson};
+use super::error::ApiError;
+use super::extract::{ApiQuery, IncidentIdPath, JsonBody, OptionalJson};
 use crate::incidents::{IncidentManager, NewIncident, incident_filter};
 
 type Manager = State<Arc<IncidentManager>>;
@@ -26,7 +29,16 @@ pub struct ListParams {
     source: Option<String>,
     /// Comma-separated categories.
     category: Option<String>,
-    /// Page size, 1 to 500 (default 50).
+    /// Page size, 1 to 500 (default 100).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of a timeline or of comments.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct EntryParams {
+    /// Page size, 1 to 500 (default 100).
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -41,10 +53,23 @@ pub struct IncidentPage {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
+    /// Oldest first.
     pub entries: Vec<TimelineEntry>,
+    /// Pass as `cursor` for the next (newer) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<EntryPage> for Timeline {
+    fn from(page: EntryPage) -> Self {
+        Timeline {
+            entries: page.entries,
+            next_cursor: page.next.map(|cursor| cursor.0.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewIncidentBody {
     title: Option<String>,
     description: Option<String>,
@@ -53,11 +78,12 @@ pub struct NewIncidentBody {
     category: Option<String>,
     /// Default `manual`.
     source: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lim_domain::event::bounded_labels")]
     labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AssignBody {
     assignee: Option<String>,
     team: Option<String>,
@@ -65,18 +91,21 @@ pub struct AssignBody {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ActorBody {
     /// Who acts; default `api`.
     actor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     note: Option<String>,
     actor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReclassifyBody {
     /// P0..P4 (or critical/high/medium/low/info).
     severity: Option<String>,
@@ -85,29 +114,43 @@ pub struct ReclassifyBody {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CommentBody {
     author: Option<String>,
     body: Option<String>,
 }
 
-/// The `{id}` of an incident route. Any id axum cannot even read (bad percent-encoding,
-/// not UTF-8) gets the same JSON 400 as one that is not a UUID.
-pub struct IncidentIdPath(IncidentId);
-
-impl<S: Send + Sync> FromRequestParts<S> for IncidentIdPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(text) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::new(ErrorKind::InvalidField, format!("id: {}", rejection.body_text())))?;
-        text.parse().map(IncidentIdPath).map_err(|_| {
-            ApiError::new(
-                ErrorKind::InvalidField,
-                format!("id: `{text}` is not an incident id (a UUID)"),
-            )
-        })
+/// `limit` within 1..=500, 100 when absent.
+fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(ApiError::new(
+            ErrorKind::InvalidField,
+            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
+        ));
     }
+    Ok(limit)
+}
+
+fn invalid_cursor(cursor: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidField,
+        format!("cursor: `{}` is not a cursor this list gave", excerpt(cursor)),
+    )
+}
+
+/// The page of entries `params` asks for.
+fn entry_page(params: EntryParams) -> Result<EntryPageRequest, ApiError> {
+    let limit = page_size(params.limit)?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|cursor| match cursor.parse::<i64>() {
+            Ok(seq) if seq > 0 => Ok(EntryCursor(seq)),
+            _ => Err(invalid_cursor(cursor)),
+        })
+        .transpose()?;
+    Ok(EntryPageRequest { limit, after })
 }
 
 /// List incidents, newest first, with filters and cursor pagination.
@@ -115,33 +158,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IncidentIdPath {
     responses((status = 200, body = IncidentPage), (status = 400, body = super::error::ErrorBody)))]
 pub async fn list_incidents(
     State(manager): Manager,
-    query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<IncidentPage>, ApiError> {
-    let Query(params) = query.map_err(|rejection| ApiError::new(ErrorKind::InvalidField, rejection.body_text()))?;
     let filter = incident_filter(
         params.state.as_deref(),
         params.severity.as_deref(),
         params.source.as_deref(),
         params.category.as_deref(),
     )?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::new(
-            ErrorKind::InvalidField,
-            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
-        ));
-    }
+    let limit = page_size(params.limit)?;
     let before = params
         .cursor
         .as_deref()
-        .map(|cursor| {
-            cursor
-                .parse()
-                .map_err(|_| ApiError::new(ErrorKind::InvalidField, format!("cursor: `{cursor}` is not valid")))
-        })
+        .map(|cursor| cursor.parse::<IncidentId>().map_err(|_| invalid_cursor(cursor)))
         .transpose()?;
-    let incidents = manager.list(&filter, PageRequest { limit, before }).await?;
-    let next_cursor = (incidents.len() == limit as usize)
+    // One more than the page: a next cursor only when a next page has something on it.
+    let mut incidents = manager
+        .list(
+            &filter,
+            PageRequest {
+                limit: limit + 1,
+                before,
+            },
+        )
+        .await?;
+    let more = incidents.len() > limit as usize;
+    incidents.truncate(limit as usize);
+    let next_cursor = more
         .then(|| incidents.last().map(|incident| incident.id.to_string()))
         .flatten();
     Ok(Json(IncidentPage { incidents, next_cursor }))
@@ -245,23 +288,26 @@ pub async fn add_comment(
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
-/// The comments of an incident, oldest first.
-#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
-    responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
+/// The comments of an incident, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)"), EntryParams),
+    responses((status = 200, body = Timeline), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn list_comments(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
+    ApiQuery(params): ApiQuery<EntryParams>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let mut entries = manager.timeline(id).await?;
-    entries.retain(|entry| entry.kind == TimelineKind::Comment);
-    Ok(Json(Timeline { entries }))
+    let page = entry_page(params)?;
+    Ok(Json(manager.comments(id, page).await?.into()))
 }
 
-/// Every change to the incident, oldest first.
-#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
-    responses((status = 200, body = Timeline), (status = 404, body = super::error::ErrorBody)))]
-pub async fn timeline(State(manager): Manager, IncidentIdPath(id): IncidentIdPath) -> Result<Json<Timeline>, ApiError> {
-    Ok(Json(Timeline {
-        entries: manager.timeline(id).await?,
-    }))
+/// Every change to the incident, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)"), EntryParams),
+    responses((status = 200, body = Timeline), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn timeline(
+    State(manager): Manager,
+    IncidentIdPath(id): IncidentIdPath,
+    ApiQuery(params): ApiQuery<EntryParams>,
+) -> Result<Json<Timeline>, ApiError> {
+    let page = entry_page(params)?;
+    Ok(Json(manager.timeline(id, page).await?.into()))
 }

@@ -3,16 +3,19 @@
 pub mod alertmanager;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod incidents;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::BoxError;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, Uri};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use lim_domain::ErrorKind;
@@ -21,6 +24,7 @@ use tower::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 
 use self::error::ApiError;
+use self::extract::BodyDeadline;
 use crate::incidents::IncidentManager;
 use crate::telemetry::middleware::track_http;
 
@@ -50,9 +54,12 @@ use crate::telemetry::middleware::track_http;
 )]
 pub struct ApiDoc;
 
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: usize,
+    pub max_uri_bytes: usize,
     pub request_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metrics>, options: &HttpOptions) -> Router {
@@ -81,6 +88,10 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(manager)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            RequestLimits::from(options),
+            guard_request,
+        ))
         // A request stuck behind a stalled store answers 503 rather than piling up.
         .layer(
             ServiceBuilder::new()
@@ -89,6 +100,64 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         )
         // Outermost, so it also counts the 503 of a timed-out request.
         .layer(middleware::from_fn_with_state(metrics, track_http))
+}
+
+/// What [`guard_request`] checks before a handler runs.
+#[derive(Debug, Clone, Copy)]
+struct RequestLimits {
+    max_body_bytes: usize,
+    max_uri_bytes: usize,
+    body_timeout: Duration,
+}
+
+impl From<&HttpOptions> for RequestLimits {
+    fn from(options: &HttpOptions) -> Self {
+        RequestLimits {
+            max_body_bytes: options.max_body_bytes,
+            max_uri_bytes: options.max_uri_bytes,
+            body_timeout: options.body_timeout,
+        }
+    }
+}
+
+/// Refuses at once what no handler should wait for: a request target over the limit
+/// (414) and a declared body over the limit (413, before a byte of it is read); and gives
+/// the body of every other request its deadline.
+async fn guard_request(State(limits): State<RequestLimits>, mut request: Request, next: Next) -> Response {
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if target > limits.max_uri_bytes {
+        return ApiError::new(
+            ErrorKind::UriTooLong,
+            format!(
+                "the request target is {target} bytes long; the limit is {} (http.max_uri_bytes)",
+                limits.max_uri_bytes
+            ),
+        )
+        .into_response();
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|declared| *declared > limits.max_body_bytes as u64) {
+        let mut response = ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "the request body is {declared} bytes long; the limit is {} (http.max_body_bytes)",
+                limits.max_body_bytes
+            ),
+        )
+        .into_response();
+        // The body is not read, so the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let deadline = tokio::time::Instant::now() + limits.body_timeout;
+    request.extensions_mut().insert(BodyDeadline(deadline));
+    next.run(request).await
 }
 
 async fn timed_out(error: BoxError) -> ApiError {
@@ -105,7 +174,7 @@ pub async fn live() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// The store answers: ready for traffic.
+/// A write would be stored: ready for traffic.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, description = "Ready"), (status = 503, body = error::ErrorBody)))]
 pub async fn ready(State(manager): State<Arc<IncidentManager>>) -> Result<impl IntoResponse, ApiError> {
@@ -120,12 +189,15 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(ErrorKind::NotFound, format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!("no route for {method} {}", lim_domain::text::excerpt(uri.path())),
+    )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         ErrorKind::MethodNotAllowed,
-        format!("{method} is not allowed on {}", uri.path()),
+        format!("{method} is not allowed on {}", lim_domain::text::excerpt(uri.path())),
     )
 }

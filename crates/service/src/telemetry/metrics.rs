@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use lim_domain::{Category, Incident, Severity, Source, State, TimelineKind, Transition};
+use lim_domain::{Category, Incident, IncidentId, Severity, Source, State, TimelineKind, Transition};
 use lim_store::{OpenCount, PoolStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -242,6 +242,12 @@ impl Metrics {
                 source: source.as_str(),
             })
             .inc();
+    }
+
+    /// A repeat event raised an open incident's severity. Nothing is counted here:
+    /// `incidents_active` follows the store, and moves at the next scrape.
+    pub fn severity_raised(&self, id: IncidentId, from: Severity, to: Severity) {
+        tracing::info!(%id, %from, %to, "severity raised by a repeat event");
     }
 
     pub fn transitioned(&self, transition: &Transition) {

@@ -53,9 +53,15 @@ async fn an_alertmanager_webhook_opens_and_then_resolves_incidents() {
     assert_eq!(incident["title"], "p95 latency high on a");
     assert_eq!(incident["description"], "p95 over 2s for 5m");
 
-    // Alertmanager repeats firing notifications: they count as occurrences.
+    // Alertmanager re-sends the group at every group_interval: unchanged alerts (same
+    // fingerprint and startsAt) are recognised, not counted again.
     let (_, repeat) = app.post("/v1/integrations/alertmanager", firing).await;
-    assert_eq!(repeat["results"][0]["outcome"], "deduplicated");
+    assert_eq!(repeat["results"][0]["outcome"], "redelivered");
+    assert_eq!(repeat["results"][0]["occurrence_count"], 1);
+    assert_eq!(
+        app.incident(incident["id"].as_str().unwrap()).await["occurrence_count"],
+        1
+    );
 
     let resolved = webhook(
         "resolved",
@@ -116,10 +122,10 @@ async fn an_alert_with_an_over_long_summary_is_kept_with_a_shortened_title() {
 }
 
 #[tokio::test]
-async fn a_webhook_of_more_alerts_than_a_batch_holds_names_the_alerts_field() {
+async fn a_group_of_more_alerts_than_a_batch_holds_is_taken_whole() {
     let database = TestDatabase::sqlite();
     let app = TestApp::spawn(&database).await;
-    let alerts = (0..1001)
+    let alerts = (0..2500)
         .map(|n| alert("firing", &format!("i{n}"), &format!("f{n}")))
         .collect();
 
@@ -127,9 +133,102 @@ async fn a_webhook_of_more_alerts_than_a_batch_holds_names_the_alerts_field() {
         .post("/v1/integrations/alertmanager", webhook("firing", alerts))
         .await;
 
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2500);
+    assert!(results.iter().all(|result| result["outcome"] == "created"));
+    assert_eq!(
+        app.metric(r#"incidents_total{severity="P0",source="alertmanager",category="other"}"#)
+            .await,
+        Some(2500.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_past_the_label_limits_is_kept_with_the_rest_of_its_group_and_marked() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let mut big = alert("firing", "a", "f1");
+    for n in 0..80 {
+        big["labels"][format!("extra_{n:02}")] = json!(format!("value {n}"));
+    }
+    big["labels"]["runbook"] = json!("r".repeat(2000));
+
+    let (status, body) = app
+        .post(
+            "/v1/integrations/alertmanager",
+            webhook("firing", vec![big, alert("firing", "b", "f2")]),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    let incidents = app.all_incidents().await;
+    assert_eq!(incidents.len(), 2, "the group's other alert is kept too");
+    let kept = incidents
+        .iter()
+        .find(|incident| incident["fingerprint"] == "f1")
+        .unwrap();
+    let labels = kept["labels"].as_object().unwrap();
+    assert_eq!(labels.len(), 64);
+    assert_eq!(
+        labels["alertname"], "LLMLatencyHigh",
+        "the labels that matter stay labels"
+    );
+    assert!(
+        labels.contains_key("extra_00") && !labels.contains_key("runbook"),
+        "then key order"
+    );
+    let marker = labels["incident_manager.adjusted"].as_str().unwrap();
+    assert!(marker.contains("1 label values shortened"), "{marker}");
+    assert!(marker.contains("labels moved to the description"), "{marker}");
+    let description = kept["description"].as_str().unwrap();
+    assert!(description.starts_with("p95 over 2s for 5m"), "{description}");
+    assert!(description.contains("Labels beyond the limit of 64:"), "{description}");
+    assert!(
+        description.ends_with(&format!("\nrunbook={}…", "r".repeat(1023))),
+        "shortened, then folded"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_firing_alert_that_started_again_counts_as_a_new_occurrence() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let first = alert("firing", "a", "f1");
+    let mut again = first.clone();
+    again["startsAt"] = json!("2026-01-01T00:20:00Z");
+
+    app.post("/v1/integrations/alertmanager", webhook("firing", vec![first]))
+        .await;
+    app.advance(30 * 60);
+    let (status, body) = app
+        .post("/v1/integrations/alertmanager", webhook("firing", vec![again.clone()]))
+        .await;
+    let (_, resent) = app
+        .post("/v1/integrations/alertmanager", webhook("firing", vec![again]))
+        .await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["outcome"], "deduplicated");
+    assert_eq!(body["results"][0]["occurrence_count"], 2);
+    assert_eq!(resent["results"][0]["outcome"], "redelivered");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_that_is_not_an_alert_is_named_by_its_index() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let alerts = vec![alert("firing", "a", "f1"), json!({"labels": {"a": "b"}})];
+
+    let (status, body) = app
+        .post("/v1/integrations/alertmanager", webhook("firing", alerts))
+        .await;
+
     assert_eq!(status, 400, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("alerts: "), "{message}");
+    assert_eq!(body["error"]["message"], "alerts[1]: missing field `status`");
     assert!(app.all_incidents().await.is_empty());
     app.stop().await;
 }

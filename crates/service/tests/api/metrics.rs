@@ -436,7 +436,12 @@ async fn a_request_cut_short_by_the_timeout_is_counted_as_503_and_leaves_flight(
     let clock = std::sync::Arc::new(llm_incident_manager::clock::ManualClock::new(
         crate::helpers::start_time(),
     ));
-    let app = TestApp::spawn_with(&database, clock, |settings| settings.http.request_timeout_secs = 1).await;
+    // The body's own deadline is set past the request's, so the request timeout fires first.
+    let app = TestApp::spawn_with(&database, clock, |settings| {
+        settings.http.request_timeout = Duration::from_secs(1);
+        settings.http.body_timeout = Duration::from_secs(5);
+    })
+    .await;
     let in_flight = r#"http_requests_in_flight{method="POST",path="/v1/events"}"#;
     let timed_out = r#"http_requests_total{method="POST",path="/v1/events",status="503"}"#;
 

@@ -103,7 +103,7 @@ fn commit_group(connection: &mut Connection, group: Vec<WriteJob>) -> Committed 
             };
         }
     };
-    let ran: Vec<Ran> = group.into_iter().map(|job| job(Ok(&transaction))).collect();
+    let ran: Vec<Ran> = group.into_iter().map(|job| run_job(job, &transaction)).collect();
     let error = if ran.iter().any(|ran| ran.poisoned) {
         let _ = transaction.rollback();
         Some(StoreError::Internal(
@@ -115,6 +115,22 @@ fn commit_group(connection: &mut Connection, group: Vec<WriteJob>) -> Committed 
     Committed {
         completions: ran.into_iter().map(|ran| ran.completion).collect(),
         error,
+    }
+}
+
+/// Runs one write of the group. A write that panics (a bug) rolls the group back like a
+/// database failure, instead of taking the writer thread, and every later write, with it;
+/// its caller is told the write was not stored.
+fn run_job(job: WriteJob, transaction: &Connection) -> Ran {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(transaction)))) {
+        Ok(ran) => ran,
+        Err(_) => {
+            tracing::error!("a write panicked in the SQLite writer; its group is rolled back");
+            Ran {
+                poisoned: true,
+                completion: Box::new(|_| {}),
+            }
+        }
     }
 }
 

@@ -46,18 +46,22 @@ impl PreparedEvent {
     }
 }
 
-const SELECT_OPEN_COUNT: &str =
-    "SELECT id, occurrence_count, last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
+const SELECT_OPEN_COUNT: &str = "SELECT id, occurrence_count, last_entry, severity, category, last_seen \
+     FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
 const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
      last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4 WHERE id = ?1";
+/// Separate from `COUNT_OCCURRENCE`, which leaves the indexed severity alone.
+const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
+     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, severity = ?5 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
-     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)";
+     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry, \
+     first_entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?15)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11 \
      WHERE id = ?1";
 pub(super) const INSERT_ENTRY: &str =
     "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(super) const LINK_ENTRY: &str = "UPDATE timeline SET next = ?2 WHERE seq = ?1";
 
 const SELECT_OPEN: &str = concat!(
     "SELECT ",
@@ -78,25 +82,39 @@ pub(super) struct IngestStatements<'c> {
 enum IngestSql {
     SelectOpenCount,
     CountOccurrence,
+    CountOccurrenceRaising,
     InsertIncident,
     SelectOpen,
     UpdateIncident,
     InsertEntry,
+    LinkEntry,
 }
 
 impl IngestSql {
-    const COUNT: usize = 6;
+    const COUNT: usize = 8;
 
     fn text(self) -> &'static str {
         match self {
             IngestSql::SelectOpenCount => SELECT_OPEN_COUNT,
             IngestSql::CountOccurrence => COUNT_OCCURRENCE,
+            IngestSql::CountOccurrenceRaising => COUNT_OCCURRENCE_RAISING,
             IngestSql::InsertIncident => INSERT_INCIDENT,
             IngestSql::SelectOpen => SELECT_OPEN,
             IngestSql::UpdateIncident => UPDATE_INCIDENT,
             IngestSql::InsertEntry => INSERT_ENTRY,
+            IngestSql::LinkEntry => LINK_ENTRY,
         }
     }
+}
+
+/// The open incident an event's fingerprint names, as the writer needs it.
+struct OpenIncident {
+    id: IncidentId,
+    occurrence_count: i64,
+    last_entry: Option<i64>,
+    severity: Severity,
+    category: Category,
+    last_seen: i64,
 }
 
 impl<'c> IngestStatements<'c> {
@@ -125,6 +143,17 @@ impl<'c> IngestStatements<'c> {
         Ok(slot.as_mut().expect("prepared above"))
     }
 
+    /// Appends `entry` to the timeline after the incident's `previous` last entry; the
+    /// caller makes the incident point to the returned number in the same transaction.
+    fn append(&mut self, entry: &TimelineEntry, previous: Option<i64>) -> Result<i64, StoreError> {
+        let seq = self.take_seq()?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, entry, seq, previous)?;
+        if let Some(previous) = previous {
+            link_entry(self.get(IngestSql::LinkEntry)?, previous, seq)?;
+        }
+        Ok(seq)
+    }
+
     pub(super) fn ingest(&mut self, prepared: PreparedEvent, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         let (event, fingerprint_key) = match prepared {
             PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
@@ -142,42 +171,79 @@ impl<'c> IngestStatements<'c> {
         // alone without undoing the batch's earlier events, so the whole group rolls back.
         let transition = lifecycle::resolve_by_event(&incident, &event, now)
             .map_err(|error| StoreError::Internal(format!("incident {}: {error}", incident.id)))?;
-        let seq = self.take_seq()?;
+        let seq = self.append(&transition.entry, last_entry)?;
         update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, seq)?;
-        insert_entry(self.get(IngestSql::InsertEntry)?, &transition.entry, seq, last_entry)?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
-    /// Opens an incident, or counts the event on the open one with its fingerprint.
+    /// Opens an incident, or counts the event on the open one with its fingerprint
+    /// (raising its severity when the event's is higher), or recognises a redelivery.
     fn fire(&mut self, opens: NewIncident, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
         let open = self
             .get(IngestSql::SelectOpenCount)?
             .query_row([opens.fingerprint_key], |row| {
-                Ok((id_from(row.get(0)?), row.get(1)?, row.get(2)?))
+                Ok(OpenIncident {
+                    id: id_from(row.get(0)?),
+                    occurrence_count: row.get(1)?,
+                    last_entry: row.get(2)?,
+                    severity: parse_column(row, 3, "severity")?,
+                    category: parse_column(row, 4, "category")?,
+                    last_seen: row.get(5)?,
+                })
             })
             .optional()
             .map_err(internal)?;
-        let seq = self.take_seq()?;
-        let Some((incident_id, count, last_entry)): Option<(IncidentId, i64, Option<i64>)> = open else {
+        let Some(open) = open else {
+            let seq = self.take_seq()?;
             insert_incident(self.get(IngestSql::InsertIncident)?, &opens, seq)?;
             insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None)?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
-        self.get(IngestSql::CountOccurrence)?
-            .execute(params![
-                id_bytes(incident_id),
-                event.occurred_at.timestamp_micros(),
+        if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
+            return Ok(IngestOutcome::Redelivered {
+                incident_id: open.id,
+                occurrence_count: open.occurrence_count,
+                severity: open.severity,
+                category: open.category,
+            });
+        }
+        let occurrence_count = open.occurrence_count + 1;
+        let attached = lifecycle::attached_entry(open.id, occurrence_count, event, now);
+        let mut last_entry = self.append(&attached, open.last_entry)?;
+        let raised = lifecycle::raised_severity(open.severity, event);
+        if let Some(severity) = raised {
+            let entry = lifecycle::severity_raised_entry(open.id, open.severity, severity, event, now);
+            last_entry = self.append(&entry, Some(last_entry))?;
+        }
+        let occurred_at = event.occurred_at.timestamp_micros();
+        let statement = match raised {
+            Some(_) => IngestSql::CountOccurrenceRaising,
+            None => IngestSql::CountOccurrence,
+        };
+        let statement = self.get(statement)?;
+        let result = match raised {
+            Some(severity) => statement.execute(params![
+                id_bytes(open.id),
+                occurred_at,
                 now.timestamp_micros(),
-                seq,
-            ])
-            .map_err(internal)?;
-        let occurrence_count = count + 1;
-        let entry = lifecycle::attached_entry(incident_id, occurrence_count, event, now);
-        insert_entry(self.get(IngestSql::InsertEntry)?, &entry, seq, last_entry)?;
+                last_entry,
+                severity.as_str()
+            ]),
+            None => statement.execute(params![
+                id_bytes(open.id),
+                occurred_at,
+                now.timestamp_micros(),
+                last_entry
+            ]),
+        };
+        result.map_err(internal)?;
         Ok(IngestOutcome::Deduplicated {
-            incident_id,
+            incident_id: open.id,
             occurrence_count,
             source: event.source,
+            severity: raised.unwrap_or(open.severity),
+            category: open.category,
+            raised_from: raised.map(|_| open.severity),
         })
     }
 }
@@ -267,6 +333,26 @@ pub(super) fn insert_entry(
         ])
         .map_err(internal)?;
     Ok(())
+}
+
+/// Points the entry `previous` to its successor `seq`.
+pub(super) fn link_entry(statement: &mut Statement<'_>, previous: i64, seq: i64) -> Result<(), StoreError> {
+    statement.execute(params![previous, seq]).map_err(internal)?;
+    Ok(())
+}
+
+/// Appends `entry` after `previous` outside an ingest (one statement each, from the cache).
+pub(super) fn append_entry(
+    connection: &Connection,
+    entry: &TimelineEntry,
+    previous: Option<i64>,
+) -> Result<i64, StoreError> {
+    let seq = next_seq(connection)?;
+    insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, entry, seq, previous)?;
+    if let Some(previous) = previous {
+        link_entry(&mut *prepare(connection, LINK_ENTRY)?, previous, seq)?;
+    }
+    Ok(seq)
 }
 
 /// The number of the next timeline entry. The writer numbers entries itself (it is the
