@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs or starts what the tests need when it is missing
-# (Debian's prometheus, promtool and prometheus-alertmanager; a PostgreSQL server) and
-# fails, never skips, when a component cannot be had.
+# Runs the whole test suite: formatting and lints, then every test. Installs or starts
+# what the tests need when it is missing (Debian's prometheus, promtool,
+# prometheus-alertmanager and strace; a PostgreSQL server) and fails, never skips, when
+# a component cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +26,12 @@ missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+# strace: the durability test traces the order of fsync and answer.
+command -v strace >/dev/null || missing+=(strace)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
-for tool in prometheus promtool prometheus-alertmanager; do
+for tool in prometheus promtool prometheus-alertmanager strace; do
   command -v "$tool" >/dev/null || die "$tool is required by the tests and could not be installed"
 done
 
@@ -72,6 +75,12 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
   while read -r name; do
     psql -q -d "$LIM_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
   done || die "cannot list leftover test databases at $LIM_TEST_POSTGRES_URL"
+
+# --- formatting and lints: CI holds them as it holds the tests ---
+log "cargo fmt --check"
+cargo fmt --all --check || die "cargo fmt would change the files above; run cargo fmt"
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --locked --all-targets -- -D warnings || die "clippy found the problems above"
 
 # --- the tests ---
 log "cargo test --workspace --lib --bins --tests"

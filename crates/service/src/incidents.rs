@@ -67,7 +67,16 @@ impl IncidentManager {
         &self.metrics
     }
 
-    /// Validates every event, then stores them all in one transaction (or none).
+    /// Validates one event, then stores it.
+    pub async fn ingest_one(&self, raw: RawEvent) -> Result<IngestOutcome, CoreError> {
+        let now = self.clock.now();
+        let event = raw.validate(now, &self.rules)?;
+        let mut outcomes = self.store_events(vec![event], now).await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Validates every event of a batch, then stores them all in one transaction (or
+    /// none); an invalid event is named by its index (`[3].title`).
     pub async fn ingest(&self, raw: Vec<RawEvent>) -> Result<Vec<IngestOutcome>, CoreError> {
         let now = self.clock.now();
         let events = validate_batch(raw, now, &self.rules)?;
@@ -275,4 +284,124 @@ pub fn incident_filter(
         sources: parse_list::<Source>(source, "source")?,
         categories: parse_list::<Category>(category, "category")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use lim_domain::{Event, Transition};
+    use lim_store::{OpenCount, PoolStats};
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A store that, once an ingest is committed, holds its answer until told to go on.
+    struct GatedStore {
+        inner: Arc<dyn Store>,
+        committed: Mutex<Option<oneshot::Sender<()>>>,
+        go_on: Notify,
+    }
+
+    #[async_trait]
+    impl Store for GatedStore {
+        async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
+            let outcomes = self.inner.ingest(events, now).await?;
+            if let Some(committed) = self.committed.lock().unwrap().take() {
+                let _ = committed.send(());
+            }
+            self.go_on.notified().await;
+            Ok(outcomes)
+        }
+        async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
+            self.inner.create_incident(incident).await
+        }
+        async fn transition(
+            &self,
+            id: IncidentId,
+            action: Action,
+            actor: String,
+            now: DateTime<Utc>,
+        ) -> Result<Transition, StoreError> {
+            self.inner.transition(id, action, actor, now).await
+        }
+        async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
+            self.inner.add_comment(entry).await
+        }
+        async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+            self.inner.get_incident(id).await
+        }
+        async fn list_incidents(
+            &self,
+            filter: &IncidentFilter,
+            page: PageRequest,
+        ) -> Result<Vec<Incident>, StoreError> {
+            self.inner.list_incidents(filter, page).await
+        }
+        async fn timeline(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
+            self.inner.timeline(id, page).await
+        }
+        async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
+            self.inner.comments(id, page).await
+        }
+        async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError> {
+            self.inner.count_open().await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        fn pool_stats(&self) -> PoolStats {
+            self.inner.pool_stats()
+        }
+        fn backend(&self) -> &'static str {
+            self.inner.backend()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_stored_for_a_caller_that_gave_up_is_still_counted() {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/test.db", folder.path().display());
+        let inner = lim_store::connect(&url, lim_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let (committed, commit) = oneshot::channel();
+        let store = Arc::new(GatedStore {
+            inner,
+            committed: Mutex::new(Some(committed)),
+            go_on: Notify::new(),
+        });
+        let metrics = Arc::new(Metrics::new("sqlite"));
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let manager = IncidentManager::new(store.clone(), clock, Arc::clone(&metrics), EventRules::default());
+        let raw = RawEvent {
+            source: Some("api".into()),
+            title: Some("stored, then the client left".into()),
+            ..RawEvent::default()
+        };
+
+        let mut ingest = Box::pin(manager.ingest_one(raw));
+        tokio::select! {
+            _ = &mut ingest => panic!("the store holds the answer"),
+            _ = commit => {}
+        }
+        // The caller gives up after the commit (a client gone, a request timeout).
+        drop(ingest);
+        store.go_on.notify_one();
+
+        let series = r#"incidents_total{severity="P2",source="api",category="other"} 1"#;
+        let mut text = String::new();
+        for _ in 0..100 {
+            text.clear();
+            prometheus_client::encoding::text::encode(&mut text, metrics.registry()).unwrap();
+            if text.contains(series) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the stored incident was never counted:\n{text}");
+    }
 }

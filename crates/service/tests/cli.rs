@@ -1,87 +1,14 @@
 //! The binary as an operator runs it: configuration errors, the embedded default,
 //! graceful shutdown on SIGTERM, and no acknowledged event lost to `kill -9`.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support/service_process.rs"]
+#[allow(dead_code)] // shared with the other process tests
+mod service_process;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_llm-incident-manager");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    metrics: String,
-    http_addr: String,
-}
-
-impl Server {
-    /// Starts `serve` in `dir` with only the listen addresses given: the store is the default.
-    async fn start(dir: &Path) -> Server {
-        let (http, metrics, grpc) = (free_port(), free_port(), free_port());
-        let child = Command::new(BINARY)
-            .current_dir(dir)
-            .args(["serve", "--http-addr", &format!("127.0.0.1:{http}")])
-            .args([
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics}"),
-                "--grpc-addr",
-                &format!("127.0.0.1:{grpc}"),
-            ])
-            .env("LIM_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the binary");
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{http}"),
-            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
-            http_addr: format!("127.0.0.1:{http}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(response) = reqwest::get(format!("{}/health/ready", server.base)).await
-                && response.status() == 200
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the service did not become ready");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn wait(mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the service did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A test that fails half-way must not leave the service running: its inherited stderr
-/// would keep the test command's output pipe open and hang the run.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use service_process::{BINARY, ServiceProcess as Server};
 
 async fn post_event(base: &str, title: &str) -> u16 {
     let event = serde_json::json!({"source": "api", "title": title});
@@ -281,4 +208,160 @@ async fn sigterm_lets_a_request_in_flight_finish_and_store_its_event() {
     );
     server.signal("-TERM");
     assert!(server.wait().success());
+}
+
+#[test]
+fn an_empty_log_level_is_refused() {
+    let output = Command::new(BINARY)
+        .args(["config", "check", "--log-level", ""])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("log.level: is empty"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn run_client(server: &Server, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .args(args)
+        .args(["--server", &server.base])
+        .output()
+        .expect("run the client");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_client_lists_page_by_page_or_all_and_as_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    for index in 0..5 {
+        assert_eq!(post_event(&server.base, &format!("incident {index}")).await, 200);
+    }
+
+    let first = client(&server, &["incidents", "list", "--limit", "2"]);
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let second = client(&server, &["incidents", "list", "--limit", "2", "--cursor", &cursor]);
+    let all = run_client(
+        &server,
+        &["incidents", "list", "--limit", "2", "--all", "--output", "json"],
+    );
+    let table = run_client(&server, &["incidents", "list", "--limit", "2", "--output", "table"]);
+
+    let titles = |page: &serde_json::Value| -> Vec<String> {
+        page["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|incident| incident["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(titles(&first), ["incident 4", "incident 3"]);
+    assert_eq!(titles(&second), ["incident 2", "incident 1"]);
+    let pages: Vec<serde_json::Value> = all.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(pages.iter().flat_map(titles).count(), 5);
+    assert_eq!(pages.len(), 3);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("SEV") && lines[0].ends_with("TITLE"),
+        "{table}"
+    );
+    assert!(lines[1].contains("P2") && lines[1].ends_with("incident 4"), "{table}");
+    assert_eq!(lines[3], format!("(more: --cursor {cursor}, or --all)"));
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
+
+#[tokio::test]
+async fn the_client_ends_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    for index in 0..3 {
+        assert_eq!(post_event(&server.base, &format!("incident {index}")).await, 200);
+    }
+    let mut child = Command::new(BINARY)
+        .args(["incidents", "list", "--all", "--server", &server.base])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -0`: the reader is gone before the client writes a byte.
+    drop(child.stdout.take());
+
+    let output = child.wait_with_output().unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
+
+#[tokio::test]
+async fn the_log_keeps_one_line_per_event_and_warns_of_alerts_changed_to_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::launch(
+        dir.path(),
+        service_process::Launch {
+            log_level: Some("info".into()),
+            ..service_process::Launch::default()
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let labels: serde_json::Map<String, serde_json::Value> =
+        (0..70).map(|n| (format!("l{n:02}"), serde_json::json!("v"))).collect();
+    let webhook = serde_json::json!({"version": "4", "alerts": [
+        {"status": "firing", "labels": labels, "fingerprint": "big"}
+    ]});
+    let answer = client
+        .post(format!("{}/v1/integrations/alertmanager", server.base))
+        .json(&webhook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let sent = client
+        .post(format!("{}/v1/events", server.base))
+        .json(&serde_json::json!({"source": "api", "title": "t"}))
+        .send()
+        .await
+        .unwrap();
+    let id = sent.json::<serde_json::Value>().await.unwrap()["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = "fixed\n2026-12-01T00:00:00.000000Z  INFO llm_incident_manager: admin granted";
+    let answer = client
+        .post(format!("{}/v1/incidents/{id}/resolve", server.base))
+        .json(&serde_json::json!({"note": forged}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    server.signal("-TERM");
+    let log = server.log_text();
+    assert!(server.wait().success());
+
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file: {log}");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("an event was changed to fit the limits"))
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("labels moved to the description"),
+        "{warning}"
+    );
+    assert!(
+        !log.lines().any(|line| line.starts_with("2026-12-01T00:00:00.000000Z")),
+        "a note forged a log line:\n{log}"
+    );
+    assert!(log.contains("fixed\\n2026-12-01T00:00:00.000000Z"), "{log}");
 }

@@ -95,3 +95,23 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overloaded_store_answers_503_with_retry_after() {
+        let response = ApiError::new(ErrorKind::Overloaded, "the store's write queue is full").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let response = ApiError::new(ErrorKind::InvalidField, "x").into_response();
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn a_long_message_is_cut() {
+        let body = ApiError::body_json(ErrorKind::InvalidField, &"x".repeat(10_000));
+        assert!(body.len() < 1200, "{}", body.len());
+    }
+}

@@ -132,6 +132,6 @@ pub async fn submit_events(
         return Ok(Json(BatchResult { results }).into_response());
     }
     let event: RawEvent = parse_json(&bytes)?;
-    let outcomes = manager.ingest(vec![event]).await?;
-    Ok(Json(EventResult::from(&outcomes[0])).into_response())
+    let outcome = manager.ingest_one(event).await?;
+    Ok(Json(EventResult::from(&outcome)).into_response())
 }

@@ -6,5 +6,8 @@ mod concurrency;
 mod events;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod metrics;
+mod pages;
 mod restart;
+mod strict_input;
