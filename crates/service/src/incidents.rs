@@ -29,7 +29,6 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::Invalid(_) => ErrorKind::InvalidField,
-            CoreError::Store(StoreError::ForeignCursor) => ErrorKind::InvalidField,
             CoreError::Store(error) => error.kind(),
         }
     }

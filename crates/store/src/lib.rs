@@ -51,8 +51,6 @@ pub enum StoreError {
     NotFound(IncidentId),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
-    #[error("the cursor does not belong to this incident's timeline")]
-    ForeignCursor,
     #[error("{0}")]
     Overloaded(String),
     #[error("the database is unavailable: {0}")]
@@ -66,7 +64,6 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) => ErrorKind::NotFound,
             StoreError::IllegalTransition(_) => ErrorKind::IllegalTransition,
-            StoreError::ForeignCursor => ErrorKind::InvalidField,
             StoreError::Overloaded(_) => ErrorKind::Overloaded,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Internal(_) => ErrorKind::Internal,

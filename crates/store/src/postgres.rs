@@ -122,18 +122,6 @@ impl PostgresStore {
         id: IncidentId,
         page: EntryPageRequest,
     ) -> Result<EntryPage, StoreError> {
-        if let Some(cursor) = page.after {
-            let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT incident_id FROM timeline WHERE seq = $1")
-                .bind(cursor.0)
-                .fetch_optional(&self.pool)
-                .await?;
-            if owner != Some(id.0) {
-                return Err(match self.incident_exists(id).await? {
-                    true => StoreError::ForeignCursor,
-                    false => StoreError::NotFound(id),
-                });
-            }
-        }
         let rows = sqlx::query(select)
             .bind(id.0)
             .bind(page.after.map_or(0, |cursor| cursor.0))

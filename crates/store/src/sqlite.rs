@@ -49,8 +49,8 @@ mod writes;
 
 use writer::{Checkpointer, Completion, Ran, WriteJob, run_syncer, run_writer};
 use writes::{
-    INSERT_ENTRY, INSERT_INCIDENT, IngestStatements, NewIncident, PreparedEvent, UPDATE_INCIDENT, append_entry,
-    insert_entry, insert_incident, next_seq, select_for_update, update_incident,
+    Chain, INSERT_ENTRY, INSERT_INCIDENT, IngestStatements, MARK_EVERY, NewIncident, PreparedEvent, UPDATE_INCIDENT,
+    append_entry, insert_entry, insert_incident, next_seq, select_for_update, update_incident,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -255,7 +255,7 @@ impl Store for SqliteStore {
         self.write(operation::CREATE_INCIDENT, 1, move |connection| {
             let seq = next_seq(connection)?;
             insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, seq)?;
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created, seq, None)
+            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created, seq, None, 1)
         })
         .await
     }
@@ -268,10 +268,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
         self.write(operation::TRANSITION, 1, move |connection| {
-            let (incident, last_entry) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
+            let (incident, chain) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
             let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-            let seq = append_entry(connection, &transition.entry, last_entry)?;
-            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, seq)?;
+            let chain = append_entry(connection, &transition.entry, chain)?;
+            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, chain)?;
             Ok(transition)
         })
         .await
@@ -280,15 +280,26 @@ impl Store for SqliteStore {
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
         self.write(operation::ADD_COMMENT, 1, move |connection| {
             let id = id_bytes(entry.incident_id);
-            let last_entry: Option<i64> = prepare(connection, "SELECT last_entry FROM incidents WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()
-                .map_err(internal)?
-                .ok_or(StoreError::NotFound(entry.incident_id))?;
-            let seq = append_entry(connection, &entry, last_entry)?;
-            prepare(connection, "UPDATE incidents SET last_entry = ?2 WHERE id = ?1")?
-                .execute(params![id, seq])
-                .map_err(internal)?;
+            let chain = prepare(
+                connection,
+                "SELECT last_entry, entry_count FROM incidents WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(Chain {
+                    last_entry: row.get(0)?,
+                    entry_count: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound(entry.incident_id))?;
+            let chain = append_entry(connection, &entry, chain)?;
+            prepare(
+                connection,
+                "UPDATE incidents SET last_entry = ?2, entry_count = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, chain.last_entry, chain.entry_count])
+            .map_err(internal)?;
             Ok(())
         })
         .await
@@ -324,9 +335,6 @@ impl Store for SqliteStore {
                      WHERE incident_id = ?1 AND kind = 'comment' AND seq > ?2 ORDER BY seq LIMIT ?3",
                 )
                 .map_err(internal)?;
-            if let Some(cursor) = page.after {
-                check_cursor(connection, id, cursor)?;
-            }
             let after = page.after.map_or(0, |cursor| cursor.0);
             let rows = statement
                 .query_map(params![id_bytes(id), after, i64::from(page.limit) + 1], |row| {
@@ -489,60 +497,63 @@ fn incident_exists(connection: &Connection, id: IncidentId) -> Result<bool, Stor
     statement.exists([id_bytes(id)]).map_err(internal)
 }
 
-/// A page of an incident's timeline: the chain followed forward from its first entry, or
-/// from the entry after the cursor, one entry past the limit to know whether more follow.
+/// A page of an incident's timeline: the entries numbered after the cursor (a number
+/// within the incident), one past the limit to know whether more follow. They are read
+/// backwards along the chain from the first mark at or past the page's end, or from the
+/// incident's last entry: at most `MARK_EVERY - 1` entries more than the page.
 fn timeline_page(connection: &Connection, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, StoreError> {
-    let start: Option<i64> = match page.after {
-        None => connection
-            .prepare_cached("SELECT first_entry FROM incidents WHERE id = ?1")
-            .map_err(internal)?
-            .query_row([id_bytes(id)], |row| row.get(0))
-            .optional()
-            .map_err(internal)?
-            .ok_or(StoreError::NotFound(id))?,
-        Some(cursor) => {
-            let next = connection
-                .prepare_cached("SELECT next FROM timeline WHERE seq = ?1 AND incident_id = ?2")
-                .map_err(internal)?
-                .query_row(params![cursor.0, id_bytes(id)], |row| row.get(0))
-                .optional()
-                .map_err(internal)?;
-            match next {
-                Some(next) => next,
-                None if incident_exists(connection, id)? => return Err(StoreError::ForeignCursor),
-                None => return Err(StoreError::NotFound(id)),
-            }
-        }
+    let incident = connection
+        .prepare_cached("SELECT last_entry, entry_count FROM incidents WHERE id = ?1")
+        .map_err(internal)?
+        .query_row([id_bytes(id)], |row| {
+            Ok(Chain {
+                last_entry: row.get(0)?,
+                entry_count: row.get(1)?,
+            })
+        })
+        .optional()
+        .map_err(internal)?
+        .ok_or(StoreError::NotFound(id))?;
+    let after = page.after.map_or(0, |cursor| cursor.0);
+    let end = (after + i64::from(page.limit) + 1).min(incident.entry_count);
+    if end <= after {
+        return Ok(page_of(Vec::new(), page.limit));
+    }
+    let mark: Option<(i64, i64)> = connection
+        .prepare_cached("SELECT n, seq FROM timeline_marks WHERE incident_id = ?1 AND n >= ?2 ORDER BY n LIMIT 1")
+        .map_err(internal)?
+        .query_row(params![id_bytes(id), end], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .map_err(internal)?;
+    debug_assert!(mark.is_none_or(|(n, _)| n - end < MARK_EVERY));
+    let mut following = match mark {
+        Some((_, seq)) => Some(seq),
+        None => incident.last_entry,
     };
     let mut statement = connection
-        .prepare_cached("SELECT at, kind, actor, message, next FROM timeline WHERE seq = ?1")
+        .prepare_cached("SELECT at, kind, actor, message, previous, n FROM timeline WHERE seq = ?1")
         .map_err(internal)?;
-    let mut entries = Vec::new();
-    let mut following = start;
-    while let Some(seq) = following.filter(|_| entries.len() <= page.limit as usize) {
-        let (entry, next) = statement
+    let mut entries = Vec::with_capacity((end - after) as usize);
+    while let Some(seq) = following {
+        let (entry, previous, n) = statement
             .query_row([seq], |row| {
-                Ok((row_to_entry(id, row, 0)?, row.get::<_, Option<i64>>(4)?))
+                Ok((
+                    row_to_entry(id, row, 0)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
             })
             .map_err(internal)?;
-        entries.push((seq, entry));
-        following = next;
+        if n <= after {
+            break;
+        }
+        if n <= end {
+            entries.push((n, entry));
+        }
+        following = previous;
     }
+    entries.reverse();
     Ok(page_of(entries, page.limit))
-}
-
-/// Refuses a cursor that is no entry of incident `id`.
-fn check_cursor(connection: &Connection, id: IncidentId, cursor: lim_domain::EntryCursor) -> Result<(), StoreError> {
-    let owned = connection
-        .prepare_cached("SELECT 1 FROM timeline WHERE seq = ?1 AND incident_id = ?2")
-        .map_err(internal)?
-        .exists(params![cursor.0, id_bytes(id)])
-        .map_err(internal)?;
-    match (owned, incident_exists(connection, id)?) {
-        (true, _) => Ok(()),
-        (false, true) => Err(StoreError::ForeignCursor),
-        (false, false) => Err(StoreError::NotFound(id)),
-    }
 }
 
 /// A timeline entry of incident `id` from the columns `at, kind, actor, message` that
@@ -644,9 +655,12 @@ fn id_from(bytes: [u8; 16]) -> IncidentId {
     IncidentId(uuid::Uuid::from_bytes(bytes))
 }
 
+/// Reads a vocabulary column without copying its text.
 fn parse_column<T: std::str::FromStr>(row: &Row<'_>, index: usize, what: &str) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    text.parse().map_err(|_| corrupt(index, what, &text))
+    let text = row.get_ref(index)?.as_str().map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
+    })?;
+    text.parse().map_err(|_| corrupt(index, what, text))
 }
 
 fn time_from(micros: i64) -> rusqlite::Result<DateTime<Utc>> {
@@ -849,8 +863,15 @@ mod tests {
                     )
                     .unwrap();
             }
-            // Entries of the two incidents interleaved, as concurrent events leave them.
-            for (incident, message) in [(id, "one"), (other, "elsewhere"), (id, "two")] {
+            // Entries of the two incidents interleaved, as concurrent events leave them;
+            // enough of them for one incident to get marks.
+            let many = (0..140).map(|n| (id, format!("old {n}")));
+            let interleaved = [
+                (id, "one".to_owned()),
+                (other, "elsewhere".to_owned()),
+                (id, "two".to_owned()),
+            ];
+            for (incident, message) in interleaved.into_iter().chain(many) {
                 connection
                     .execute(
                         "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, 0, 'comment', 'ana', ?2)",
@@ -886,14 +907,21 @@ mod tests {
         let first = store.timeline(id, entries(2, None)).await.unwrap();
         let next = first.next;
         assert_eq!(messages(first), ["one", "two"]);
-        assert_eq!(messages(store.timeline(id, entries(2, next)).await.unwrap()), ["three"]);
+        let middle = store.timeline(id, entries(100, next)).await.unwrap();
+        let old: Vec<String> = (0..100).map(|n| format!("old {n}")).collect();
+        assert_eq!(messages(middle.clone()), old);
+        let last = store.timeline(id, entries(100, middle.next)).await.unwrap();
+        assert_eq!(last.next, None);
+        let mut rest: Vec<String> = (100..140).map(|n| format!("old {n}")).collect();
+        rest.push("three".into());
+        assert_eq!(messages(last), rest);
         assert_eq!(
             messages(store.timeline(other, entries(10, None)).await.unwrap()),
             ["elsewhere"]
         );
         assert_eq!(
-            messages(store.comments(id, entries(10, None)).await.unwrap()),
-            ["one", "two", "three"]
+            messages(store.comments(id, entries(3, None)).await.unwrap()),
+            ["one", "two", "old 0"]
         );
         drop(store);
         let connection = Connection::open(path).unwrap();
@@ -901,5 +929,13 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+        let marks: Vec<i64> = connection
+            .prepare("SELECT n FROM timeline_marks ORDER BY n")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(marks, [64, 128], "every 64th entry of an incident is marked");
     }
 }

@@ -66,7 +66,6 @@ store_tests!(
     a_repeat_event_raises_the_severity_and_never_lowers_it,
     a_long_timeline_is_read_page_by_page_oldest_first,
     comments_are_read_page_by_page,
-    a_cursor_of_another_incident_is_refused,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -914,48 +913,6 @@ async fn comments_are_read_page_by_page(db: TestDb) {
     let none = created_id(&store.ingest(vec![firing("quiet", now)], now).await.unwrap()[0]);
     assert_eq!(store.comments(none, entries(10)).await.unwrap().entries, []);
     let unknown = store.comments(IncidentId::generate(), entries(10)).await;
-    assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
-}
-
-async fn a_cursor_of_another_incident_is_refused(db: TestDb) {
-    let store = db.connect().await;
-    let now = now();
-    let batch = (0..3).map(|_| firing("one", now)).collect();
-    let one = created_id(&store.ingest(batch, now).await.unwrap()[0]);
-    let other = created_id(&store.ingest(vec![firing("other", now)], now).await.unwrap()[0]);
-    let cursor = store.timeline(one, entries(1)).await.unwrap().next;
-    assert!(cursor.is_some());
-
-    let refused = store
-        .timeline(
-            other,
-            EntryPageRequest {
-                limit: 1,
-                after: cursor,
-            },
-        )
-        .await;
-
-    assert!(matches!(refused, Err(StoreError::ForeignCursor)), "{refused:?}");
-    let refused = store
-        .comments(
-            other,
-            EntryPageRequest {
-                limit: 1,
-                after: cursor,
-            },
-        )
-        .await;
-    assert!(matches!(refused, Err(StoreError::ForeignCursor)), "{refused:?}");
-    let unknown = store
-        .timeline(
-            IncidentId::generate(),
-            EntryPageRequest {
-                limit: 1,
-                after: cursor,
-            },
-        )
-        .await;
     assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
 }
 

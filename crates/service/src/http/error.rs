@@ -67,13 +67,7 @@ impl From<CoreError> for ApiError {
             tracing::error!(%error, "request failed");
             return ApiError::new(kind, "internal error; the cause is in the service log");
         }
-        let message = match error {
-            CoreError::Store(lim_store::StoreError::ForeignCursor) => {
-                "cursor: not a cursor of this incident's timeline or comments".to_owned()
-            }
-            error => error.to_string(),
-        };
-        ApiError::new(kind, message)
+        ApiError::new(kind, error.to_string())
     }
 }
 

@@ -98,10 +98,6 @@ async fn a_bad_limit_or_cursor_is_a_400_naming_it() {
     let database = TestDatabase::sqlite();
     let app = TestApp::spawn(&database).await;
     let id = id_of(&app.send_event(event("t")).await);
-    let other = id_of(&app.send_event(event("other")).await);
-    app.send_event(event("other")).await;
-    let (_, page) = app.get(&format!("/v1/incidents/{other}/timeline?limit=1")).await;
-    let foreign = page["next_cursor"].as_str().unwrap().to_owned();
 
     for (query, mentions) in [
         (
@@ -116,10 +112,6 @@ async fn a_bad_limit_or_cursor_is_a_400_naming_it() {
         (
             format!("/v1/incidents/{id}/comments?cursor=-3"),
             "cursor: `-3` is not a cursor",
-        ),
-        (
-            format!("/v1/incidents/{id}/timeline?cursor={foreign}"),
-            "cursor: not a cursor of this incident",
         ),
         (
             "/v1/incidents?cursor=yesterday".to_owned(),

@@ -46,27 +46,30 @@ impl PreparedEvent {
     }
 }
 
-const SELECT_OPEN_COUNT: &str = "SELECT id, occurrence_count, last_entry, severity, category, last_seen \
+const SELECT_OPEN_COUNT: &str = "SELECT id, occurrence_count, last_entry, entry_count, severity, category, last_seen \
      FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'";
 const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
-     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4 WHERE id = ?1";
+     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5 WHERE id = ?1";
 /// Separate from `COUNT_OCCURRENCE`, which leaves the indexed severity alone.
 const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
-     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, severity = ?5 WHERE id = ?1";
+     last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5, severity = ?6 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry, \
-     first_entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?15)";
+     entry_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, 1)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
-     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11 \
-     WHERE id = ?1";
-pub(super) const INSERT_ENTRY: &str =
-    "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-pub(super) const LINK_ENTRY: &str = "UPDATE timeline SET next = ?2 WHERE seq = ?1";
+     acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11, \
+     entry_count = ?12 WHERE id = ?1";
+pub(super) const INSERT_ENTRY: &str = "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous, n) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+pub(super) const INSERT_MARK: &str = "INSERT INTO timeline_marks (incident_id, n, seq) VALUES (?1, ?2, ?3)";
+
+/// Every this many entries of an incident, one gets a mark (see migration 4).
+pub(super) const MARK_EVERY: i64 = 64;
 
 const SELECT_OPEN: &str = concat!(
     "SELECT ",
     incident_columns!(),
-    ", last_entry FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+    ", last_entry, entry_count FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
 );
 
 /// The statements of an ingest, each taken from the connection's statement cache at
@@ -87,7 +90,7 @@ enum IngestSql {
     SelectOpen,
     UpdateIncident,
     InsertEntry,
-    LinkEntry,
+    InsertMark,
 }
 
 impl IngestSql {
@@ -102,7 +105,7 @@ impl IngestSql {
             IngestSql::SelectOpen => SELECT_OPEN,
             IngestSql::UpdateIncident => UPDATE_INCIDENT,
             IngestSql::InsertEntry => INSERT_ENTRY,
-            IngestSql::LinkEntry => LINK_ENTRY,
+            IngestSql::InsertMark => INSERT_MARK,
         }
     }
 }
@@ -112,6 +115,7 @@ struct OpenIncident {
     id: IncidentId,
     occurrence_count: i64,
     last_entry: Option<i64>,
+    entry_count: i64,
     severity: Severity,
     category: Category,
     last_seen: i64,
@@ -143,13 +147,14 @@ impl<'c> IngestStatements<'c> {
         Ok(slot.as_mut().expect("prepared above"))
     }
 
-    /// Appends `entry` to the timeline after the incident's `previous` last entry; the
-    /// caller makes the incident point to the returned number in the same transaction.
-    fn append(&mut self, entry: &TimelineEntry, previous: Option<i64>) -> Result<i64, StoreError> {
+    /// Appends `entry` to the timeline as the incident's entry number `n`, after its
+    /// `previous` last entry; the caller makes the incident point to the returned number
+    /// (and count `n` entries) in the same transaction.
+    fn append(&mut self, entry: &TimelineEntry, previous: Option<i64>, n: i64) -> Result<i64, StoreError> {
         let seq = self.take_seq()?;
-        insert_entry(self.get(IngestSql::InsertEntry)?, entry, seq, previous)?;
-        if let Some(previous) = previous {
-            link_entry(self.get(IngestSql::LinkEntry)?, previous, seq)?;
+        insert_entry(self.get(IngestSql::InsertEntry)?, entry, seq, previous, n)?;
+        if n % MARK_EVERY == 0 {
+            insert_mark(self.get(IngestSql::InsertMark)?, entry.incident_id, n, seq)?;
         }
         Ok(seq)
     }
@@ -159,7 +164,7 @@ impl<'c> IngestStatements<'c> {
             PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
             PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
         };
-        let Some((incident, last_entry)) = self
+        let Some((incident, chain)) = self
             .get(IngestSql::SelectOpen)?
             .query_row([fingerprint_key], row_to_tracked_incident)
             .optional()
@@ -171,8 +176,8 @@ impl<'c> IngestStatements<'c> {
         // alone without undoing the batch's earlier events, so the whole group rolls back.
         let transition = lifecycle::resolve_by_event(&incident, &event, now)
             .map_err(|error| StoreError::Internal(format!("incident {}: {error}", incident.id)))?;
-        let seq = self.append(&transition.entry, last_entry)?;
-        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, seq)?;
+        let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
+        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, chain)?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
@@ -186,9 +191,10 @@ impl<'c> IngestStatements<'c> {
                     id: id_from(row.get(0)?),
                     occurrence_count: row.get(1)?,
                     last_entry: row.get(2)?,
-                    severity: parse_column(row, 3, "severity")?,
-                    category: parse_column(row, 4, "category")?,
-                    last_seen: row.get(5)?,
+                    entry_count: row.get(3)?,
+                    severity: parse_column(row, 4, "severity")?,
+                    category: parse_column(row, 5, "category")?,
+                    last_seen: row.get(6)?,
                 })
             })
             .optional()
@@ -196,7 +202,7 @@ impl<'c> IngestStatements<'c> {
         let Some(open) = open else {
             let seq = self.take_seq()?;
             insert_incident(self.get(IngestSql::InsertIncident)?, &opens, seq)?;
-            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None)?;
+            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None, 1)?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
         if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
@@ -209,11 +215,13 @@ impl<'c> IngestStatements<'c> {
         }
         let occurrence_count = open.occurrence_count + 1;
         let attached = lifecycle::attached_entry(open.id, occurrence_count, event, now);
-        let mut last_entry = self.append(&attached, open.last_entry)?;
+        let mut entry_count = open.entry_count + 1;
+        let mut last_entry = self.append(&attached, open.last_entry, entry_count)?;
         let raised = lifecycle::raised_severity(open.severity, event);
         if let Some(severity) = raised {
             let entry = lifecycle::severity_raised_entry(open.id, open.severity, severity, event, now);
-            last_entry = self.append(&entry, Some(last_entry))?;
+            entry_count += 1;
+            last_entry = self.append(&entry, Some(last_entry), entry_count)?;
         }
         let occurred_at = event.occurred_at.timestamp_micros();
         let statement = match raised {
@@ -227,13 +235,15 @@ impl<'c> IngestStatements<'c> {
                 occurred_at,
                 now.timestamp_micros(),
                 last_entry,
+                entry_count,
                 severity.as_str()
             ]),
             None => statement.execute(params![
                 id_bytes(open.id),
                 occurred_at,
                 now.timestamp_micros(),
-                last_entry
+                last_entry,
+                entry_count
             ]),
         };
         result.map_err(internal)?;
@@ -289,11 +299,29 @@ pub(super) fn insert_incident(
     Ok(())
 }
 
-/// Writes the fields an action can change, and the incident's new last entry.
+/// Where an incident's timeline ends: its last entry (none only in a database written by
+/// a bug) and how many entries it has.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Chain {
+    pub(super) last_entry: Option<i64>,
+    pub(super) entry_count: i64,
+}
+
+impl Chain {
+    /// The chain once entry `seq` is appended.
+    pub(super) fn appended(self, seq: i64) -> Chain {
+        Chain {
+            last_entry: Some(seq),
+            entry_count: self.entry_count + 1,
+        }
+    }
+}
+
+/// Writes the fields an action can change, and where the incident's timeline now ends.
 pub(super) fn update_incident(
     statement: &mut Statement<'_>,
     incident: &Incident,
-    last_entry: i64,
+    chain: Chain,
 ) -> Result<(), StoreError> {
     statement
         .execute(params![
@@ -307,19 +335,22 @@ pub(super) fn update_incident(
             incident.resolution_note,
             incident.severity.as_str(),
             incident.category.as_str(),
-            last_entry,
+            chain.last_entry,
+            chain.entry_count,
         ])
         .map_err(internal)?;
     Ok(())
 }
 
-/// Appends `entry` as number `seq`, pointing back to its incident's `previous` last entry.
-/// The caller makes the incident point to `seq` in the same transaction.
+/// Appends `entry` as number `seq`, the incident's entry number `n`, pointing back to its
+/// incident's `previous` last entry. The caller makes the incident point to `seq` in the
+/// same transaction.
 pub(super) fn insert_entry(
     statement: &mut Statement<'_>,
     entry: &TimelineEntry,
     seq: i64,
     previous: Option<i64>,
+    n: i64,
 ) -> Result<(), StoreError> {
     statement
         .execute(params![
@@ -330,29 +361,35 @@ pub(super) fn insert_entry(
             entry.actor,
             entry.message,
             previous,
+            n,
         ])
         .map_err(internal)?;
     Ok(())
 }
 
-/// Points the entry `previous` to its successor `seq`.
-pub(super) fn link_entry(statement: &mut Statement<'_>, previous: i64, seq: i64) -> Result<(), StoreError> {
-    statement.execute(params![previous, seq]).map_err(internal)?;
+fn insert_mark(statement: &mut Statement<'_>, incident: IncidentId, n: i64, seq: i64) -> Result<(), StoreError> {
+    statement
+        .execute(params![id_bytes(incident), n, seq])
+        .map_err(internal)?;
     Ok(())
 }
 
-/// Appends `entry` after `previous` outside an ingest (one statement each, from the cache).
-pub(super) fn append_entry(
-    connection: &Connection,
-    entry: &TimelineEntry,
-    previous: Option<i64>,
-) -> Result<i64, StoreError> {
+/// Appends `entry` to an incident's timeline outside an ingest (statements from the
+/// connection's cache); returns where the timeline then ends.
+pub(super) fn append_entry(connection: &Connection, entry: &TimelineEntry, chain: Chain) -> Result<Chain, StoreError> {
     let seq = next_seq(connection)?;
-    insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, entry, seq, previous)?;
-    if let Some(previous) = previous {
-        link_entry(&mut *prepare(connection, LINK_ENTRY)?, previous, seq)?;
+    let n = chain.entry_count + 1;
+    insert_entry(
+        &mut *prepare(connection, INSERT_ENTRY)?,
+        entry,
+        seq,
+        chain.last_entry,
+        n,
+    )?;
+    if n % MARK_EVERY == 0 {
+        insert_mark(&mut *prepare(connection, INSERT_MARK)?, entry.incident_id, n, seq)?;
     }
-    Ok(seq)
+    Ok(chain.appended(seq))
 }
 
 /// The number of the next timeline entry. The writer numbers entries itself (it is the
@@ -364,15 +401,15 @@ pub(super) fn next_seq(connection: &Connection) -> Result<i64, StoreError> {
         .map_err(internal)
 }
 
-/// An incident with the number of its last timeline entry, for the writer.
+/// An incident with where its timeline ends, for the writer.
 pub(super) fn select_for_update(
     connection: &Connection,
     id: IncidentId,
-) -> Result<Option<(Incident, Option<i64>)>, StoreError> {
+) -> Result<Option<(Incident, Chain)>, StoreError> {
     const SELECT: &str = concat!(
         "SELECT ",
         incident_columns!(),
-        ", last_entry FROM incidents WHERE id = ?1"
+        ", last_entry, entry_count FROM incidents WHERE id = ?1"
     );
     prepare(connection, SELECT)?
         .query_row([id_bytes(id)], row_to_tracked_incident)
@@ -380,6 +417,10 @@ pub(super) fn select_for_update(
         .map_err(internal)
 }
 
-fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Option<i64>)> {
-    Ok((row_to_incident(row)?, row.get(19)?))
+fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Chain)> {
+    let chain = Chain {
+        last_entry: row.get(19)?,
+        entry_count: row.get(20)?,
+    };
+    Ok((row_to_incident(row)?, chain))
 }
