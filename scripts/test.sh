@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting and lints, then every test. Installs or starts
-# what the tests need when it is missing (Debian's prometheus, promtool,
-# prometheus-alertmanager and strace; a PostgreSQL server) and fails, never skips, when
+# Runs the whole test suite: formatting and lints, every test, then the API against its
+# OpenAPI document (schemathesis). Installs or starts what the tests need when it is
+# missing (Debian's prometheus, promtool, prometheus-alertmanager and strace; a PostgreSQL
+# server; schemathesis and openapi-spec-validator from PyPI) and fails, never skips, when
 # a component cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,8 +96,14 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-
      END { printf "%d passed, %d failed, %d ignored\n", p, f, g }' "$output"
 if [ "$status" -ne 0 ]; then
   echo "FAILED (cargo exited with $status)"
+  exit "$status"
 elif [ "$ignored" -ne 0 ]; then
   echo "FAILED ($ignored tests ignored; the suite skips nothing)"
-  status=1
+  exit 1
 fi
-exit "$status"
+
+# --- the OpenAPI document against the running service (schemathesis, openapi-spec-validator) ---
+log "scripts/api-conformance.sh"
+cargo build --locked -p llm-incident-manager --bin llm-incident-manager
+scripts/api-conformance.sh target/debug/llm-incident-manager || { echo "FAILED (API conformance)"; exit 1; }
+echo "API conformance: no finding"

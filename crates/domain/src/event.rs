@@ -179,13 +179,37 @@ pub struct RawBatch(pub Vec<RawEvent>);
 
 impl<'de> Deserialize<'de> for RawBatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_seq(BoundedSeq::<RawEvent>::new(
-                MAX_BATCH_EVENTS,
-                "a batch holds at most",
-                "events",
-            ))
-            .map(RawBatch)
+        let events = deserializer.deserialize_seq(BoundedSeq::<ObjectOnly<RawEvent>>::new(
+            MAX_BATCH_EVENTS,
+            "a batch holds at most",
+            "events",
+        ))?;
+        Ok(RawBatch(events.into_iter().map(|ObjectOnly(event)| event).collect()))
+    }
+}
+
+/// A struct read from a JSON object only. serde's derived structs also take an array of
+/// their fields in order (`[null, null]`), which no body of ours means.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(ObjectOnly)
     }
 }
 
@@ -267,9 +291,12 @@ pub fn required_text(value: Option<String>, field: &str, max_chars: usize) -> Re
     Ok(text)
 }
 
+/// The text of an optional field, trimmed: at most `max_chars` characters as sent (the
+/// limit the OpenAPI document states), no NUL.
 pub fn optional_text(value: Option<String>, field: &str, max_chars: usize) -> Result<String, FieldError> {
-    let text = value.map(|text| text.trim().to_owned()).unwrap_or_default();
-    refuse_nul(&text, field)?;
+    let Some(text) = value else {
+        return Ok(String::new());
+    };
     let chars = text.chars().count();
     if chars > max_chars {
         return Err(FieldError::new(
@@ -277,7 +304,8 @@ pub fn optional_text(value: Option<String>, field: &str, max_chars: usize) -> Re
             format!("is {chars} characters long; the limit is {max_chars}"),
         ));
     }
-    Ok(text)
+    refuse_nul(&text, field)?;
+    Ok(text.trim().to_owned())
 }
 
 fn parse_required<T>(value: Option<String>, field: &str) -> Result<T, FieldError>
@@ -471,6 +499,14 @@ mod tests {
         let error = serde_json::from_str::<RawEvent>(&body).unwrap_err();
         assert!(error.to_string().contains("has more than 64 entries"), "{error}");
         assert!(error.column() < 20 * 70, "{error}");
+    }
+
+    #[test]
+    fn an_event_is_an_object_not_an_array_of_its_fields() {
+        assert!(serde_json::from_str::<ObjectOnly<RawEvent>>(r#"{"source": "api"}"#).is_ok());
+        let error = serde_json::from_str::<ObjectOnly<RawEvent>>(r#"["api", "t"]"#).unwrap_err();
+        assert!(error.to_string().contains("expected a JSON object"), "{error}");
+        assert!(serde_json::from_str::<RawBatch>(r#"[["api", "t"]]"#).is_err());
     }
 
     #[test]

@@ -29,11 +29,21 @@ impl fmt::Display for IncidentId {
     }
 }
 
-impl FromStr for IncidentId {
-    type Err = uuid::Error;
+/// Text that is not an incident id in the form ids are written (a hyphenated UUID).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an incident id (a hyphenated UUID)")]
+pub struct InvalidId;
 
+impl FromStr for IncidentId {
+    type Err = InvalidId;
+
+    /// Only the hyphenated form (`0190c2e4-…`, 36 characters), the one ids are written in:
+    /// the OpenAPI document can then say exactly what an id is.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(text).map(IncidentId)
+        if text.len() != 36 {
+            return Err(InvalidId);
+        }
+        Uuid::parse_str(text).map(IncidentId).map_err(|_| InvalidId)
     }
 }
 

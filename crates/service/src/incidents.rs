@@ -253,14 +253,21 @@ fn actor_name(actor: Option<String>, field: &str) -> Result<String, FieldError> 
     Ok(if actor.is_empty() { "api".to_owned() } else { actor })
 }
 
-/// Parses a comma-separated filter value (`state=NEW,ASSIGNED`).
+/// Parses a comma-separated filter value (`state=NEW,ASSIGNED`); absent means any, and an
+/// empty one is refused (it would otherwise be read as "any" or as "none").
 pub fn parse_list<T>(value: Option<&str>, field: &str) -> Result<Vec<T>, FieldError>
 where
     T: std::str::FromStr<Err = lim_domain::UnknownValue>,
 {
-    let Some(value) = value.filter(|value| !value.trim().is_empty()) else {
+    let Some(value) = value else {
         return Ok(Vec::new());
     };
+    if value.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "is empty; give one value or more, comma-separated, or leave the parameter out",
+        ));
+    }
     value
         .split(',')
         .map(|item| {

@@ -40,10 +40,12 @@ pub struct Alert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Kept as sent: a time that cannot be read is taken as unset, not a reason to lose
+    /// the alert.
     #[serde(rename = "startsAt")]
-    pub starts_at: Option<DateTime<Utc>>,
+    pub starts_at: Option<String>,
     #[serde(rename = "endsAt")]
-    pub ends_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<String>,
     pub fingerprint: Option<String>,
 }
 
@@ -71,10 +73,11 @@ impl Alert {
             .unwrap_or_else(|| "Alertmanager alert".to_owned());
         let resolved = matches!(EventStatus::parse_lenient(&self.status), Ok(EventStatus::Resolved));
         // Firing alerts are known by when they started, so a re-sent group repeats it.
+        let starts_at = self.starts_at.as_deref().and_then(time);
         let occurred_at = if resolved {
-            self.ends_at.or(self.starts_at)
+            self.ends_at.as_deref().and_then(time).or(starts_at)
         } else {
-            self.starts_at
+            starts_at
         };
         RawEvent {
             source: Some(Source::Alertmanager.as_str().to_owned()),
@@ -93,8 +96,7 @@ impl Alert {
                 .as_str()
                 .to_owned(),
             ),
-            // Alertmanager writes the zero time for "unset".
-            occurred_at: occurred_at.filter(|at| at.timestamp() > 0),
+            occurred_at,
         }
     }
 }
@@ -105,10 +107,7 @@ impl Alert {
     path = "/v1/integrations/alertmanager",
     tag = "integrations",
     request_body(content = serde_json::Value, description = "Alertmanager webhook payload, version 4", content_type = "application/json"),
-    responses(
-        (status = 200, description = "Every alert stored", body = BatchResult),
-        (status = 400, description = "Not a version 4 payload, or an alert that is not an alert", body = super::error::ErrorBody),
-    )
+    responses((status = 200, description = "Every alert stored, a result per alert", body = BatchResult))
 )]
 pub async fn receive_webhook(
     State(manager): State<Arc<IncidentManager>>,
@@ -155,6 +154,15 @@ pub async fn receive_webhook(
         results.extend(outcomes.iter().map(EventResult::from));
     }
     Ok(Json(BatchResult { results }))
+}
+
+/// An RFC 3339 time, or none for anything else (Alertmanager writes `0001-01-01T00:00:00Z`
+/// for "unset"; a sender may write worse).
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+        .filter(|time| time.timestamp() > 0)
 }
 
 /// `[3].title` of a batch that starts at alert `first` as `[first + 3].title`.

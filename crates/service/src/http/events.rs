@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use lim_domain::event::ObjectOnly;
 use lim_domain::{Category, IngestOutcome, RawBatch, RawEvent, Severity};
 use serde::Serialize;
 
@@ -112,12 +113,7 @@ impl From<&IngestOutcome> for EventResult {
     path = "/v1/events",
     tag = "events",
     request_body(content = Vec<EventBody>, description = "An event object, or an array of up to 1,000 of them", content_type = "application/json"),
-    responses(
-        (status = 200, description = "Stored; one result (object) or `results` (array)", body = BatchResult),
-        (status = 400, description = "Malformed JSON or an invalid field", body = super::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = super::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = super::error::ErrorBody),
-    )
+    responses((status = 200, description = "Stored; one result for an object, `results` for an array", body = BatchResult))
 )]
 pub async fn submit_events(
     State(manager): State<Arc<IncidentManager>>,
@@ -131,7 +127,7 @@ pub async fn submit_events(
         let results = outcomes.iter().map(EventResult::from).collect();
         return Ok(Json(BatchResult { results }).into_response());
     }
-    let event: RawEvent = parse_json(&bytes)?;
+    let ObjectOnly(event): ObjectOnly<RawEvent> = parse_json(&bytes)?;
     let outcome = manager.ingest_one(event).await?;
     Ok(Json(EventResult::from(&outcome)).into_response())
 }

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use lim_domain::event::ObjectOnly;
 use lim_domain::text::excerpt;
 use lim_domain::{ErrorKind, IncidentId};
 use serde::Deserialize;
@@ -18,9 +19,9 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyDeadline(pub Instant);
 
-/// A JSON request body. Refuses a non-JSON content type (415), a body over the limit
-/// (413), one that arrives too slowly (408), malformed JSON, fields of the wrong type and
-/// unknown fields (400, naming the field's path).
+/// A JSON object as the request body. Refuses a non-JSON content type (415), a body over
+/// the limit (413), one that arrives too slowly (408), malformed JSON, anything but an
+/// object, fields of the wrong type and unknown fields (400, naming the field's path).
 /// With `T: Default`, use [`OptionalJson`] for actions whose body may be empty.
 pub struct JsonBody<T>(pub T);
 
@@ -29,11 +30,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_bytes(request).await?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&bytes).map(|ObjectOnly(body)| JsonBody(body))
     }
 }
 
-/// Like [`JsonBody`], but an empty body (with or without a content type) means `T::default()`.
+/// Like [`JsonBody`], but an empty body (no bytes at all, with or without a content type)
+/// means `T::default()`.
 pub struct OptionalJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
@@ -42,13 +44,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let declared_json = declares_json(request.headers());
         let bytes = read_body(request).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(OptionalJson(T::default()));
         }
         if !declared_json {
             return Err(unsupported_media_type());
         }
-        parse_json(&bytes).map(OptionalJson)
+        parse_json(&bytes).map(|ObjectOnly(body)| OptionalJson(body))
     }
 }
 

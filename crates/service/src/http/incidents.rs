@@ -19,7 +19,7 @@ use crate::incidents::{IncidentManager, NewIncident, incident_filter};
 
 type Manager = State<Arc<IncidentManager>>;
 
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     /// Comma-separated states, e.g. `NEW,ASSIGNED`.
     state: Option<String>,
@@ -36,7 +36,7 @@ pub struct ListParams {
 }
 
 /// A page of a timeline or of comments.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize)]
 pub struct EntryParams {
     /// Page size, 1 to 500 (default 100).
     limit: Option<u32>,
@@ -48,6 +48,7 @@ pub struct EntryParams {
 pub struct IncidentPage {
     pub incidents: Vec<Incident>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -56,6 +57,7 @@ pub struct Timeline {
     /// Oldest first.
     pub entries: Vec<TimelineEntry>,
     /// Pass as `cursor` for the next (newer) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -154,8 +156,8 @@ fn entry_page(params: EntryParams) -> Result<EntryPageRequest, ApiError> {
 }
 
 /// List incidents, newest first, with filters and cursor pagination.
-#[utoipa::path(get, path = "/v1/incidents", tag = "incidents", params(ListParams),
-    responses((status = 200, body = IncidentPage), (status = 400, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents", tag = "incidents",
+    responses((status = 200, description = "A page of incidents, newest first", body = IncidentPage)))]
 pub async fn list_incidents(
     State(manager): Manager,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -192,7 +194,7 @@ pub async fn list_incidents(
 
 /// Open an incident by hand.
 #[utoipa::path(post, path = "/v1/incidents", tag = "incidents", request_body = NewIncidentBody,
-    responses((status = 201, body = Incident), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 201, description = "Opened (NEW)", body = Incident)))]
 pub async fn open_incident(
     State(manager): Manager,
     JsonBody(body): JsonBody<NewIncidentBody>,
@@ -209,8 +211,8 @@ pub async fn open_incident(
 }
 
 /// One incident.
-#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")),
-    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents",
+    responses((status = 200, description = "The incident", body = Incident)))]
 pub async fn get_incident(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -219,8 +221,8 @@ pub async fn get_incident(
 }
 
 /// Assign (or reassign, or hand over) to a person and optionally a team.
-#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = AssignBody,
-    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "lifecycle", request_body = AssignBody,
+    responses((status = 200, description = "Assigned (ASSIGNED)", body = Incident)))]
 pub async fn assign(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -231,8 +233,8 @@ pub async fn assign(
 }
 
 /// Acknowledge: someone is on it.
-#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ActorBody,
-    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/acknowledge", tag = "lifecycle", request_body = ActorBody,
+    responses((status = 200, description = "Acknowledged (ACKNOWLEDGED)", body = Incident)))]
 pub async fn acknowledge(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -242,8 +244,8 @@ pub async fn acknowledge(
 }
 
 /// Start work (from ACKNOWLEDGED).
-#[utoipa::path(post, path = "/v1/incidents/{id}/start", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ActorBody,
-    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/start", tag = "lifecycle", request_body = ActorBody,
+    responses((status = 200, description = "Work started (IN_PROGRESS)", body = Incident)))]
 pub async fn start(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -253,8 +255,8 @@ pub async fn start(
 }
 
 /// Resolve, with an optional note.
-#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ResolveBody,
-    responses((status = 200, body = Incident), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/resolve", tag = "lifecycle", request_body = ResolveBody,
+    responses((status = 200, description = "Resolved (RESOLVED)", body = Incident)))]
 pub async fn resolve(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -265,8 +267,8 @@ pub async fn resolve(
 }
 
 /// Change the severity and/or category of an open incident.
-#[utoipa::path(post, path = "/v1/incidents/{id}/reclassify", tag = "lifecycle", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = ReclassifyBody,
-    responses((status = 200, body = Incident), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/reclassify", tag = "lifecycle", request_body = ReclassifyBody,
+    responses((status = 200, description = "Reclassified; the state is unchanged", body = Incident)))]
 pub async fn reclassify(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -277,8 +279,8 @@ pub async fn reclassify(
 }
 
 /// Add a comment to the timeline.
-#[utoipa::path(post, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)")), request_body = CommentBody,
-    responses((status = 201, body = TimelineEntry), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/incidents/{id}/comments", tag = "incidents", request_body = CommentBody,
+    responses((status = 201, description = "Added to the timeline", body = TimelineEntry)))]
 pub async fn add_comment(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -289,8 +291,8 @@ pub async fn add_comment(
 }
 
 /// The comments of an incident, oldest first, a page at a time.
-#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)"), EntryParams),
-    responses((status = 200, body = Timeline), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents/{id}/comments", tag = "incidents",
+    responses((status = 200, description = "A page of comments, oldest first", body = Timeline)))]
 pub async fn list_comments(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,
@@ -301,8 +303,8 @@ pub async fn list_comments(
 }
 
 /// Every change to the incident, oldest first, a page at a time.
-#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents", params(("id" = String, Path, description = "Incident id (a UUID)"), EntryParams),
-    responses((status = 200, body = Timeline), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents/{id}/timeline", tag = "incidents",
+    responses((status = 200, description = "A page of the timeline, oldest first", body = Timeline)))]
 pub async fn timeline(
     State(manager): Manager,
     IncidentIdPath(id): IncidentIdPath,

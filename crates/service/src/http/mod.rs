@@ -1,10 +1,12 @@
 //! The HTTP API (DESIGN §3), built by a function tests can call with `oneshot`.
 
 pub mod alertmanager;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod incidents;
+pub mod openapi;
 pub mod server;
 
 use std::sync::Arc;
@@ -21,38 +23,11 @@ use axum::{Json, Router, middleware};
 use lim_domain::ErrorKind;
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
-use utoipa::OpenApi;
 
 use self::error::ApiError;
 use self::extract::BodyDeadline;
 use crate::incidents::IncidentManager;
 use crate::telemetry::middleware::track_http;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "llm-incident-manager",
-        description = "Incident manager for teams that run LLMs in production"
-    ),
-    paths(
-        events::submit_events,
-        alertmanager::receive_webhook,
-        incidents::list_incidents,
-        incidents::open_incident,
-        incidents::get_incident,
-        incidents::assign,
-        incidents::acknowledge,
-        incidents::start,
-        incidents::resolve,
-        incidents::reclassify,
-        incidents::add_comment,
-        incidents::list_comments,
-        incidents::timeline,
-        live,
-        ready,
-    )
-)]
-pub struct ApiDoc;
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -84,6 +59,7 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi))
+        .merge(docs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(manager)
@@ -169,22 +145,25 @@ async fn timed_out(error: BoxError) -> ApiError {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, description = "Alive", body = openapi::Health)))]
 pub async fn live() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 /// A write would be stored: ready for traffic.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, body = error::ErrorBody)))]
+    responses((status = 200, description = "Ready", body = openapi::Health), (status = 503, body = error::ErrorBody)))]
 pub async fn ready(State(manager): State<Arc<IncidentManager>>) -> Result<impl IntoResponse, ApiError> {
     manager.ready().await?;
     Ok(Json(serde_json::json!({"status": "ok"})))
 }
 
-async fn openapi() -> impl IntoResponse {
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+pub async fn openapi() -> impl IntoResponse {
     // Generated from the code once; it cannot change while the process runs.
-    static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(ApiDoc::openapi);
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(openapi::document);
     Json(&*DOCUMENT)
 }
 

@@ -300,3 +300,46 @@ async fn hostile_bodies_never_get_a_5xx() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_reference_is_served_with_everything_it_needs_and_nothing_from_elsewhere() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+
+    let page = app.client.get(format!("{}/docs", app.address)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let html = page.text().await.unwrap();
+    let mut loaded = 0;
+    for reference in html
+        .split(['"', '\''])
+        .filter(|part| part.starts_with('/') || part.contains("://"))
+    {
+        assert!(reference.starts_with("/docs/"), "the page loads {reference}");
+        let asset = app
+            .client
+            .get(format!("{}{reference}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{reference}");
+        assert!(!asset.bytes().await.unwrap().is_empty(), "{reference}");
+        loaded += 1;
+    }
+    assert_eq!(loaded, 3, "style sheet, bundle and start script: {html}");
+    let init = app
+        .client
+        .get(format!("{}/docs/init.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    let init = init.text().await.unwrap();
+    assert!(
+        init.contains(r#"url: "/openapi.json""#) && init.contains("validatorUrl: null"),
+        "{init}"
+    );
+    let (status, body) = app.get("/docs/nothing.js").await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
+    app.stop().await;
+}
