@@ -430,6 +430,32 @@ fn parameters() -> Value {
     })
 }
 
+/// OpenAPI links from an answer that names an incident to what can be done with it, so
+/// that clients (and schemathesis' stateful phase) can follow them.
+fn links_to_the_incident(id: &str) -> Value {
+    let operations = [
+        ("GetIncident", "get_incident"),
+        ("Timeline", "timeline"),
+        ("Comments", "list_comments"),
+        ("AddComment", "add_comment"),
+        ("Assign", "assign"),
+        ("Acknowledge", "acknowledge"),
+        ("Start", "start"),
+        ("Resolve", "resolve"),
+        ("Reclassify", "reclassify"),
+    ];
+    operations
+        .into_iter()
+        .map(|(name, operation_id)| {
+            (
+                name.to_owned(),
+                json!({"operationId": operation_id, "parameters": {"id": id}}),
+            )
+        })
+        .collect::<Map<_, _>>()
+        .into()
+}
+
 /// The answers any operation may share, each with the error body.
 fn shared_responses() -> Value {
     let error = |description: &str| {
@@ -491,6 +517,10 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
                 {"$ref": "#/components/schemas/EventResult"},
                 {"$ref": "#/components/schemas/BatchResult"},
             ]});
+            operation["responses"]["200"]["links"] = links_to_the_incident("$response.body#/incident_id");
+        }
+        ("post", "/v1/incidents") => {
+            operation["responses"]["201"]["links"] = links_to_the_incident("$response.body#/id");
         }
         ("post", "/v1/integrations/alertmanager") => {
             operation["requestBody"]["content"]["application/json"]["schema"] =
