@@ -102,18 +102,9 @@ async fn no_acknowledged_event_is_lost_to_kill_9() {
     assert!(server.wait().success());
 }
 
+/// What a client command prints, read as JSON.
 fn client(server: &Server, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(BINARY)
-        .args(args)
-        .args(["--server", &server.base])
-        .output()
-        .expect("run the client");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the client prints JSON")
+    serde_json::from_str(&run_client(server, args)).expect("the client prints JSON")
 }
 
 #[tokio::test]
@@ -224,6 +215,7 @@ fn an_empty_log_level_is_refused() {
     );
 }
 
+/// What a client command prints; it must succeed.
 fn run_client(server: &Server, args: &[&str]) -> String {
     let output = Command::new(BINARY)
         .args(args)
