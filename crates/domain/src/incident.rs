@@ -69,6 +69,9 @@ pub struct Incident {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution_note: Option<String>,
+    /// The route that matched when the incident was opened (its later notifications go
+    /// to that route's channels).
+    pub route: Option<String>,
 }
 
 impl Incident {
@@ -94,6 +97,7 @@ impl Incident {
             acknowledged_at: None,
             resolved_at: None,
             resolution_note: None,
+            route: None,
         }
     }
 }
@@ -106,6 +110,7 @@ pub enum TimelineKind {
     Created,
     EventAttached,
     Classified,
+    Routed,
     Assigned,
     Acknowledged,
     Started,
@@ -120,6 +125,7 @@ impl TimelineKind {
             TimelineKind::Created => "created",
             TimelineKind::EventAttached => "event_attached",
             TimelineKind::Classified => "classified",
+            TimelineKind::Routed => "routed",
             TimelineKind::Assigned => "assigned",
             TimelineKind::Acknowledged => "acknowledged",
             TimelineKind::Started => "started",

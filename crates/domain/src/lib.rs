@@ -3,15 +3,22 @@
 //! No I/O and no clock of its own: every function takes `now` and returns plain data,
 //! so the rules are tested without a database or a server.
 
+// First: its `closed_vocabulary!` macro serves the modules below.
+#[macro_use]
+pub mod vocabulary;
+
 pub mod duration;
 pub mod errors;
 pub mod event;
 pub mod fingerprint;
 pub mod fit;
 pub mod incident;
+pub mod jobs;
 pub mod lifecycle;
+pub mod matcher;
+pub mod reactions;
+pub mod routing;
 pub mod text;
-pub mod vocabulary;
 
 pub use errors::ErrorKind;
 pub use event::{Event, EventRules, FieldError, RawBatch, RawEvent};
@@ -19,5 +26,7 @@ pub use incident::{
     EntryCursor, EntryPage, EntryPageRequest, Incident, IncidentFilter, IncidentId, IngestOutcome, PageRequest,
     TimelineEntry, TimelineKind,
 };
+pub use jobs::{Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, NotifyEvent};
 pub use lifecycle::{Action, IllegalTransition, Transition};
-pub use vocabulary::{Category, EventStatus, Severity, Source, State, UnknownValue};
+pub use reactions::{Opening, Reactions};
+pub use vocabulary::{Category, ChannelKind, EventStatus, Severity, Source, State, UnknownValue};

@@ -3,11 +3,6 @@
 //! Every value here may end up as a Prometheus label, so each set is closed:
 //! parsing an unknown value is an error that lists the accepted ones.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// A value outside one of the closed vocabularies.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} `{}`; expected one of: {expected}", crate::text::excerpt(value))]
@@ -43,7 +38,7 @@ macro_rules! closed_vocabulary {
             /// Reads a third party's spelling (an Alertmanager label, say): surrounding
             /// spaces and letter case do not matter. Our own API takes the exact spellings
             /// of [`Self::SPELLINGS`] only (`FromStr`).
-            pub fn parse_lenient(value: &str) -> Result<Self, UnknownValue> {
+            pub fn parse_lenient(value: &str) -> Result<Self, $crate::vocabulary::UnknownValue> {
                 let trimmed = value.trim();
                 $(
                     if trimmed.eq_ignore_ascii_case($text) $(|| trimmed.eq_ignore_ascii_case($alias))* {
@@ -53,17 +48,17 @@ macro_rules! closed_vocabulary {
                 Err(Self::unknown(value))
             }
 
-            fn unknown(value: &str) -> UnknownValue {
-                UnknownValue {
+            fn unknown(value: &str) -> $crate::vocabulary::UnknownValue {
+                $crate::vocabulary::UnknownValue {
                     what: $what,
                     value: value.to_owned(),
-                    expected: spellings_list(Self::SPELLINGS),
+                    expected: $crate::vocabulary::spellings_list(Self::SPELLINGS),
                 }
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::vocabulary::UnknownValue;
 
             fn from_str(value: &str) -> Result<Self, Self::Err> {
                 match value {
@@ -73,14 +68,14 @@ macro_rules! closed_vocabulary {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
@@ -110,17 +105,17 @@ macro_rules! closed_vocabulary {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(deserializer)?;
+                text.parse().map_err(::serde::de::Error::custom)
             }
         }
     };
 }
 
 /// `P0 (or critical, fatal), P1, …`: what an error lists as accepted.
-fn spellings_list(spellings: &[(&str, &[&str])]) -> String {
+pub fn spellings_list(spellings: &[(&str, &[&str])]) -> String {
     spellings
         .iter()
         .map(|(text, aliases)| match aliases {
@@ -193,6 +188,16 @@ closed_vocabulary! {
     EventStatus, "status" {
         Firing => "firing" | "trigger" | "triggered",
         Resolved => "resolved" | "resolve",
+    }
+}
+
+closed_vocabulary! {
+    /// How a notification channel delivers (the `channel` metric label).
+    ChannelKind, "channel type" {
+        Webhook => "webhook",
+        Slack => "slack",
+        Email => "email",
+        Pagerduty => "pagerduty",
     }
 }
 

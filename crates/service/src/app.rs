@@ -1,19 +1,23 @@
 //! Wiring: settings in, listeners bound, servers run until a shutdown signal.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use lim_domain::JobKind;
 use lim_store::StoreOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, HttpOptions};
 use crate::incidents::IncidentManager;
+use crate::jobs::{Executor, Handler, Housekeeping, Notifier};
+use crate::notify::Channels;
 use crate::telemetry::{Metrics, exporter};
 
 pub struct Application {
@@ -21,6 +25,7 @@ pub struct Application {
     metrics_listener: TcpListener,
     manager: Arc<IncidentManager>,
     metrics: Arc<Metrics>,
+    executor: Arc<Executor>,
     http_options: HttpOptions,
     connection_limits: ConnectionLimits,
 }
@@ -45,11 +50,40 @@ impl Application {
         let store = lim_store::connect(&settings.database.url, options)
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&settings.database.url)))?;
+        crate::tls::install_crypto_provider();
+        let reactions = config::reactions(&settings.routes, &settings.channels, &settings.jobs);
+        let channels = Arc::new(Channels::new(&settings.channels).context("cannot set up the channels")?);
+        let handlers: BTreeMap<JobKind, Arc<dyn Handler>> = BTreeMap::from([
+            (
+                JobKind::Notify,
+                Arc::new(Notifier::new(
+                    Arc::clone(&store),
+                    channels,
+                    settings.http.public_url.clone(),
+                )) as Arc<dyn Handler>,
+            ),
+            (
+                JobKind::Housekeeping,
+                Arc::new(Housekeeping::new(
+                    Arc::clone(&store),
+                    Arc::clone(&metrics),
+                    settings.jobs.retention,
+                )),
+            ),
+        ]);
+        let executor = Arc::new(Executor::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            settings.jobs.clone(),
+            handlers,
+            settings.http.drain_timeout,
+        ));
         let manager = Arc::new(IncidentManager::new(
             store,
             clock,
             Arc::clone(&metrics),
             settings.events,
+            reactions,
         ));
         // incidents_active starts from the store's truth, not from zero.
         manager.refresh_metrics().await.context("cannot count open incidents")?;
@@ -75,6 +109,7 @@ impl Application {
             metrics_listener,
             manager,
             metrics,
+            executor,
             http_options,
             connection_limits,
         })
@@ -107,8 +142,11 @@ impl Application {
         tracing::info!(http = %self.http_addr(), metrics = %self.metrics_addr(), "serving");
         let limits = self.connection_limits;
         let api_server = server::serve(self.http_listener, api, limits, until(stopped.clone()));
-        let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped));
-        let (api_result, metrics_result) = tokio::join!(api_server, metrics_server);
+        let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped.clone()));
+        // The executor stops claiming at the signal too; its running jobs get the same
+        // drain period, then are handed back.
+        let jobs = Arc::clone(&self.executor).run(stopped);
+        let (api_result, metrics_result, ()) = tokio::join!(api_server, metrics_server, jobs);
         api_result.context("HTTP API server failed")?;
         metrics_result.context("metrics server failed")?;
         tracing::info!("stopped");

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use lim_domain::event::{self, MAX_DESCRIPTION_CHARS, MAX_LABEL_KEY_CHARS, validate_batch};
 use lim_domain::fit::fit_to_limits;
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, ErrorKind, EventRules, FieldError, Incident, IncidentFilter,
-    IncidentId, IngestOutcome, PageRequest, RawEvent, Severity, Source, TimelineEntry, TimelineKind,
+    IncidentId, IngestOutcome, PageRequest, RawEvent, Reactions, Severity, Source, TimelineEntry, TimelineKind,
 };
 use lim_store::{Store, StoreError};
 
@@ -50,20 +50,38 @@ pub struct IncidentManager {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     rules: EventRules,
+    /// What changes cause (routes, channels); replaced whole when the configuration is.
+    reactions: RwLock<Arc<Reactions>>,
 }
 
 impl IncidentManager {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, rules: EventRules) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        rules: EventRules,
+        reactions: Reactions,
+    ) -> Self {
         IncidentManager {
             store,
             clock,
             metrics,
             rules,
+            reactions: RwLock::new(Arc::new(reactions)),
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The reactions every change is routed by, as configured now.
+    pub fn reactions(&self) -> Arc<Reactions> {
+        Arc::clone(&self.reactions.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Validates one event, then stores it.
@@ -117,9 +135,9 @@ impl IncidentManager {
         events: Vec<lim_domain::Event>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<IngestOutcome>, CoreError> {
-        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        let (store, metrics, reactions) = (Arc::clone(&self.store), Arc::clone(&self.metrics), self.reactions());
         detached(async move {
-            let outcomes = store.ingest(events, now).await?;
+            let outcomes = store.ingest(events, now, reactions).await?;
             for outcome in &outcomes {
                 match outcome {
                     IngestOutcome::Created(incident) => metrics.incident_created(incident),
@@ -161,10 +179,11 @@ impl IncidentManager {
         };
         let mut event = raw.validate(now, &self.rules)?;
         event.fingerprint = format!("{}{id}", event::MANUAL_FINGERPRINT_PREFIX);
-        let incident = Incident::open(id, &event, now);
+        let opening = self.reactions().open(Incident::open(id, &event, now), now);
         let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
         detached(async move {
-            store.create_incident(incident.clone()).await?;
+            let incident = opening.incident.clone();
+            store.create_incident(opening).await?;
             metrics.incident_created(&incident);
             Ok(incident)
         })
@@ -175,9 +194,9 @@ impl IncidentManager {
     pub async fn act(&self, id: IncidentId, action: Action, actor: Option<String>) -> Result<Incident, CoreError> {
         let actor = actor_name(actor, "actor")?;
         let now = self.clock.now();
-        let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+        let (store, metrics, reactions) = (Arc::clone(&self.store), Arc::clone(&self.metrics), self.reactions());
         detached(async move {
-            let transition = store.transition(id, action, actor, now).await?;
+            let transition = store.transition(id, action, actor, now, reactions).await?;
             metrics.transitioned(&transition);
             Ok(transition.after)
         })
@@ -230,6 +249,7 @@ impl IncidentManager {
         self.metrics.set_pool(self.store.pool_stats());
         let counts = self.store.count_open().await?;
         self.metrics.set_active(&counts);
+        self.metrics.set_queued(&self.store.count_jobs().await?);
         Ok(())
     }
 }
@@ -314,16 +334,21 @@ mod tests {
 
     #[async_trait]
     impl Store for GatedStore {
-        async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
-            let outcomes = self.inner.ingest(events, now).await?;
+        async fn ingest(
+            &self,
+            events: Vec<Event>,
+            now: DateTime<Utc>,
+            reactions: Arc<Reactions>,
+        ) -> Result<Vec<IngestOutcome>, StoreError> {
+            let outcomes = self.inner.ingest(events, now, reactions).await?;
             if let Some(committed) = self.committed.lock().unwrap().take() {
                 let _ = committed.send(());
             }
             self.go_on.notified().await;
             Ok(outcomes)
         }
-        async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
-            self.inner.create_incident(incident).await
+        async fn create_incident(&self, opening: lim_domain::Opening) -> Result<(), StoreError> {
+            self.inner.create_incident(opening).await
         }
         async fn transition(
             &self,
@@ -331,8 +356,9 @@ mod tests {
             action: Action,
             actor: String,
             now: DateTime<Utc>,
+            reactions: Arc<Reactions>,
         ) -> Result<Transition, StoreError> {
-            self.inner.transition(id, action, actor, now).await
+            self.inner.transition(id, action, actor, now, reactions).await
         }
         async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
             self.inner.add_comment(entry).await
@@ -365,6 +391,50 @@ mod tests {
         fn backend(&self) -> &'static str {
             self.inner.backend()
         }
+        async fn enqueue_jobs(&self, jobs: Vec<lim_domain::NewJob>) -> Result<(), StoreError> {
+            self.inner.enqueue_jobs(jobs).await
+        }
+        async fn ensure_job(&self, job: lim_domain::NewJob) -> Result<bool, StoreError> {
+            self.inner.ensure_job(job).await
+        }
+        async fn claim_jobs(
+            &self,
+            kind: lim_domain::JobKind,
+            limit: u32,
+            worker: &str,
+            lease_until: DateTime<Utc>,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<lim_domain::Job>, StoreError> {
+            self.inner.claim_jobs(kind, limit, worker, lease_until, now).await
+        }
+        async fn finish_job(&self, finish: lim_store::JobFinish) -> Result<bool, StoreError> {
+            self.inner.finish_job(finish).await
+        }
+        async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.release_jobs(worker, now).await
+        }
+        async fn get_job(&self, id: lim_domain::JobId) -> Result<Option<lim_domain::Job>, StoreError> {
+            self.inner.get_job(id).await
+        }
+        async fn list_jobs(
+            &self,
+            filter: &lim_store::JobFilter,
+            page: lim_store::JobPageRequest,
+        ) -> Result<Vec<lim_domain::Job>, StoreError> {
+            self.inner.list_jobs(filter, page).await
+        }
+        async fn retry_job(&self, id: lim_domain::JobId, now: DateTime<Utc>) -> Result<lim_domain::Job, StoreError> {
+            self.inner.retry_job(id, now).await
+        }
+        async fn count_jobs(&self) -> Result<Vec<lim_store::JobCount>, StoreError> {
+            self.inner.count_jobs().await
+        }
+        async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.prune_jobs(before).await
+        }
+        fn job_signal(&self) -> Arc<tokio::sync::Notify> {
+            self.inner.job_signal()
+        }
     }
 
     #[tokio::test]
@@ -382,7 +452,13 @@ mod tests {
         });
         let metrics = Arc::new(Metrics::new("sqlite"));
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let manager = IncidentManager::new(store.clone(), clock, Arc::clone(&metrics), EventRules::default());
+        let manager = IncidentManager::new(
+            store.clone(),
+            clock,
+            Arc::clone(&metrics),
+            EventRules::default(),
+            Reactions::default(),
+        );
         let raw = RawEvent {
             source: Some("api".into()),
             title: Some("stored, then the client left".into()),

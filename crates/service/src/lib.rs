@@ -7,6 +7,9 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod incidents;
+pub mod jobs;
+pub mod notify;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::Application;

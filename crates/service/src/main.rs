@@ -66,6 +66,7 @@ enum ServiceTask {
 }
 
 fn main() -> ExitCode {
+    llm_incident_manager::tls::install_crypto_provider();
     match Cli::parse().command {
         Command::Serve(overrides) => run_service(ServiceTask::Serve, &overrides),
         Command::Migrate(overrides) => run_service(ServiceTask::Migrate, &overrides),

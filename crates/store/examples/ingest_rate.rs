@@ -15,7 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use lim_domain::{Category, Event, EventStatus, Severity, Source};
+use lim_domain::{Category, Event, EventStatus, Reactions, Severity, Source};
+
+/// The benchmark stores events without routes.
+fn no_reactions() -> Arc<Reactions> {
+    Arc::new(Reactions::default())
+}
 
 #[derive(Clone, Copy)]
 enum Workload {
@@ -83,7 +88,7 @@ async fn main() {
                             }
                         })
                         .collect();
-                    store.ingest(events, Utc::now()).await.expect("ingest");
+                    store.ingest(events, Utc::now(), no_reactions()).await.expect("ingest");
                 }
             })
         })

@@ -15,8 +15,10 @@ use chrono::{DateTime, Utc};
 pub use lim_domain::IngestOutcome;
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter,
-    IncidentId, PageRequest, Severity, Source, TimelineEntry, Transition,
+    IncidentId, Job, JobId, JobKind, JobResult, JobState, NewJob, Opening, PageRequest, Reactions, Severity, Source,
+    TimelineEntry, Transition,
 };
+use tokio::sync::Notify;
 
 mod postgres;
 mod sqlite;
@@ -40,6 +42,14 @@ pub mod operation {
     pub const COUNT_OPEN: &str = "count_open_incidents";
     pub const PING: &str = "ping";
     pub const MIGRATE: &str = "migrate";
+    pub const ENQUEUE_JOBS: &str = "insert_jobs";
+    pub const CLAIM_JOBS: &str = "claim_jobs";
+    pub const FINISH_JOB: &str = "finish_job";
+    pub const RELEASE_JOBS: &str = "release_jobs";
+    pub const LIST_JOBS: &str = "list_jobs";
+    pub const RETRY_JOB: &str = "retry_job";
+    pub const COUNT_JOBS: &str = "count_jobs";
+    pub const PRUNE_JOBS: &str = "prune_jobs";
 }
 
 /// Told the duration of every store operation (the metrics layer records it).
@@ -49,8 +59,12 @@ pub type QueryObserver = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
 pub enum StoreError {
     #[error("incident {0} not found")]
     NotFound(IncidentId),
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    #[error("job {id} is {state}; only a dead job can be retried")]
+    NotDead { id: JobId, state: JobState },
     #[error("{0}")]
     Overloaded(String),
     #[error("the database is unavailable: {0}")]
@@ -62,8 +76,8 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound(_) => ErrorKind::NotFound,
-            StoreError::IllegalTransition(_) => ErrorKind::IllegalTransition,
+            StoreError::NotFound(_) | StoreError::JobNotFound(_) => ErrorKind::NotFound,
+            StoreError::IllegalTransition(_) | StoreError::NotDead { .. } => ErrorKind::IllegalTransition,
             StoreError::Overloaded(_) => ErrorKind::Overloaded,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::Internal(_) => ErrorKind::Internal,
@@ -88,22 +102,64 @@ pub struct PoolStats {
     pub max: u32,
 }
 
+/// How one attempt of a job ended, and what to write with it, in one transaction.
+#[derive(Debug, Clone)]
+pub struct JobFinish {
+    pub id: JobId,
+    pub worker: String,
+    pub result: JobResult,
+    /// The attempt on its incident's timeline (a notification's outcome).
+    pub entry: Option<TimelineEntry>,
+    /// Jobs this one leads to (the next housekeeping).
+    pub follow_ups: Vec<NewJob>,
+    pub now: DateTime<Utc>,
+}
+
+/// Which jobs to list. Empty vectors mean "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    pub states: Vec<JobState>,
+    pub kinds: Vec<JobKind>,
+}
+
+/// A page of jobs: newest first, strictly older than `before` when given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JobPageRequest {
+    pub limit: u32,
+    pub before: Option<JobId>,
+}
+
+/// Jobs waiting (due now or later) of one kind (the `job_queue_depth` gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JobCount {
+    pub kind: JobKind,
+    pub queued: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Applies validated events in order, in one transaction: all are stored or none.
-    async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError>;
+    /// Applies validated events in order, in one transaction: all are stored or none. A
+    /// new incident is routed by `reactions` and each change gets the jobs it causes, in
+    /// the same transaction.
+    async fn ingest(
+        &self,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
 
-    /// Stores a new incident with its `created` timeline entry.
-    async fn create_incident(&self, incident: Incident) -> Result<(), StoreError>;
+    /// Stores a new incident as routing left it, with its timeline entries and jobs.
+    async fn create_incident(&self, opening: Opening) -> Result<(), StoreError>;
 
     /// Applies `action` if the incident's current state allows it (checked and written
-    /// atomically), appending the timeline entry.
+    /// atomically), appending the timeline entry and writing the jobs it causes.
     async fn transition(
         &self,
         id: IncidentId,
         action: Action,
         actor: String,
         now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
     ) -> Result<Transition, StoreError>;
 
     /// Appends a comment to the incident's timeline.
@@ -122,6 +178,50 @@ pub trait Store: Send + Sync + 'static {
 
     /// Open incidents counted by severity, source and category.
     async fn count_open(&self) -> Result<Vec<OpenCount>, StoreError>;
+
+    /// Writes jobs no incident change caused (a schedule, a job retried by hand).
+    async fn enqueue_jobs(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
+
+    /// Writes `job` unless a queued or running job has its serial key already (a
+    /// recurring job, scheduled once however many replicas start); true when written.
+    async fn ensure_job(&self, job: NewJob) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` due jobs of `kind` for `worker` until `lease_until`: queued
+    /// ones due by `now` (oldest first, one at a time per serial key) and running ones
+    /// whose lease has expired (their worker died). Each claim is an attempt.
+    async fn claim_jobs(
+        &self,
+        kind: JobKind,
+        limit: u32,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Records how an attempt ended; false (and nothing written) when the worker no
+    /// longer held the job (its lease expired and another claimed it).
+    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError>;
+
+    /// Hands the worker's running jobs back, queued again and the attempt not counted
+    /// (a shutdown that could not wait for them).
+    async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Newest first, at most `page.limit`, strictly older than `page.before`.
+    async fn list_jobs(&self, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, StoreError>;
+
+    /// Queues a dead job again, due now, with its attempts reset.
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job, StoreError>;
+
+    /// Queued jobs counted by kind.
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError>;
+
+    /// Deletes jobs done before `before`; how many.
+    async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Notified after a commit that wrote jobs, so that workers need not poll to find them.
+    fn job_signal(&self) -> Arc<Notify>;
 
     /// Answers when a write would succeed: the database answers and takes writes (on
     /// SQLite, the writer thread and its syncer run; on PostgreSQL, the server is no

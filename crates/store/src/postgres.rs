@@ -9,21 +9,28 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle;
 use lim_domain::{
-    Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId,
-    PageRequest, Severity, Source, State, TimelineEntry, TimelineKind, Transition, UnknownValue,
+    Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job,
+    JobId, JobKind, NewJob, Opening, PageRequest, Reactions, Severity, Source, State, TimelineEntry, TimelineKind,
+    Transition, UnknownValue,
 };
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 use crate::{
-    IngestOutcome, OpenCount, PoolStats, QueryObserver, QueryTimer, Store, StoreError, StoreOptions, operation, page_of,
+    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, PoolStats, QueryObserver, QueryTimer,
+    Store, StoreError, StoreOptions, operation, page_of,
 };
+
+mod jobs;
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_incidents.sql")),
     (2, include_str!("../migrations/postgres/0002_comments.sql")),
+    (3, include_str!("../migrations/postgres/0003_jobs.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -42,7 +49,7 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels::text AS labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note"
+         acknowledged_at, resolved_at, resolution_note, route"
     };
 }
 
@@ -56,14 +63,14 @@ macro_rules! insert_incident {
     () => {
         "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+         acknowledged_at, resolved_at, resolution_note, route) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     };
 }
 
 const INSERT_INCIDENT: &str = insert_incident!();
 /// The database decides dedup: the insert loses to the open incident with the same
-/// fingerprint. An event that names its time (`$20`) and repeats the incident's last one
+/// fingerprint. An event that names its time (`$21`) and repeats the incident's last one
 /// is a redelivery: the conflicting row is locked but not updated, and nothing returns.
 const UPSERT_INCIDENT: &str = concat!(
     insert_incident!(),
@@ -71,7 +78,7 @@ const UPSERT_INCIDENT: &str = concat!(
      occurrence_count = incidents.occurrence_count + 1, \
      last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
      updated_at = EXCLUDED.updated_at \
-     WHERE NOT ($20 AND incidents.last_seen = EXCLUDED.last_seen) \
+     WHERE NOT ($21 AND incidents.last_seen = EXCLUDED.last_seen) \
      RETURNING ",
     incident_columns!()
 );
@@ -89,6 +96,7 @@ const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count F
 pub struct PostgresStore {
     pool: PgPool,
     max_connections: u32,
+    job_signal: Arc<Notify>,
     observer: Option<QueryObserver>,
 }
 
@@ -111,6 +119,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             max_connections: options.max_connections,
+            job_signal: Arc::new(Notify::new()),
             observer: options.observer,
         })
     }
@@ -144,7 +153,12 @@ impl PostgresStore {
         Ok(known.fetch_optional(&self.pool).await?.is_some())
     }
 
-    async fn ingest_once(&self, events: &[Event], now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, sqlx::Error> {
+    async fn ingest_once(
+        &self,
+        events: &[Event],
+        now: DateTime<Utc>,
+        reactions: &Reactions,
+    ) -> Result<Vec<IngestOutcome>, sqlx::Error> {
         // Ids in event order, so incidents opened by one batch list in the order they came.
         let new_ids: Vec<IncidentId> = events.iter().map(|_| IncidentId::generate()).collect();
         // Every batch locks rows fingerprint by fingerprint in one global order, so batches
@@ -158,8 +172,11 @@ impl PostgresStore {
         for index in order {
             let event = &events[index];
             outcomes[index] = match event.status {
-                EventStatus::Firing => open_or_attach(&mut tx, new_ids[index], event, now).await?,
-                EventStatus::Resolved => resolve_open(&mut tx, event, now).await?,
+                EventStatus::Firing => {
+                    let opening = reactions.open(Incident::open(new_ids[index], event, now), now);
+                    open_or_attach(&mut tx, opening, event, now).await?
+                }
+                EventStatus::Resolved => resolve_open(&mut tx, event, now, reactions).await?,
             };
         }
         tx.commit().await?;
@@ -169,24 +186,38 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
+    async fn ingest(
+        &self,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::INGEST);
         let mut attempt = 1;
         loop {
-            match self.ingest_once(&events, now).await {
+            match self.ingest_once(&events, now, &reactions).await {
                 Err(error) if is_concurrent_conflict(&error) && attempt < MAX_INGEST_ATTEMPTS => attempt += 1,
-                result => return Ok(result?),
+                result => {
+                    let outcomes = result?;
+                    self.job_signal.notify_waiters();
+                    return Ok(outcomes);
+                }
             }
         }
     }
 
-    async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
+    async fn create_incident(&self, opening: Opening) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::CREATE_INCIDENT);
         let mut tx = self.pool.begin().await?;
-        let insert = bind_incident(sqlx::query(INSERT_INCIDENT), &incident);
+        let insert = bind_incident(sqlx::query(INSERT_INCIDENT), &opening.incident);
         insert.execute(&mut *tx).await?;
-        insert_entry(&mut tx, &lifecycle::created_entry(&incident)).await?;
-        Ok(tx.commit().await?)
+        for entry in &opening.entries {
+            insert_entry(&mut tx, entry).await?;
+        }
+        jobs::insert_jobs(&mut tx, &opening.jobs, opening.incident.created_at).await?;
+        tx.commit().await?;
+        self.job_signal.notify_waiters();
+        Ok(())
     }
 
     async fn transition(
@@ -195,6 +226,7 @@ impl Store for PostgresStore {
         action: Action,
         actor: String,
         now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
     ) -> Result<Transition, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::TRANSITION);
         let mut tx = self.pool.begin().await?;
@@ -207,7 +239,9 @@ impl Store for PostgresStore {
         // An illegal action returns here; dropping the transaction rolls it back untouched.
         let transition = lifecycle::apply(&incident, &action, &actor, now)?;
         write_transition(&mut tx, &transition).await?;
+        jobs::insert_jobs(&mut tx, &reactions.after(&transition, now), now).await?;
         tx.commit().await?;
+        self.job_signal.notify_waiters();
         Ok(transition)
     }
 
@@ -289,6 +323,83 @@ impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+
+    async fn enqueue_jobs(&self, new: Vec<NewJob>) -> Result<(), StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::ENQUEUE_JOBS);
+        let mut tx = self.pool.begin().await?;
+        jobs::insert_jobs(&mut tx, &new, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        self.job_signal.notify_waiters();
+        Ok(())
+    }
+
+    async fn ensure_job(&self, job: NewJob) -> Result<bool, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::ENQUEUE_JOBS);
+        let mut tx = self.pool.begin().await?;
+        let written = jobs::ensure_job(&mut tx, &job, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        self.job_signal.notify_waiters();
+        Ok(written)
+    }
+
+    async fn claim_jobs(
+        &self,
+        kind: JobKind,
+        limit: u32,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::CLAIM_JOBS);
+        Ok(jobs::claim(&self.pool, kind, limit, worker, lease_until, now).await?)
+    }
+
+    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::FINISH_JOB);
+        let mut tx = self.pool.begin().await?;
+        let finished = jobs::finish(&mut tx, &finish).await?;
+        tx.commit().await?;
+        if finished && !finish.follow_ups.is_empty() {
+            self.job_signal.notify_waiters();
+        }
+        Ok(finished)
+    }
+
+    async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::RELEASE_JOBS);
+        Ok(jobs::release(&self.pool, worker, now).await?)
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_JOBS);
+        Ok(jobs::select(&self.pool, id).await?)
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_JOBS);
+        Ok(jobs::list(&self.pool, filter, page).await?)
+    }
+
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::RETRY_JOB);
+        let job = jobs::retry(&self.pool, id, now).await?;
+        self.job_signal.notify_waiters();
+        Ok(job)
+    }
+
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::COUNT_JOBS);
+        Ok(jobs::count(&self.pool).await?)
+    }
+
+    async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::PRUNE_JOBS);
+        Ok(jobs::prune(&self.pool, before).await?)
+    }
+
+    fn job_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.job_signal)
+    }
 }
 
 /// Applies the migrations this database lacks, once however many replicas start together.
@@ -324,12 +435,12 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// on open fingerprints decides, so concurrent replicas can never open two.
 async fn open_or_attach(
     tx: &mut PgConnection,
-    new_id: IncidentId,
+    opening: Opening,
     event: &Event,
     now: DateTime<Utc>,
 ) -> Result<IngestOutcome, sqlx::Error> {
-    let candidate = Incident::open(new_id, event, now);
-    let row = bind_incident(sqlx::query(UPSERT_INCIDENT), &candidate)
+    let candidate = &opening.incident;
+    let row = bind_incident(sqlx::query(UPSERT_INCIDENT), candidate)
         .bind(event.occurred_at_given)
         .fetch_optional(&mut *tx)
         .await?;
@@ -338,7 +449,10 @@ async fn open_or_attach(
     };
     let stored = row_to_incident(&row)?;
     if stored.id == candidate.id {
-        insert_entry(tx, &lifecycle::created_entry(&stored)).await?;
+        for entry in &opening.entries {
+            insert_entry(tx, entry).await?;
+        }
+        jobs::insert_jobs(tx, &opening.jobs, now).await?;
         return Ok(IngestOutcome::Created(stored));
     }
     let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
@@ -381,7 +495,12 @@ async fn redelivered(tx: &mut PgConnection, event: &Event) -> Result<IngestOutco
 }
 
 /// Resolves the open incident with the event's fingerprint, if there is one.
-async fn resolve_open(tx: &mut PgConnection, event: &Event, now: DateTime<Utc>) -> Result<IngestOutcome, sqlx::Error> {
+async fn resolve_open(
+    tx: &mut PgConnection,
+    event: &Event,
+    now: DateTime<Utc>,
+    reactions: &Reactions,
+) -> Result<IngestOutcome, sqlx::Error> {
     let row = sqlx::query(LOCK_OPEN_BY_FINGERPRINT)
         .bind(&event.fingerprint)
         .fetch_optional(&mut *tx)
@@ -394,6 +513,7 @@ async fn resolve_open(tx: &mut PgConnection, event: &Event, now: DateTime<Utc>) 
     let transition = lifecycle::resolve_by_event(&incident, event, now)
         .map_err(|error| sqlx::Error::Decode(format!("incident {}: {error}", incident.id).into()))?;
     write_transition(tx, &transition).await?;
+    jobs::insert_jobs(tx, &reactions.after(&transition, now), now).await?;
     Ok(IngestOutcome::Resolved(transition))
 }
 
@@ -419,7 +539,7 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     insert_entry(tx, &transition.entry).await
 }
 
-async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES ($1, $2, $3, $4, $5)")
         .bind(entry.incident_id.0)
         .bind(entry.at)
@@ -431,7 +551,7 @@ async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<()
     Ok(())
 }
 
-/// Binds the nineteen parameters of `insert_incident!()`.
+/// Binds the twenty parameters of `insert_incident!()`.
 fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Incident) -> Query<'q, Postgres, PgArguments> {
     query
         .bind(incident.id.0)
@@ -453,6 +573,7 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
         .bind(incident.acknowledged_at)
         .bind(incident.resolved_at)
         .bind(&incident.resolution_note)
+        .bind(&incident.route)
 }
 
 fn labels_json(incident: &Incident) -> String {
@@ -494,6 +615,7 @@ fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
         acknowledged_at: row.try_get("acknowledged_at")?,
         resolved_at: row.try_get("resolved_at")?,
         resolution_note: row.try_get("resolution_note")?,
+        route: row.try_get("route")?,
     })
 }
 
@@ -519,7 +641,7 @@ fn row_to_entry(row: &PgRow) -> Result<TimelineEntry, sqlx::Error> {
 }
 
 /// Reads a vocabulary column stored in its canonical spelling.
-fn parse_column<T: FromStr<Err = UnknownValue>>(row: &PgRow, column: &str) -> Result<T, sqlx::Error> {
+pub(crate) fn parse_column<T: FromStr<Err = UnknownValue>>(row: &PgRow, column: &str) -> Result<T, sqlx::Error> {
     let text: &str = row.try_get(column)?;
     text.parse().map_err(|error: UnknownValue| column_error(column, error))
 }

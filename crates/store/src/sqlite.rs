@@ -38,19 +38,20 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels, occurrence_count, \
          first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, resolved_at, \
-         resolution_note"
+         resolution_note, route"
     };
 }
 const INCIDENT_COLUMNS: &str = incident_columns!();
 
 mod allocator;
+mod jobs;
 mod writer;
 mod writes;
 
 use writer::{Checkpointer, Completion, Ran, WriteJob, run_syncer, run_writer};
 use writes::{
-    Chain, INSERT_ENTRY, INSERT_INCIDENT, IngestStatements, MARK_EVERY, NewIncident, PreparedEvent, UPDATE_INCIDENT,
-    append_entry, insert_entry, insert_incident, next_seq, select_for_update, update_incident,
+    Chain, INSERT_INCIDENT, IngestStatements, MARK_EVERY, NewIncident, PreparedEvent, UPDATE_INCIDENT, append_entry,
+    insert_incident, select_for_update, update_incident,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -58,6 +59,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_open_index.sql")),
     (3, include_str!("../migrations/sqlite/0003_timeline_chain.sql")),
     (4, include_str!("../migrations/sqlite/0004_timeline_pages.sql")),
+    (5, include_str!("../migrations/sqlite/0005_jobs.sql")),
 ];
 
 pub struct SqliteStore {
@@ -71,6 +73,7 @@ pub struct SqliteStore {
     /// One permit per event (or other write) waiting for the writer or its fsync.
     queue_permits: Arc<Semaphore>,
     max_queued_events: u32,
+    job_signal: Arc<Notify>,
     observer: Option<QueryObserver>,
 }
 
@@ -98,6 +101,12 @@ impl SqliteStore {
         {
             let _timer = QueryTimer::start(&observer, operation::MIGRATE);
             migrate(&writer).map_err(internal)?;
+            // One process runs every job of an embedded store: a job still running belonged
+            // to a process that stopped without handing it back.
+            let released = jobs::release_all(&writer, Utc::now())?;
+            if released > 0 {
+                tracing::warn!(released, "jobs left running by a stopped process are queued again");
+            }
         }
         let readers = (0..reader_count)
             .map(|_| {
@@ -132,6 +141,7 @@ impl SqliteStore {
             reader_count,
             queue_permits: Arc::new(Semaphore::new(max_queued_events as usize)),
             max_queued_events,
+            job_signal: Arc::new(Notify::new()),
             observer,
         })
     }
@@ -235,29 +245,49 @@ impl Drop for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ingest(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<IngestOutcome>, StoreError> {
-        // Everything that needs no database is done here, on the async threads, so the
-        // one writer thread only runs statements.
+    async fn ingest(
+        &self,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        // Everything that needs no database (routing a new incident included) is done
+        // here, on the async threads, so the one writer thread only runs statements.
         let events = events
             .into_iter()
-            .map(|event| PreparedEvent::new(event, now))
+            .map(|event| PreparedEvent::new(event, now, &reactions))
             .collect::<Result<Vec<_>, _>>()?;
         let weight = events.len();
-        self.write(operation::INGEST, weight, move |connection| {
-            let mut statements = IngestStatements::new(connection);
-            events.into_iter().map(|event| statements.ingest(event, now)).collect()
-        })
-        .await
+        let outcomes = self
+            .write(operation::INGEST, weight, move |connection| {
+                let mut statements = IngestStatements::new(connection);
+                events
+                    .into_iter()
+                    .map(|event| statements.ingest(event, now, &reactions))
+                    .collect()
+            })
+            .await?;
+        self.job_signal.notify_waiters();
+        Ok(outcomes)
     }
 
-    async fn create_incident(&self, incident: Incident) -> Result<(), StoreError> {
-        let new = NewIncident::new(incident)?;
+    async fn create_incident(&self, opening: Opening) -> Result<(), StoreError> {
+        let new = NewIncident::new(opening)?;
+        let now = new.entries[0].at;
         self.write(operation::CREATE_INCIDENT, 1, move |connection| {
-            let seq = next_seq(connection)?;
-            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, seq)?;
-            insert_entry(&mut *prepare(connection, INSERT_ENTRY)?, &new.created, seq, None, 1)
+            let mut chain = Chain {
+                last_entry: None,
+                entry_count: 0,
+            };
+            for entry in &new.entries {
+                chain = append_entry(connection, entry, chain)?;
+            }
+            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, chain)?;
+            jobs::insert_jobs(connection, &new.jobs, now)
         })
-        .await
+        .await?;
+        self.job_signal.notify_waiters();
+        Ok(())
     }
 
     async fn transition(
@@ -266,15 +296,20 @@ impl Store for SqliteStore {
         action: Action,
         actor: String,
         now: DateTime<Utc>,
+        reactions: Arc<Reactions>,
     ) -> Result<Transition, StoreError> {
-        self.write(operation::TRANSITION, 1, move |connection| {
-            let (incident, chain) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
-            let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-            let chain = append_entry(connection, &transition.entry, chain)?;
-            update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, chain)?;
-            Ok(transition)
-        })
-        .await
+        let transition = self
+            .write(operation::TRANSITION, 1, move |connection| {
+                let (incident, chain) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
+                let transition = lifecycle::apply(&incident, &action, &actor, now)?;
+                let chain = append_entry(connection, &transition.entry, chain)?;
+                update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, chain)?;
+                jobs::insert_jobs(connection, &reactions.after(&transition, now), now)?;
+                Ok(transition)
+            })
+            .await?;
+        self.job_signal.notify_waiters();
+        Ok(transition)
     }
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
@@ -413,6 +448,101 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn enqueue_jobs(&self, new: Vec<NewJob>) -> Result<(), StoreError> {
+        let now = Utc::now();
+        self.write(operation::ENQUEUE_JOBS, new.len(), move |connection| {
+            jobs::insert_jobs(connection, &new, now)
+        })
+        .await?;
+        self.job_signal.notify_waiters();
+        Ok(())
+    }
+
+    async fn ensure_job(&self, job: NewJob) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let written = self
+            .write(operation::ENQUEUE_JOBS, 1, move |connection| {
+                jobs::ensure_job(connection, &job, now)
+            })
+            .await?;
+        self.job_signal.notify_waiters();
+        Ok(written)
+    }
+
+    async fn claim_jobs(
+        &self,
+        kind: JobKind,
+        limit: u32,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let worker = worker.to_owned();
+        self.write(operation::CLAIM_JOBS, 1, move |connection| {
+            jobs::claim(connection, kind, limit, &worker, lease_until, now)
+        })
+        .await
+    }
+
+    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError> {
+        let follow_ups = !finish.follow_ups.is_empty();
+        let finished = self
+            .write(operation::FINISH_JOB, 1, move |connection| {
+                jobs::finish(connection, &finish)
+            })
+            .await?;
+        if follow_ups {
+            self.job_signal.notify_waiters();
+        }
+        Ok(finished)
+    }
+
+    async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let worker = worker.to_owned();
+        self.write(operation::RELEASE_JOBS, 1, move |connection| {
+            jobs::release(connection, &worker, now)
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.read(operation::LIST_JOBS, move |connection| jobs::select_job(connection, id))
+            .await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, StoreError> {
+        let filter = filter.clone();
+        self.read(operation::LIST_JOBS, move |connection| {
+            jobs::list(connection, &filter, page)
+        })
+        .await
+    }
+
+    async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job, StoreError> {
+        let job = self
+            .write(operation::RETRY_JOB, 1, move |connection| {
+                jobs::retry(connection, id, now)
+            })
+            .await?;
+        self.job_signal.notify_waiters();
+        Ok(job)
+    }
+
+    async fn count_jobs(&self) -> Result<Vec<JobCount>, StoreError> {
+        self.read(operation::COUNT_JOBS, jobs::count).await
+    }
+
+    async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(operation::PRUNE_JOBS, 1, move |connection| {
+            jobs::prune(connection, before)
+        })
+        .await
+    }
+
+    fn job_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.job_signal)
     }
 }
 
@@ -644,6 +774,7 @@ fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
         acknowledged_at: row.get::<_, Option<i64>>(16)?.map(time_from).transpose()?,
         resolved_at: row.get::<_, Option<i64>>(17)?.map(time_from).transpose()?,
         resolution_note: row.get(18)?,
+        route: row.get(19)?,
     })
 }
 
@@ -697,6 +828,10 @@ mod tests {
 
     use super::*;
 
+    fn no_reactions() -> Arc<Reactions> {
+        Arc::new(Reactions::default())
+    }
+
     fn entries(limit: u32, after: Option<lim_domain::EntryCursor>) -> EntryPageRequest {
         EntryPageRequest { limit, after }
     }
@@ -747,19 +882,22 @@ mod tests {
         let queued = {
             let store = Arc::clone(&store);
             let batch = vec![event("a"), event("b"), event("c")];
-            tokio::spawn(async move { store.ingest(batch, Utc::now()).await })
+            tokio::spawn(async move { store.ingest(batch, Utc::now(), no_reactions()).await })
         };
         while store.queue_permits.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
 
-        let refused = store.ingest(vec![event("d")], Utc::now()).await;
+        let refused = store.ingest(vec![event("d")], Utc::now(), no_reactions()).await;
 
         assert!(matches!(refused, Err(StoreError::Overloaded(_))), "{refused:?}");
         assert_eq!(refused.unwrap_err().kind(), ErrorKind::Overloaded);
         release.send(()).unwrap();
         assert_eq!(queued.await.unwrap().unwrap().len(), 3);
-        store.ingest(vec![event("d")], Utc::now()).await.unwrap();
+        store
+            .ingest(vec![event("d")], Utc::now(), no_reactions())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -840,7 +978,10 @@ mod tests {
             .unwrap(),
             Utc::now(),
         );
-        store.create_incident(incident).await.unwrap();
+        store
+            .create_incident(Reactions::default().open(incident, Utc::now()))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

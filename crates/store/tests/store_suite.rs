@@ -9,12 +9,19 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use lim_domain::jobs::Notification;
+use lim_domain::matcher::Matchers;
+use lim_domain::routing::{Route, Routes};
 use lim_domain::{
-    Action, Category, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, PageRequest,
-    Severity, Source, State, TimelineEntry, TimelineKind,
+    Action, Category, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job, JobId, JobKind,
+    JobPayload, JobResult, JobState, NewJob, NotifyEvent, Opening, PageRequest, Reactions, Severity, Source, State,
+    TimelineEntry, TimelineKind,
 };
 use lim_store::testing::TestDatabase;
-use lim_store::{IngestOutcome, OpenCount, QueryObserver, Store, StoreError, StoreOptions, operation};
+use lim_store::{
+    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, QueryObserver, Store, StoreError,
+    StoreOptions, operation,
+};
 use sqlx::{Connection, PgConnection};
 
 /// Each test runs once per backend, each time on a database of its own. Multi-threaded
@@ -66,6 +73,15 @@ store_tests!(
     a_repeat_event_raises_the_severity_and_never_lowers_it,
     a_long_timeline_is_read_page_by_page_oldest_first,
     comments_are_read_page_by_page,
+    a_routed_incident_is_assigned_with_its_deliveries_in_the_same_transaction,
+    acknowledging_and_resolving_write_the_routes_deliveries,
+    jobs_are_claimed_once_and_finished_by_their_worker_only,
+    a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried,
+    one_serial_key_runs_one_job_at_a_time_in_order,
+    an_expired_lease_lets_another_worker_claim_the_job,
+    released_jobs_are_queued_again_without_the_attempt,
+    a_recurring_job_is_ensured_once,
+    finished_jobs_are_pruned_after_their_retention,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -77,7 +93,7 @@ async fn an_event_creates_an_incident_with_a_created_entry(db: TestDb) {
     let now = now();
     let event = firing("fp-latency", now);
 
-    let outcomes = store.ingest(vec![event.clone()], now).await.unwrap();
+    let outcomes = store.ingest(vec![event.clone()], now, no_reactions()).await.unwrap();
 
     let [IngestOutcome::Created(created)] = outcomes.as_slice() else {
         panic!("expected one Created outcome, got {outcomes:?}");
@@ -98,10 +114,18 @@ async fn an_event_creates_an_incident_with_a_created_entry(db: TestDb) {
 async fn a_second_event_with_the_same_fingerprint_is_deduplicated(db: TestDb) {
     let store = db.connect().await;
     let first_at = now();
-    let id = created_id(&store.ingest(vec![firing("fp", first_at)], first_at).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", first_at)], first_at, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let later = first_at + Duration::seconds(30);
 
-    let outcomes = store.ingest(vec![firing("fp", later)], later).await.unwrap();
+    let outcomes = store
+        .ingest(vec![firing("fp", later)], later, no_reactions())
+        .await
+        .unwrap();
 
     assert_eq!(outcomes, vec![deduplicated(id, 2)]);
     assert_eq!(list_all(&*store).await.len(), 1);
@@ -122,7 +146,7 @@ async fn two_events_of_one_fingerprint_in_one_batch_make_one_incident(db: TestDb
     let now = now();
 
     let outcomes = store
-        .ingest(vec![firing("fp", now), firing("fp", now)], now)
+        .ingest(vec![firing("fp", now), firing("fp", now)], now, no_reactions())
         .await
         .unwrap();
 
@@ -144,7 +168,7 @@ async fn a_mixed_batch_keeps_the_order_of_each_fingerprint_and_reports_in_event_
         firing("a", now),
     ];
 
-    let outcomes = store.ingest(batch, now).await.unwrap();
+    let outcomes = store.ingest(batch, now, no_reactions()).await.unwrap();
 
     let first_b = created_id(&outcomes[0]);
     let a = created_id(&outcomes[1]);
@@ -177,11 +201,16 @@ async fn a_mixed_batch_keeps_the_order_of_each_fingerprint_and_reports_in_event_
 async fn a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_new_one(db: TestDb) {
     let store = db.connect().await;
     let opened_at = now();
-    let first = created_id(&store.ingest(vec![firing("fp", opened_at)], opened_at).await.unwrap()[0]);
+    let first = created_id(
+        &store
+            .ingest(vec![firing("fp", opened_at)], opened_at, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let resolved_at = opened_at + Duration::minutes(5);
 
     let outcomes = store
-        .ingest(vec![resolved("fp", resolved_at)], resolved_at)
+        .ingest(vec![resolved("fp", resolved_at)], resolved_at, no_reactions())
         .await
         .unwrap();
 
@@ -199,7 +228,7 @@ async fn a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_n
 
     let reopened_at = resolved_at + Duration::minutes(1);
     let outcomes = store
-        .ingest(vec![firing("fp", reopened_at)], reopened_at)
+        .ingest(vec![firing("fp", reopened_at)], reopened_at, no_reactions())
         .await
         .unwrap();
     let second = created_id(&outcomes[0]);
@@ -212,7 +241,10 @@ async fn a_resolved_event_with_nothing_open_is_ignored(db: TestDb) {
     let store = db.connect().await;
     let now = now();
 
-    let outcomes = store.ingest(vec![resolved("never-fired", now)], now).await.unwrap();
+    let outcomes = store
+        .ingest(vec![resolved("never-fired", now)], now, no_reactions())
+        .await
+        .unwrap();
 
     assert_eq!(outcomes, vec![IngestOutcome::Ignored]);
     assert!(list_all(&*store).await.is_empty());
@@ -225,7 +257,7 @@ async fn a_manual_incident_is_stored_with_its_created_entry(db: TestDb) {
     event.labels.clear();
     let incident = Incident::open(IncidentId::generate(), &event, now());
 
-    store.create_incident(incident.clone()).await.unwrap();
+    store.create_incident(unrouted(incident.clone())).await.unwrap();
 
     assert_eq!(store.get_incident(incident.id).await.unwrap(), Some(incident.clone()));
     assert_eq!(
@@ -237,10 +269,18 @@ async fn a_manual_incident_is_stored_with_its_created_entry(db: TestDb) {
 async fn a_reclassification_is_stored_with_its_entry(db: TestDb) {
     let store = db.connect().await;
     let start = now();
-    let id = created_id(&store.ingest(vec![firing("fp", start)], start).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", start)], start, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let action = Action::reclassify(Some("P0".into()), Some("security".into())).unwrap();
 
-    let change = store.transition(id, action, "ana".into(), start).await.unwrap();
+    let change = store
+        .transition(id, action, "ana".into(), start, no_reactions())
+        .await
+        .unwrap();
 
     let stored = store.get_incident(id).await.unwrap().unwrap();
     assert_eq!(stored, change.after);
@@ -259,7 +299,12 @@ async fn a_reclassification_is_stored_with_its_entry(db: TestDb) {
 async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
     let store = db.connect().await;
     let start = now();
-    let id = created_id(&store.ingest(vec![firing("fp", start)], start).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", start)], start, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let assign = Action::assign(Some("ana".into()), Some("ml-oncall".into())).unwrap();
     let resolve = Action::resolve(Some("rolled back".into())).unwrap();
     let steps = [
@@ -272,7 +317,13 @@ async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
     let mut entries = Vec::new();
     for (action, actor, seconds, expected) in steps {
         let transition = store
-            .transition(id, action, actor.into(), start + Duration::seconds(seconds))
+            .transition(
+                id,
+                action,
+                actor.into(),
+                start + Duration::seconds(seconds),
+                no_reactions(),
+            )
             .await
             .unwrap();
         assert_eq!(transition.after.state, expected);
@@ -304,12 +355,17 @@ async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
 async fn an_illegal_transition_is_refused_and_changes_nothing(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let before = store.get_incident(id).await.unwrap().unwrap();
     let timeline_before = whole_timeline(&*store, id).await;
 
     let error = store
-        .transition(id, Action::Start, "ana".into(), now)
+        .transition(id, Action::Start, "ana".into(), now, no_reactions())
         .await
         .unwrap_err();
 
@@ -321,12 +377,12 @@ async fn an_illegal_transition_is_refused_and_changes_nothing(db: TestDb) {
     assert_eq!(whole_timeline(&*store, id).await, timeline_before);
 
     store
-        .transition(id, Action::Resolve { note: None }, "ana".into(), now)
+        .transition(id, Action::Resolve { note: None }, "ana".into(), now, no_reactions())
         .await
         .unwrap();
     let resolved = store.get_incident(id).await.unwrap().unwrap();
     let error = store
-        .transition(id, Action::Acknowledge, "ana".into(), now)
+        .transition(id, Action::Acknowledge, "ana".into(), now, no_reactions())
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::IllegalTransition(_)), "{error:?}");
@@ -341,7 +397,7 @@ async fn unknown_ids_are_not_found(db: TestDb) {
 
     assert!(store.get_incident(unknown).await.unwrap().is_none());
     let transition = store
-        .transition(unknown, Action::Acknowledge, "ana".into(), now())
+        .transition(unknown, Action::Acknowledge, "ana".into(), now(), no_reactions())
         .await;
     assert!(
         matches!(transition, Err(StoreError::NotFound(id)) if id == unknown),
@@ -362,7 +418,12 @@ async fn unknown_ids_are_not_found(db: TestDb) {
 async fn comments_appear_in_the_timeline(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let comment = TimelineEntry::new(
         id,
         now + Duration::seconds(5),
@@ -393,11 +454,11 @@ async fn lists_filter_by_state_severity_source_and_category(db: TestDb) {
     .await;
     let d = ingest_one(&*store, event("d", Severity::P1, Source::Sentinel, Category::Security)).await;
     store
-        .transition(c, Action::Acknowledge, "ana".into(), now())
+        .transition(c, Action::Acknowledge, "ana".into(), now(), no_reactions())
         .await
         .unwrap();
     store
-        .transition(d, Action::Resolve { note: None }, "ana".into(), now())
+        .transition(d, Action::Resolve { note: None }, "ana".into(), now(), no_reactions())
         .await
         .unwrap();
 
@@ -490,12 +551,12 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     ingest_one(&*store, event("p2", Severity::P2, Source::Shield, Category::Security)).await;
     let resolved_alone = ingest_one(&*store, event("p3", Severity::P3, Source::Api, Category::Cost)).await;
     store
-        .transition(acknowledged, Action::Acknowledge, "ana".into(), now())
+        .transition(acknowledged, Action::Acknowledge, "ana".into(), now(), no_reactions())
         .await
         .unwrap();
     for id in [resolved_twin, resolved_alone] {
         store
-            .transition(id, Action::Resolve { note: None }, "ana".into(), now())
+            .transition(id, Action::Resolve { note: None }, "ana".into(), now(), no_reactions())
             .await
             .unwrap();
     }
@@ -528,7 +589,7 @@ async fn a_hundred_concurrent_events_of_one_fingerprint_make_one_incident(db: Te
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.ingest(vec![firing("storm", now)], now).await })
+            tokio::spawn(async move { store.ingest(vec![firing("storm", now)], now, no_reactions()).await })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -563,7 +624,7 @@ async fn concurrent_batches_touching_the_same_fingerprints_in_opposite_orders_al
     let store = db.connect().await;
     let now = now();
     store
-        .ingest(vec![firing("a", now), firing("b", now)], now)
+        .ingest(vec![firing("a", now), firing("b", now)], now, no_reactions())
         .await
         .unwrap();
 
@@ -575,7 +636,7 @@ async fn concurrent_batches_touching_the_same_fingerprints_in_opposite_orders_al
             } else {
                 vec![firing("b", now), firing("a", now)]
             };
-            tokio::spawn(async move { store.ingest(batch, now).await })
+            tokio::spawn(async move { store.ingest(batch, now, no_reactions()).await })
         })
         .collect();
     for task in tasks {
@@ -605,7 +666,10 @@ async fn incidents_and_timelines_survive_reconnecting(db: TestDb) {
     let now = now();
     let open = ingest_one(&*store, firing("still-open", now)).await;
     let closed = ingest_one(&*store, firing("closed", now)).await;
-    store.ingest(vec![firing("still-open", now)], now).await.unwrap();
+    store
+        .ingest(vec![firing("still-open", now)], now, no_reactions())
+        .await
+        .unwrap();
     store
         .transition(
             closed,
@@ -614,6 +678,7 @@ async fn incidents_and_timelines_survive_reconnecting(db: TestDb) {
             },
             "ana".into(),
             now,
+            no_reactions(),
         )
         .await
         .unwrap();
@@ -634,7 +699,10 @@ async fn incidents_and_timelines_survive_reconnecting(db: TestDb) {
     for (id, timeline) in [open, closed].into_iter().zip(timelines_before) {
         assert_eq!(whole_timeline(&*store, id).await, timeline);
     }
-    let outcomes = store.ingest(vec![firing("still-open", now)], now).await.unwrap();
+    let outcomes = store
+        .ingest(vec![firing("still-open", now)], now, no_reactions())
+        .await
+        .unwrap();
     assert_eq!(
         outcomes,
         vec![deduplicated(open, 3)],
@@ -679,9 +747,9 @@ async fn the_observer_hears_every_operation_by_name(db: TestDb) {
 
     let id = ingest_one(&*store, firing("fp", now)).await;
     let manual = Incident::open(IncidentId::generate(), &firing("manual", now), now);
-    store.create_incident(manual).await.unwrap();
+    store.create_incident(unrouted(manual)).await.unwrap();
     store
-        .transition(id, Action::Acknowledge, "ana".into(), now)
+        .transition(id, Action::Acknowledge, "ana".into(), now, no_reactions())
         .await
         .unwrap();
     store
@@ -698,7 +766,9 @@ async fn the_observer_hears_every_operation_by_name(db: TestDb) {
     store.count_open().await.unwrap();
     store.ping().await.unwrap();
     let unknown = IncidentId::generate();
-    let refused = store.transition(unknown, Action::Start, "ana".into(), now).await;
+    let refused = store
+        .transition(unknown, Action::Start, "ana".into(), now, no_reactions())
+        .await;
     assert!(
         matches!(refused, Err(StoreError::NotFound(id)) if id == unknown),
         "{refused:?}"
@@ -732,10 +802,13 @@ async fn a_redelivered_event_is_recognised_and_not_counted(db: TestDb) {
         ..firing("fp", occurred_at)
     };
     let first = now - Duration::minutes(5);
-    let id = created_id(&store.ingest(vec![stated(first)], now).await.unwrap()[0]);
+    let id = created_id(&store.ingest(vec![stated(first)], now, no_reactions()).await.unwrap()[0]);
 
     // Alertmanager re-sends the group: same fingerprint, same time.
-    let outcomes = store.ingest(vec![stated(first), stated(first)], now).await.unwrap();
+    let outcomes = store
+        .ingest(vec![stated(first), stated(first)], now, no_reactions())
+        .await
+        .unwrap();
 
     let redelivered = IngestOutcome::Redelivered {
         incident_id: id,
@@ -755,7 +828,11 @@ async fn a_redelivered_event_is_recognised_and_not_counted(db: TestDb) {
     // that does not say when it occurred always counts.
     let later = now - Duration::minutes(1);
     let outcomes = store
-        .ingest(vec![stated(later), stated(later), firing("fp", later)], now)
+        .ingest(
+            vec![stated(later), stated(later), firing("fp", later)],
+            now,
+            no_reactions(),
+        )
         .await
         .unwrap();
     assert_eq!(outcomes[0], deduplicated(id, 2));
@@ -776,14 +853,23 @@ async fn a_redelivered_event_is_recognised_and_not_counted(db: TestDb) {
 async fn a_repeat_event_raises_the_severity_and_never_lowers_it(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     let with_severity = |severity| Event {
         severity,
         ..firing("fp", now)
     };
 
     let outcomes = store
-        .ingest(vec![with_severity(Severity::P0), with_severity(Severity::P3)], now)
+        .ingest(
+            vec![with_severity(Severity::P0), with_severity(Severity::P3)],
+            now,
+            no_reactions(),
+        )
         .await
         .unwrap();
 
@@ -834,10 +920,16 @@ async fn a_long_timeline_is_read_page_by_page_oldest_first(db: TestDb) {
     let store = db.connect().await;
     let now = now();
     let batch = (0..251).map(|_| firing("fp", now)).collect();
-    let id = created_id(&store.ingest(batch, now).await.unwrap()[0]);
+    let id = created_id(&store.ingest(batch, now, no_reactions()).await.unwrap()[0]);
     // Another incident's entries interleave with this one's.
-    store.ingest(vec![firing("other", now)], now).await.unwrap();
-    store.ingest(vec![firing("fp", now)], now).await.unwrap();
+    store
+        .ingest(vec![firing("other", now)], now, no_reactions())
+        .await
+        .unwrap();
+    store
+        .ingest(vec![firing("fp", now)], now, no_reactions())
+        .await
+        .unwrap();
 
     let mut pages = Vec::new();
     let mut after = None;
@@ -868,7 +960,12 @@ async fn a_long_timeline_is_read_page_by_page_oldest_first(db: TestDb) {
 async fn comments_are_read_page_by_page(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(&store.ingest(vec![firing("fp", now)], now).await.unwrap()[0]);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     for n in 0..5 {
         store
             .add_comment(TimelineEntry::new(
@@ -880,7 +977,10 @@ async fn comments_are_read_page_by_page(db: TestDb) {
             ))
             .await
             .unwrap();
-        store.ingest(vec![firing("fp", now)], now).await.unwrap();
+        store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap();
     }
 
     let first = store.comments(id, entries(2)).await.unwrap();
@@ -910,10 +1010,461 @@ async fn comments_are_read_page_by_page(db: TestDb) {
     assert_eq!(messages(&second.entries), ["note 2", "note 3"]);
     assert_eq!(messages(&third.entries), ["note 4"]);
     assert_eq!(third.next, None);
-    let none = created_id(&store.ingest(vec![firing("quiet", now)], now).await.unwrap()[0]);
+    let none = created_id(
+        &store
+            .ingest(vec![firing("quiet", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
     assert_eq!(store.comments(none, entries(10)).await.unwrap().entries, []);
     let unknown = store.comments(IncidentId::generate(), entries(10)).await;
     assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
+}
+
+fn routed(channels: &[&str], assignee: Option<&str>) -> Arc<Reactions> {
+    Arc::new(Reactions {
+        routes: Routes::new(vec![Route {
+            name: "everything".into(),
+            matchers: Matchers::default(),
+            team: Some("ml-oncall".into()),
+            assignee: assignee.map(Into::into),
+            escalation_policy: None,
+            channels: channels.iter().map(|channel| channel.to_string()).collect(),
+            notify_on: Route::DEFAULT_NOTIFY_ON.to_vec(),
+            group_wait: None,
+        }]),
+        channel_attempts: Default::default(),
+        default_attempts: 5,
+    })
+}
+
+const WORKER: &str = "worker-1";
+
+fn lease(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + Duration::seconds(60)
+}
+
+fn notification(job: &Job) -> &Notification {
+    match &job.payload {
+        JobPayload::Notify(notification) => notification,
+        other => panic!("a notification job, got {other:?}"),
+    }
+}
+
+fn plain_job(now: DateTime<Utc>, serial_key: Option<&str>) -> NewJob {
+    NewJob {
+        serial_key: serial_key.map(Into::into),
+        ..NewJob::notify(IncidentId::generate(), "ops", NotifyEvent::Created, None, 3, now)
+    }
+}
+
+fn finish(job: &Job, worker: &str, result: JobResult, now: DateTime<Utc>) -> JobFinish {
+    JobFinish {
+        id: job.id,
+        worker: worker.into(),
+        result,
+        entry: None,
+        follow_ups: Vec::new(),
+        now,
+    }
+}
+
+async fn a_routed_incident_is_assigned_with_its_deliveries_in_the_same_transaction(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+
+    let outcomes = store
+        .ingest(vec![firing("fp", now)], now, routed(&["ops", "slack"], Some("ana")))
+        .await
+        .unwrap();
+
+    let IngestOutcome::Created(incident) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(incident.state, State::Assigned);
+    assert_eq!(incident.assignee.as_deref(), Some("ana"));
+    assert_eq!(incident.route.as_deref(), Some("everything"));
+    assert_eq!(store.get_incident(incident.id).await.unwrap().as_ref(), Some(incident));
+    let timeline = whole_timeline(&*store, incident.id).await;
+    assert_eq!(
+        kinds(&timeline),
+        [TimelineKind::Created, TimelineKind::Routed, TimelineKind::Assigned]
+    );
+    assert_eq!(timeline[2].actor, "route everything");
+    assert_eq!(
+        store.count_jobs().await.unwrap(),
+        [JobCount {
+            kind: JobKind::Notify,
+            queued: 2
+        }]
+    );
+    let jobs = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    let channels: Vec<&str> = jobs.iter().map(|job| notification(job).channel.as_str()).collect();
+    assert_eq!(channels, ["ops", "slack"]);
+    assert!(
+        jobs.iter()
+            .all(|job| job.incident_id == Some(incident.id) && job.max_attempts == 5)
+    );
+    // A repeat event causes nothing more.
+    store
+        .ingest(vec![firing("fp", now)], now, routed(&["ops", "slack"], Some("ana")))
+        .await
+        .unwrap();
+    assert_eq!(store.count_jobs().await.unwrap(), []);
+}
+
+async fn acknowledging_and_resolving_write_the_routes_deliveries(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let reactions = routed(&["ops"], None);
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, reactions.clone())
+            .await
+            .unwrap()[0],
+    );
+    let created = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+
+    store
+        .transition(id, Action::Acknowledge, "ana".into(), now, reactions.clone())
+        .await
+        .unwrap();
+    store.ingest(vec![resolved("fp", now)], now, reactions).await.unwrap();
+
+    for job in &created {
+        assert!(
+            store
+                .finish_job(finish(job, WORKER, JobResult::Done, now))
+                .await
+                .unwrap()
+        );
+    }
+    let later = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1, "one at a time per incident and channel: {later:?}");
+    assert_eq!(notification(&later[0]).event, NotifyEvent::Acknowledged);
+    store
+        .finish_job(finish(&later[0], WORKER, JobResult::Done, now))
+        .await
+        .unwrap();
+    let last = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(notification(&last[0]).event, NotifyEvent::Resolved);
+}
+
+async fn jobs_are_claimed_once_and_finished_by_their_worker_only(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store
+        .enqueue_jobs((0..3).map(|_| plain_job(now, None)).collect())
+        .await
+        .unwrap();
+
+    let first = store
+        .claim_jobs(JobKind::Notify, 2, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    let second = store
+        .claim_jobs(JobKind::Notify, 2, "worker-2", lease(now), now)
+        .await
+        .unwrap();
+    let none = store
+        .claim_jobs(JobKind::Notify, 2, WORKER, lease(now), now)
+        .await
+        .unwrap();
+
+    assert_eq!((first.len(), second.len(), none.len()), (2, 1, 0));
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .all(|job| job.state == JobState::Running && job.attempts == 1)
+    );
+    assert!(
+        store
+            .claim_jobs(JobKind::Housekeeping, 2, WORKER, lease(now), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .finish_job(finish(&second[0], WORKER, JobResult::Done, now))
+            .await
+            .unwrap(),
+        "not its job"
+    );
+    assert!(
+        store
+            .finish_job(finish(&second[0], "worker-2", JobResult::Done, now))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_job(finish(&second[0], "worker-2", JobResult::Done, now))
+            .await
+            .unwrap(),
+        "finished already"
+    );
+    let job = store.get_job(second[0].id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Done);
+    let done = JobFilter {
+        states: vec![JobState::Done],
+        ..JobFilter::default()
+    };
+    let listed = store
+        .list_jobs(
+            &done,
+            JobPageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![job]);
+}
+
+async fn a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let incident = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
+    let mut job = plain_job(now, None);
+    job.incident_id = Some(incident);
+    store.enqueue_jobs(vec![job]).await.unwrap();
+    let claimed = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    let retry_at = now + Duration::seconds(30);
+    let entry = TimelineEntry::new(incident, now, TimelineKind::Notified, "notifier", "ops: 500, retrying");
+
+    let recorded = store
+        .finish_job(JobFinish {
+            entry: Some(entry.clone()),
+            ..finish(
+                &claimed[0],
+                WORKER,
+                JobResult::Retry {
+                    due_at: retry_at,
+                    error: "500".into(),
+                },
+                now,
+            )
+        })
+        .await
+        .unwrap();
+
+    assert!(recorded);
+    assert_eq!(whole_timeline(&*store, incident).await.last(), Some(&entry));
+    assert!(
+        store
+            .claim_jobs(JobKind::Notify, 1, WORKER, lease(now), now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, lease(retry_at), retry_at)
+        .await
+        .unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 2));
+    assert_eq!(again[0].last_error.as_deref(), Some("500"));
+    store
+        .finish_job(finish(
+            &again[0],
+            WORKER,
+            JobResult::Dead {
+                error: "still 500".into(),
+            },
+            retry_at,
+        ))
+        .await
+        .unwrap();
+    let dead = store.get_job(again[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (dead.state, dead.last_error.as_deref()),
+        (JobState::Dead, Some("still 500"))
+    );
+    assert_eq!(store.count_jobs().await.unwrap(), []);
+
+    let retried = store.retry_job(dead.id, retry_at).await.unwrap();
+
+    assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
+    let refused = store.retry_job(dead.id, retry_at).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::NotDead {
+                state: JobState::Queued,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let unknown = store.retry_job(JobId(999_999), retry_at).await;
+    assert!(matches!(unknown, Err(StoreError::JobNotFound(_))), "{unknown:?}");
+}
+
+async fn one_serial_key_runs_one_job_at_a_time_in_order(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store
+        .enqueue_jobs(vec![
+            plain_job(now, Some("k")),
+            plain_job(now, Some("k")),
+            plain_job(now, Some("other")),
+        ])
+        .await
+        .unwrap();
+
+    let claimed = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+
+    assert_eq!(claimed.len(), 2, "the first of `k` and the one of `other`");
+    let first = claimed.iter().min_by_key(|job| job.id).unwrap();
+    assert!(
+        store
+            .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .finish_job(finish(first, WORKER, JobResult::Done, now))
+        .await
+        .unwrap();
+    let next = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].id > first.id);
+}
+
+async fn an_expired_lease_lets_another_worker_claim_the_job(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store.enqueue_jobs(vec![plain_job(now, Some("k"))]).await.unwrap();
+    let first = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, now + Duration::seconds(1), now)
+        .await
+        .unwrap();
+
+    let later = now + Duration::seconds(2);
+    let second = store
+        .claim_jobs(JobKind::Notify, 1, "worker-2", lease(later), later)
+        .await
+        .unwrap();
+
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].id, second[0].attempts), (first[0].id, 2));
+    assert!(
+        !store
+            .finish_job(finish(&first[0], WORKER, JobResult::Done, later))
+            .await
+            .unwrap(),
+        "the lease is gone"
+    );
+    assert!(
+        store
+            .finish_job(finish(&second[0], "worker-2", JobResult::Done, later))
+            .await
+            .unwrap()
+    );
+}
+
+async fn released_jobs_are_queued_again_without_the_attempt(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store
+        .enqueue_jobs(vec![plain_job(now, None), plain_job(now, None)])
+        .await
+        .unwrap();
+    store
+        .claim_jobs(JobKind::Notify, 2, WORKER, lease(now), now)
+        .await
+        .unwrap();
+
+    let released = store.release_jobs(WORKER, now).await.unwrap();
+
+    assert_eq!(released, 2);
+    let again = store
+        .claim_jobs(JobKind::Notify, 2, "worker-2", lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|job| job.attempts).collect::<Vec<_>>(), [1, 1]);
+}
+
+async fn a_recurring_job_is_ensured_once(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let housekeeping = || NewJob {
+        payload: JobPayload::Housekeeping,
+        incident_id: None,
+        due_at: now,
+        max_attempts: 1,
+        serial_key: Some("housekeeping".into()),
+    };
+
+    let written = [
+        store.ensure_job(housekeeping()).await.unwrap(),
+        store.ensure_job(housekeeping()).await.unwrap(),
+    ];
+
+    assert_eq!(written, [true, false]);
+    let claimed = store
+        .claim_jobs(JobKind::Housekeeping, 5, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(!store.ensure_job(housekeeping()).await.unwrap(), "running counts too");
+    store
+        .finish_job(finish(&claimed[0], WORKER, JobResult::Done, now))
+        .await
+        .unwrap();
+    assert!(store.ensure_job(housekeeping()).await.unwrap());
+}
+
+async fn finished_jobs_are_pruned_after_their_retention(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store
+        .enqueue_jobs(vec![plain_job(now, None), plain_job(now, None)])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    store
+        .finish_job(finish(&claimed[0], WORKER, JobResult::Done, now))
+        .await
+        .unwrap();
+
+    assert_eq!(store.prune_jobs(now).await.unwrap(), 0, "done at `now`, not before");
+    assert_eq!(store.prune_jobs(now + Duration::seconds(1)).await.unwrap(), 1);
+    assert!(store.get_job(claimed[0].id).await.unwrap().is_none());
+    assert_eq!(store.count_jobs().await.unwrap()[0].queued, 1, "the queued one stays");
 }
 
 /// What only the PostgreSQL backend promises: it is the one several replicas share.
@@ -941,7 +1492,47 @@ mod postgres_only {
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
-            assert_eq!(versions, [1, 2]);
+            assert_eq!(versions, [1, 2, 3]);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_claiming_at_once_take_each_job_once() {
+        run(Backend::Postgres, |db: TestDb| async move {
+            let now = now();
+            let replicas = [db.connect().await, db.connect().await, db.connect().await];
+            replicas[0]
+                .enqueue_jobs((0..600).map(|_| plain_job(now, None)).collect())
+                .await
+                .unwrap();
+
+            let claims: Vec<_> = (0..12)
+                .map(|worker| {
+                    let store = replicas[worker % 3].clone();
+                    tokio::spawn(async move {
+                        let mut mine = Vec::new();
+                        loop {
+                            let name = format!("worker-{worker}");
+                            let jobs = store
+                                .claim_jobs(JobKind::Notify, 7, &name, lease(now), now)
+                                .await
+                                .unwrap();
+                            if jobs.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(jobs.into_iter().map(|job| job.id));
+                        }
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for claim in claims {
+                all.extend(claim.await.unwrap());
+            }
+
+            let distinct: HashSet<JobId> = all.iter().copied().collect();
+            assert_eq!((all.len(), distinct.len()), (600, 600), "every job claimed, none twice");
         })
         .await;
     }
@@ -1002,7 +1593,7 @@ fn event(fingerprint: &str, severity: Severity, source: Source, category: Catego
 }
 
 async fn ingest_one(store: &dyn Store, event: Event) -> IncidentId {
-    let outcomes = store.ingest(vec![event], now()).await.unwrap();
+    let outcomes = store.ingest(vec![event], now(), no_reactions()).await.unwrap();
     created_id(&outcomes[0])
 }
 
@@ -1034,6 +1625,17 @@ async fn list_all(store: &dyn Store) -> Vec<Incident> {
         .list_incidents(&IncidentFilter::default(), first_page(500))
         .await
         .unwrap()
+}
+
+/// No routes, no channels: changes cause nothing.
+fn no_reactions() -> Arc<Reactions> {
+    Arc::new(Reactions::default())
+}
+
+/// A new incident as a store without routes keeps it.
+fn unrouted(incident: Incident) -> Opening {
+    let now = incident.created_at;
+    Reactions::default().open(incident, now)
 }
 
 fn entries(limit: u32) -> EntryPageRequest {

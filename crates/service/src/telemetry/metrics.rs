@@ -8,8 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use lim_domain::{Category, Incident, IncidentId, Severity, Source, State, TimelineKind, Transition};
-use lim_store::{OpenCount, PoolStats};
+use lim_domain::{
+    Category, ChannelKind, Incident, IncidentId, JobKind, Severity, Source, State, TimelineKind, Transition,
+};
+use lim_store::{JobCount, OpenCount, PoolStats};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,6 +29,8 @@ const HTTP_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 const DB_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 5.0,
 ];
+/// Jobs and deliveries: 1 ms to a minute.
+const JOB_BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
 /// Time to acknowledge or resolve: 1 minute to 1 day.
 const LIFECYCLE_BUCKETS: [f64; 10] = [
     60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
@@ -94,6 +98,48 @@ struct TransitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobTypeLabels {
+    job_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobStatusLabels {
+    job_type: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelStatusLabels {
+    channel: &'static str,
+    status: &'static str,
+}
+
+/// How an attempt of a delivery ended (the `status` of `notifications_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Failed; another attempt follows.
+    Failed,
+    /// Failed, and no attempt follows.
+    Dead,
+}
+
+impl Delivery {
+    const fn label(self) -> &'static str {
+        match self {
+            Delivery::Sent => "sent",
+            Delivery::Failed => "failed",
+            Delivery::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     backend: &'static str,
@@ -116,6 +162,13 @@ pub struct Metrics {
     resolution_duration: HistogramFamily<SeveritySourceLabels>,
     state_transitions: Family<TransitionLabels, Counter>,
     active_label_sets: Mutex<HashSet<IncidentLabels>>,
+    job_executions: Family<JobStatusLabels, Counter>,
+    job_duration: HistogramFamily<JobTypeLabels>,
+    jobs_dead: Family<JobTypeLabels, Counter>,
+    job_queue_depth: Family<JobTypeLabels, Gauge>,
+    jobs_in_progress: Family<JobTypeLabels, Gauge>,
+    notifications: Family<ChannelStatusLabels, Counter>,
+    notification_duration: HistogramFamily<ChannelLabels>,
 }
 
 impl Metrics {
@@ -130,7 +183,7 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Version of the running binary (always 1)", build_info);
         registry.register_collector(Box::new(ProcessCollector::new()));
-        Metrics {
+        let metrics = Metrics {
             // Counters are registered without `_total`: the encoder appends it.
             http_requests: registered(
                 &mut registry,
@@ -212,8 +265,59 @@ impl Metrics {
                 Family::default(),
             ),
             active_label_sets: Mutex::default(),
+            job_executions: registered(
+                &mut registry,
+                "job_executions",
+                "Job attempts, by job type and outcome",
+                Family::default(),
+            ),
+            job_duration: registered(
+                &mut registry,
+                "job_duration_seconds",
+                "Time a job attempt took, in seconds",
+                histograms(job_histogram),
+            ),
+            jobs_dead: registered(
+                &mut registry,
+                "jobs_dead",
+                "Jobs whose attempts ran out, parked in the dead state",
+                Family::default(),
+            ),
+            job_queue_depth: registered(
+                &mut registry,
+                "job_queue_depth",
+                "Jobs waiting (due now or later), as the store counts them",
+                Family::default(),
+            ),
+            jobs_in_progress: registered(
+                &mut registry,
+                "jobs_in_progress",
+                "Jobs this process is running",
+                Family::default(),
+            ),
+            notifications: registered(
+                &mut registry,
+                "notifications",
+                "Notification delivery attempts, by channel type and outcome",
+                Family::default(),
+            ),
+            notification_duration: registered(
+                &mut registry,
+                "notification_duration_seconds",
+                "Time a delivery attempt took, in seconds",
+                histograms(job_histogram),
+            ),
             registry,
+        };
+        // Every job type is exported from the start, at zero while idle.
+        for kind in JobKind::ALL {
+            let labels = JobTypeLabels {
+                job_type: kind.as_str(),
+            };
+            let _ = metrics.job_queue_depth.get_or_create(&labels);
+            let _ = metrics.jobs_in_progress.get_or_create(&labels);
         }
+        metrics
     }
 
     pub fn registry(&self) -> &Registry {
@@ -228,11 +332,20 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A new incident; one a route assigned at once also counts its NEW → ASSIGNED.
     pub fn incident_created(&self, incident: &Incident) {
-        tracing::debug!(id = %incident.id, severity = %incident.severity, source = %incident.source, title = %incident.title, "incident opened");
+        tracing::debug!(id = %incident.id, severity = %incident.severity, source = %incident.source, title = %incident.title, route = incident.route.as_deref().unwrap_or("none"), "incident opened");
         self.incidents_created
             .get_or_create(&IncidentLabels::of(incident))
             .inc();
+        if incident.state != State::New {
+            self.state_transitions
+                .get_or_create(&TransitionLabels {
+                    from_state: State::New.as_str(),
+                    to_state: incident.state.as_str(),
+                })
+                .inc();
+        }
     }
 
     pub fn incident_deduplicated(&self, source: Source) {
@@ -309,6 +422,60 @@ impl Metrics {
         }
     }
 
+    /// An attempt of a job ended: `succeeded`, or failed (`dead` when no attempt follows).
+    pub fn job_attempted(&self, kind: JobKind, succeeded: bool, dead: bool, elapsed: Duration) {
+        let job_type = kind.as_str();
+        let status = if succeeded { "success" } else { "failure" };
+        self.job_executions
+            .get_or_create(&JobStatusLabels { job_type, status })
+            .inc();
+        self.job_duration
+            .get_or_create(&JobTypeLabels { job_type })
+            .observe(elapsed.as_secs_f64());
+        if dead {
+            self.jobs_dead.get_or_create(&JobTypeLabels { job_type }).inc();
+        }
+    }
+
+    /// A job starts (`+1`) or ends (`-1`) in this process.
+    pub fn job_running(&self, kind: JobKind, change: i64) {
+        self.jobs_in_progress
+            .get_or_create(&JobTypeLabels {
+                job_type: kind.as_str(),
+            })
+            .inc_by(change);
+    }
+
+    /// An attempt of a delivery ended.
+    pub fn delivery_attempted(&self, channel: ChannelKind, outcome: Delivery, elapsed: Duration) {
+        self.notifications
+            .get_or_create(&ChannelStatusLabels {
+                channel: channel.as_str(),
+                status: outcome.label(),
+            })
+            .inc();
+        self.notification_duration
+            .get_or_create(&ChannelLabels {
+                channel: channel.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets `job_queue_depth` to the store's counts, every kind (at zero when none waits).
+    pub fn set_queued(&self, counts: &[JobCount]) {
+        for kind in JobKind::ALL {
+            let queued = counts
+                .iter()
+                .find(|count| count.kind == *kind)
+                .map_or(0, |count| count.queued);
+            self.job_queue_depth
+                .get_or_create(&JobTypeLabels {
+                    job_type: kind.as_str(),
+                })
+                .set(queued);
+        }
+    }
+
     pub fn set_pool(&self, stats: PoolStats) {
         self.db_connections_in_use.set(stats.in_use.into());
         self.db_connections_idle.set(stats.idle.into());
@@ -332,6 +499,10 @@ fn http_histogram() -> Histogram {
 
 fn db_histogram() -> Histogram {
     Histogram::new(DB_BUCKETS)
+}
+
+fn job_histogram() -> Histogram {
+    Histogram::new(JOB_BUCKETS)
 }
 
 fn lifecycle_histogram() -> Histogram {

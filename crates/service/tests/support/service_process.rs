@@ -38,6 +38,8 @@ impl ServiceProcess {
     }
 
     pub async fn launch(dir: &Path, launch: Launch) -> ServiceProcess {
+        // The tests' own HTTP clients need rustls' provider, as the service does.
+        llm_incident_manager::tls::install_crypto_provider();
         let (http, metrics, grpc) = (free_port(), free_port(), free_port());
         let log = dir.join(format!("service-{http}.log"));
         let mut command = match launch.wrapper.split_first() {

@@ -14,34 +14,38 @@ pub(super) enum PreparedEvent {
     Resolved { event: Event, fingerprint_key: [u8; 16] },
 }
 
-/// An incident to insert, with its dedup key, labels and first entry ready.
+/// An incident to insert as routing left it, with its dedup key, labels, timeline
+/// entries and jobs ready.
 pub(super) struct NewIncident {
     incident: Incident,
     fingerprint_key: [u8; 16],
     labels: String,
-    pub(super) created: TimelineEntry,
+    pub(super) entries: Vec<TimelineEntry>,
+    pub(super) jobs: Vec<NewJob>,
 }
 
 impl NewIncident {
-    pub(super) fn new(incident: Incident) -> Result<Self, StoreError> {
+    pub(super) fn new(opening: Opening) -> Result<Self, StoreError> {
         let labels =
-            serde_json::to_string(&incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+            serde_json::to_string(&opening.incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
         Ok(NewIncident {
-            fingerprint_key: fingerprint_key(&incident.fingerprint),
-            created: lifecycle::created_entry(&incident),
+            fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
+            entries: opening.entries,
+            jobs: opening.jobs,
             labels,
-            incident,
+            incident: opening.incident,
         })
     }
 }
 
 impl PreparedEvent {
-    pub(super) fn new(event: Event, now: DateTime<Utc>) -> Result<Self, StoreError> {
+    pub(super) fn new(event: Event, now: DateTime<Utc>, reactions: &Reactions) -> Result<Self, StoreError> {
         if event.status == EventStatus::Resolved {
             let fingerprint_key = fingerprint_key(&event.fingerprint);
             return Ok(PreparedEvent::Resolved { event, fingerprint_key });
         }
-        let opens = NewIncident::new(Incident::open(IncidentId::generate(), &event, now))?;
+        let opening = reactions.open(Incident::open(IncidentId::generate(), &event, now), now);
+        let opens = NewIncident::new(opening)?;
         Ok(PreparedEvent::Firing { event, opens })
     }
 }
@@ -54,8 +58,9 @@ const COUNT_OCCURRENCE: &str = "UPDATE incidents SET occurrence_count = occurren
 const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = occurrence_count + 1, \
      last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5, severity = ?6 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
-     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, last_entry, \
-     entry_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, 1)";
+     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, assignee, team, \
+     route, last_entry, entry_count) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11, \
      entry_count = ?12 WHERE id = ?1";
@@ -159,7 +164,12 @@ impl<'c> IngestStatements<'c> {
         Ok(seq)
     }
 
-    pub(super) fn ingest(&mut self, prepared: PreparedEvent, now: DateTime<Utc>) -> Result<IngestOutcome, StoreError> {
+    pub(super) fn ingest(
+        &mut self,
+        prepared: PreparedEvent,
+        now: DateTime<Utc>,
+        reactions: &Reactions,
+    ) -> Result<IngestOutcome, StoreError> {
         let (event, fingerprint_key) = match prepared {
             PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
             PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
@@ -178,6 +188,7 @@ impl<'c> IngestStatements<'c> {
             .map_err(|error| StoreError::Internal(format!("incident {}: {error}", incident.id)))?;
         let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
         update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, chain)?;
+        jobs::insert_jobs(self.connection, &reactions.after(&transition, now), now)?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
@@ -200,9 +211,15 @@ impl<'c> IngestStatements<'c> {
             .optional()
             .map_err(internal)?;
         let Some(open) = open else {
-            let seq = self.take_seq()?;
-            insert_incident(self.get(IngestSql::InsertIncident)?, &opens, seq)?;
-            insert_entry(self.get(IngestSql::InsertEntry)?, &opens.created, seq, None, 1)?;
+            let mut chain = Chain {
+                last_entry: None,
+                entry_count: 0,
+            };
+            for entry in &opens.entries {
+                chain = chain.appended(self.append(entry, chain.last_entry, chain.entry_count + 1)?);
+            }
+            insert_incident(self.get(IngestSql::InsertIncident)?, &opens, chain)?;
+            jobs::insert_jobs(self.connection, &opens.jobs, now)?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
         if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
@@ -269,7 +286,7 @@ impl<'c> IngestStatements<'c> {
 pub(super) fn insert_incident(
     statement: &mut Statement<'_>,
     new: &NewIncident,
-    last_entry: i64,
+    chain: Chain,
 ) -> Result<(), StoreError> {
     let incident = &new.incident;
     statement
@@ -288,7 +305,12 @@ pub(super) fn insert_incident(
             incident.first_seen.timestamp_micros(),
             incident.last_seen.timestamp_micros(),
             incident.created_at.timestamp_micros(),
-            last_entry,
+            incident.updated_at.timestamp_micros(),
+            incident.assignee,
+            incident.team,
+            incident.route,
+            chain.last_entry,
+            chain.entry_count,
         ])
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -419,8 +441,8 @@ pub(super) fn select_for_update(
 
 fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Chain)> {
     let chain = Chain {
-        last_entry: row.get(19)?,
-        entry_count: row.get(20)?,
+        last_entry: row.get(20)?,
+        entry_count: row.get(21)?,
     };
     Ok((row_to_incident(row)?, chain))
 }

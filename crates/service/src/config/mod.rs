@@ -2,13 +2,21 @@
 //! environment variables and flags (clap merges those two; a flag wins).
 //! Everything is validated at start-up; a wrong value names its key and the reason.
 
+mod notify;
+mod secret;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lim_domain::EventRules;
 use lim_domain::duration::{format_duration, parse_duration};
+use lim_domain::routing::Route;
 use serde::Deserialize;
+
+pub use notify::{ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL, SmtpServer, reactions};
+pub use secret::Secret;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/incidents.db";
 
@@ -52,6 +60,10 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     pub database: DatabaseSettings,
     pub events: EventRules,
+    pub jobs: JobSettings,
+    pub channels: BTreeMap<String, ChannelSettings>,
+    /// In order: the first that matches an incident decides.
+    pub routes: Vec<Route>,
     pub log: LogSettings,
 }
 
@@ -70,6 +82,8 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// On shutdown, requests in flight get this long to finish; then every connection closes.
     pub drain_timeout: Duration,
+    /// Where people reach this service (links in notifications).
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +108,7 @@ pub enum ConfigError {
     #[error("invalid configuration file {path}: {reason}")]
     Malformed { path: String, reason: String },
     #[error("invalid configuration: {key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
 }
 
 /// The file as written; every key optional, unknown keys refused.
@@ -112,6 +126,12 @@ struct FileSettings {
     #[serde(default)]
     events: FileEvents,
     #[serde(default)]
+    jobs: notify::FileJobs,
+    #[serde(default)]
+    channels: BTreeMap<String, notify::FileChannel>,
+    #[serde(default)]
+    routes: Vec<notify::FileRoute>,
+    #[serde(default)]
     log: FileLog,
 }
 
@@ -125,6 +145,7 @@ struct FileHttp {
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     drain_timeout: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,7 +185,10 @@ impl Settings {
         let pick = |over: &Option<String>, file: Option<String>, default: &str| {
             over.clone().or(file).unwrap_or_else(|| default.to_owned())
         };
-        let settings = Settings {
+        let jobs = notify::jobs(file.jobs)?;
+        let channels = notify::channels(file.channels)?;
+        let routes = notify::routes(file.routes, &channels)?;
+        let mut settings = Settings {
             http: HttpSettings {
                 addr: socket_addr("http.addr", &pick(&overrides.http_addr, file.http.addr, "0.0.0.0:8080"))?,
                 max_body_bytes: bounded(
@@ -179,10 +203,11 @@ impl Settings {
                     256,
                     60 * 1024,
                 )?,
-                request_timeout: duration("http.request_timeout", file.http.request_timeout, "30s", 1, 3600)?,
-                header_timeout: duration("http.header_timeout", file.http.header_timeout, "10s", 1, 600)?,
-                body_timeout: duration("http.body_timeout", file.http.body_timeout, "20s", 1, 3600)?,
-                drain_timeout: duration("http.drain_timeout", file.http.drain_timeout, "10s", 0, 600)?,
+                request_timeout: duration_key("http.request_timeout", file.http.request_timeout, "30s", 1, 3600)?,
+                header_timeout: duration_key("http.header_timeout", file.http.header_timeout, "10s", 1, 600)?,
+                body_timeout: duration_key("http.body_timeout", file.http.body_timeout, "20s", 1, 3600)?,
+                drain_timeout: duration_key("http.drain_timeout", file.http.drain_timeout, "10s", 0, 600)?,
+                public_url: String::new(),
             },
             grpc_addr: socket_addr("grpc.addr", &pick(&overrides.grpc_addr, file.grpc.addr, "0.0.0.0:8081"))?,
             metrics_addr: socket_addr(
@@ -204,8 +229,11 @@ impl Settings {
                     10_000_000,
                 )?,
             },
+            jobs,
+            channels,
+            routes,
             events: EventRules {
-                max_clock_skew: duration(
+                max_clock_skew: duration_key(
                     "events.max_clock_skew",
                     file.events.max_clock_skew,
                     "10m",
@@ -220,7 +248,7 @@ impl Settings {
         };
         if settings.http.body_timeout >= settings.http.request_timeout {
             return Err(ConfigError::Invalid {
-                key: "http.body_timeout",
+                key: "http.body_timeout".into(),
                 reason: format!(
                     "{} must be shorter than http.request_timeout ({}), so that a slow body gets 408",
                     format_duration(settings.http.body_timeout),
@@ -229,6 +257,10 @@ impl Settings {
             });
         }
         settings.check_ports()?;
+        settings.http.public_url = match file.http.public_url {
+            Some(url) => public_url(&url)?,
+            None => format!("http://{}", settings.http.addr),
+        };
         Ok(settings)
     }
 
@@ -244,7 +276,7 @@ impl Settings {
                 .find(|(_, other)| other.port() != 0 && *other == *addr);
             if let Some((other_key, _)) = clash {
                 return Err(ConfigError::Invalid {
-                    key,
+                    key: (*key).into(),
                     reason: format!("{addr} is already used by {other_key}"),
                 });
             }
@@ -267,7 +299,7 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
 
 fn socket_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {
-        key,
+        key: key.into(),
         reason: format!("`{value}` is not a socket address; expected IP:PORT such as 0.0.0.0:8080"),
     })
 }
@@ -275,7 +307,7 @@ fn socket_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError
 fn bounded<T: PartialOrd + std::fmt::Display>(key: &'static str, value: T, min: T, max: T) -> Result<T, ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::Invalid {
-            key,
+            key: key.into(),
             reason: format!("{value} is outside {min}..={max}"),
         });
     }
@@ -283,15 +315,19 @@ fn bounded<T: PartialOrd + std::fmt::Display>(key: &'static str, value: T, min: 
 }
 
 /// A duration key (`30s`, `10m`) within `min_secs..=max_secs`.
-fn duration(
-    key: &'static str,
+pub(crate) fn duration_key(
+    key: impl Into<String>,
     value: Option<String>,
     default: &str,
     min_secs: u64,
     max_secs: u64,
 ) -> Result<Duration, ConfigError> {
+    let key = key.into();
     let text = value.unwrap_or_else(|| default.to_owned());
-    let duration = parse_duration(&text).map_err(|reason| ConfigError::Invalid { key, reason })?;
+    let duration = parse_duration(&text).map_err(|reason| ConfigError::Invalid {
+        key: key.clone(),
+        reason,
+    })?;
     let (min, max) = (Duration::from_secs(min_secs), Duration::from_secs(max_secs));
     if duration < min || duration > max {
         return Err(ConfigError::Invalid {
@@ -302,13 +338,26 @@ fn duration(
     Ok(duration)
 }
 
+/// The base of links to this service in notifications, without a trailing slash.
+fn public_url(value: &str) -> Result<String, ConfigError> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::Invalid {
+            key: "http.public_url".into(),
+            reason: format!("`{value}` is not an http(s) URL"),
+        }),
+    }
+}
+
 fn database_url(value: &str) -> Result<String, ConfigError> {
     let supported = ["sqlite://", "sqlite:", "postgres://", "postgresql://"];
     let rest = supported.iter().find_map(|scheme| value.strip_prefix(scheme));
     match rest {
         Some(rest) if !rest.is_empty() => Ok(value.to_owned()),
         _ => Err(ConfigError::Invalid {
-            key: "database.url",
+            key: "database.url".into(),
             reason: format!("`{value}` is not supported; use sqlite://PATH or postgres://USER@HOST:PORT/DB"),
         }),
     }
@@ -319,7 +368,7 @@ fn log_format(value: &str) -> Result<LogFormat, ConfigError> {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
         other => Err(ConfigError::Invalid {
-            key: "log.format",
+            key: "log.format".into(),
             reason: format!("`{other}` is not text or json"),
         }),
     }
@@ -329,14 +378,14 @@ fn log_level(value: &str) -> Result<String, ConfigError> {
     // An empty filter parses, and silences every log line: surely not what was meant.
     if value.trim().is_empty() {
         return Err(ConfigError::Invalid {
-            key: "log.level",
+            key: "log.level".into(),
             reason: "is empty; give a level such as `info` or a filter such as `llm_incident_manager=debug`".into(),
         });
     }
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| value.to_owned())
         .map_err(|error| ConfigError::Invalid {
-            key: "log.level",
+            key: "log.level".into(),
             reason: format!("`{value}`: {error}"),
         })
 }

@@ -1,0 +1,271 @@
+//! Background jobs as data: what a job is, the work it carries, and when a failed one is
+//! tried again. The store keeps them (a job caused by an incident change is written in
+//! the change's transaction); the executor runs them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::incident::IncidentId;
+
+closed_vocabulary! {
+    /// What a job does (the `job_type` metric label).
+    JobKind, "job kind" {
+        Notify => "notify",
+        Escalate => "escalate",
+        LlmClassify => "llm_classify",
+        LlmInsights => "llm_insights",
+        Housekeeping => "housekeeping",
+    }
+}
+
+closed_vocabulary! {
+    /// Where a job is: waiting (now or later), claimed by a worker, finished, or given up
+    /// after its attempts (kept with its last error, and retried only by hand).
+    JobState, "job state" {
+        Queued => "queued",
+        Running => "running",
+        Done => "done",
+        Dead => "dead",
+    }
+}
+
+closed_vocabulary! {
+    /// The lifecycle change a notification tells of (the webhook body's `type` is
+    /// `incident.` and this), and the words of a route's `notify_on`.
+    NotifyEvent, "notification event" {
+        Created => "created",
+        Escalated => "escalated",
+        Acknowledged => "acknowledged",
+        Resolved => "resolved",
+    }
+}
+
+/// A job's number in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The work a job carries, stored as JSON with its `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobPayload {
+    Notify(Notification),
+    Housekeeping,
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::Notify(_) => JobKind::Notify,
+            JobPayload::Housekeeping => JobKind::Housekeeping,
+        }
+    }
+}
+
+/// One delivery to one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The same for every attempt of this delivery (the webhook's `webhook-id`), so a
+    /// receiver can drop a duplicate.
+    pub delivery_id: Uuid,
+    pub channel: String,
+    pub event: NotifyEvent,
+    /// The escalation level, counted from 1; none for other notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+}
+
+/// A job to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub payload: JobPayload,
+    pub incident_id: Option<IncidentId>,
+    pub due_at: DateTime<Utc>,
+    pub max_attempts: u32,
+    /// Jobs with one key run one at a time, in the order they were written (the
+    /// notifications of one incident to one channel: created before resolved).
+    pub serial_key: Option<String>,
+}
+
+impl NewJob {
+    /// A delivery of `event` on `incident` to `channel`, due at once.
+    pub fn notify(
+        incident: IncidentId,
+        channel: &str,
+        event: NotifyEvent,
+        level: Option<u32>,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> NewJob {
+        NewJob {
+            payload: JobPayload::Notify(Notification {
+                delivery_id: Uuid::now_v7(),
+                channel: channel.to_owned(),
+                event,
+                level,
+            }),
+            incident_id: Some(incident),
+            due_at: now,
+            max_attempts,
+            serial_key: Some(format!("notify:{incident}:{channel}")),
+        }
+    }
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub payload: JobPayload,
+    pub incident_id: Option<IncidentId>,
+    pub state: JobState,
+    pub due_at: DateTime<Utc>,
+    /// Attempts started so far (the one running included).
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How one attempt of a job ended, as the store records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResult {
+    Done,
+    /// Try again at `due_at`.
+    Retry {
+        due_at: DateTime<Utc>,
+        error: String,
+    },
+    /// No more attempts: parked with its last error.
+    Dead {
+        error: String,
+    },
+}
+
+/// When to try a failed job again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after failed attempt number `attempt` (from 1): `base`, doubled at every
+    /// attempt, at most `max`, of which a random part (`jitter` in 0..1 scales the upper
+    /// half) keeps failing jobs from retrying in step. A receiver's `Retry-After` is
+    /// honoured, up to `max`.
+    pub fn delay(&self, attempt: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1 << exponent).min(self.max);
+        let jittered = full / 2 + full.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
+        match retry_after {
+            Some(asked) => asked.min(self.max).max(jittered),
+            None => jittered,
+        }
+    }
+
+    /// What an attempt that failed with `error` leads to: another try, or the dead state
+    /// once `attempts` of `max_attempts` are spent or the failure is `permanent`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn after_failure(
+        &self,
+        attempts: u32,
+        max_attempts: u32,
+        permanent: bool,
+        error: String,
+        retry_after: Option<Duration>,
+        jitter: f64,
+        now: DateTime<Utc>,
+    ) -> JobResult {
+        if permanent || attempts >= max_attempts {
+            return JobResult::Dead { error };
+        }
+        let wait = self.delay(attempts, jitter, retry_after);
+        let due_at = now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+        JobResult::Retry { due_at, error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> Backoff {
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn the_wait_doubles_stays_within_its_jitter_and_its_maximum() {
+        let backoff = backoff();
+        assert_eq!(backoff.delay(1, 0.0, None), Duration::from_millis(500));
+        assert_eq!(backoff.delay(1, 1.0, None), Duration::from_secs(1));
+        assert_eq!(backoff.delay(3, 1.0, None), Duration::from_secs(4));
+        assert_eq!(backoff.delay(40, 1.0, None), Duration::from_secs(600));
+        assert_eq!(backoff.delay(40, 0.0, None), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_maximum() {
+        let backoff = backoff();
+        assert_eq!(
+            backoff.delay(1, 0.5, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            backoff.delay(1, 0.5, Some(Duration::from_secs(3600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            backoff.delay(5, 1.0, Some(Duration::from_secs(1))),
+            Duration::from_secs(16)
+        );
+    }
+
+    #[test]
+    fn a_job_dies_when_its_attempts_are_spent_or_the_failure_is_permanent() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let backoff = backoff();
+        let retry = backoff.after_failure(2, 8, false, "500".into(), None, 1.0, now);
+        assert_eq!(
+            retry,
+            JobResult::Retry {
+                due_at: now + chrono::TimeDelta::seconds(2),
+                error: "500".into()
+            }
+        );
+        assert!(matches!(
+            backoff.after_failure(8, 8, false, "500".into(), None, 1.0, now),
+            JobResult::Dead { .. }
+        ));
+        assert!(matches!(
+            backoff.after_failure(1, 8, true, "400".into(), None, 1.0, now),
+            JobResult::Dead { .. }
+        ));
+    }
+
+    #[test]
+    fn a_payload_keeps_its_type_in_json() {
+        let job = NewJob::notify(IncidentId::generate(), "ops", NotifyEvent::Created, None, 8, Utc::now());
+        let json = serde_json::to_value(&job.payload).unwrap();
+        assert_eq!(json["type"], "notify");
+        assert_eq!(json["channel"], "ops");
+        assert_eq!(json["event"], "created");
+        assert_eq!(serde_json::from_value::<JobPayload>(json).unwrap(), job.payload);
+        assert_eq!(JobPayload::Housekeeping.kind(), JobKind::Housekeeping);
+    }
+}

@@ -1,0 +1,249 @@
+//! The job queue on PostgreSQL: several replicas claim from it at once, so a claim locks
+//! the rows it takes and skips the ones another replica holds (`FOR UPDATE SKIP
+//! LOCKED`), and a claim is a lease: a worker that dies leaves its jobs to be claimed
+//! again when the lease runs out.
+
+use chrono::{DateTime, Utc};
+use lim_domain::{Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+
+use super::{insert_entry, parse_column};
+use crate::{JobCount, JobFilter, JobFinish, JobPageRequest, StoreError};
+
+/// The columns `row_to_job` reads (a macro, so that `concat!` can use it).
+macro_rules! job_columns {
+    () => {
+        "jobs.id, jobs.kind, jobs.incident_id, jobs.payload::text AS payload, jobs.state, jobs.due_at, jobs.attempts, \
+         jobs.max_attempts, jobs.last_error, jobs.created_at, jobs.updated_at"
+    };
+}
+
+pub(super) async fn insert_jobs(tx: &mut PgConnection, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::<Postgres>::new(
+        "INSERT INTO jobs (kind, incident_id, payload, state, due_at, attempts, max_attempts, serial_key, \
+         created_at, updated_at) ",
+    );
+    insert.push_values(jobs, |mut row, job| {
+        let payload = serde_json::to_string(&job.payload).expect("a job payload always serializes");
+        row.push_bind(job.payload.kind().as_str())
+            .push_bind(job.incident_id.map(|id| id.0))
+            .push_bind(payload)
+            .push_unseparated("::jsonb")
+            .push_bind("queued")
+            .push_bind(job.due_at)
+            .push_bind(0_i32)
+            .push_bind(job.max_attempts as i32)
+            .push_bind(job.serial_key.clone())
+            .push_bind(now)
+            .push_bind(now);
+    });
+    insert.build().execute(tx).await?;
+    Ok(())
+}
+
+/// Writes `job` unless an unfinished job has its serial key. Replicas that try at once
+/// take turns on an advisory lock of the key.
+pub(super) async fn ensure_job(tx: &mut PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let Some(key) = &job.serial_key else {
+        insert_jobs(tx, std::slice::from_ref(job), now).await?;
+        return Ok(true);
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    let pending = sqlx::query("SELECT 1 FROM jobs WHERE serial_key = $1 AND state IN ('queued', 'running')")
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if pending {
+        return Ok(false);
+    }
+    insert_jobs(tx, std::slice::from_ref(job), now).await?;
+    Ok(true)
+}
+
+pub(super) async fn claim(
+    pool: &PgPool,
+    kind: JobKind,
+    limit: u32,
+    worker: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Job>, sqlx::Error> {
+    const CLAIM: &str = concat!(
+        "WITH due AS ( \
+             SELECT id FROM jobs \
+             WHERE kind = $1 AND ( \
+                 (state = 'queued' AND due_at <= $2 AND (serial_key IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM jobs AS earlier WHERE earlier.serial_key = jobs.serial_key \
+                     AND earlier.id < jobs.id AND earlier.state IN ('queued', 'running')))) \
+                 OR (state = 'running' AND lease_until < $2)) \
+             ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, worker = $4, lease_until = $5, \
+             updated_at = $2 \
+         FROM due WHERE jobs.id = due.id RETURNING ",
+        job_columns!()
+    );
+    let rows = sqlx::query(CLAIM)
+        .bind(kind.as_str())
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(worker)
+        .bind(lease_until)
+        .fetch_all(pool)
+        .await?;
+    let mut jobs = rows.iter().map(row_to_job).collect::<Result<Vec<_>, _>>()?;
+    jobs.sort_by_key(|job| (job.due_at, job.id));
+    Ok(jobs)
+}
+
+pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<bool, sqlx::Error> {
+    let (state, due_at, error) = match &finish.result {
+        JobResult::Done => (JobState::Done, None, None),
+        JobResult::Retry { due_at, error } => (JobState::Queued, Some(*due_at), Some(error.as_str())),
+        JobResult::Dead { error } => (JobState::Dead, None, Some(error.as_str())),
+    };
+    let changed = sqlx::query(
+        "UPDATE jobs SET state = $3, due_at = coalesce($4, due_at), last_error = coalesce($5, last_error), \
+         worker = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1 AND worker = $2 AND state = 'running'",
+    )
+    .bind(finish.id.0)
+    .bind(&finish.worker)
+    .bind(state.as_str())
+    .bind(due_at)
+    .bind(error)
+    .bind(finish.now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Ok(false);
+    }
+    if let Some(entry) = &finish.entry {
+        append_if_incident_exists(tx, entry).await?;
+    }
+    insert_jobs(tx, &finish.follow_ups, finish.now).await?;
+    Ok(true)
+}
+
+async fn append_if_incident_exists(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<(), sqlx::Error> {
+    let exists = sqlx::query("SELECT 1 FROM incidents WHERE id = $1")
+        .bind(entry.incident_id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if exists {
+        insert_entry(tx, entry).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn release(pool: &PgPool, worker: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL, attempts = GREATEST(attempts - 1, 0), \
+         updated_at = $2 WHERE state = 'running' AND worker = $1",
+    )
+    .bind(worker)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
+}
+
+pub(super) async fn select(pool: &PgPool, id: JobId) -> Result<Option<Job>, sqlx::Error> {
+    let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(row_to_job).transpose()
+}
+
+pub(super) async fn list(pool: &PgPool, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new(concat!("SELECT ", job_columns!(), " FROM jobs WHERE TRUE"));
+    if !filter.states.is_empty() {
+        let states: Vec<&str> = filter.states.iter().map(|state| state.as_str()).collect();
+        query.push(" AND state = ANY(").push_bind(states).push(")");
+    }
+    if !filter.kinds.is_empty() {
+        let kinds: Vec<&str> = filter.kinds.iter().map(|kind| kind.as_str()).collect();
+        query.push(" AND kind = ANY(").push_bind(kinds).push(")");
+    }
+    if let Some(before) = page.before {
+        query.push(" AND id < ").push_bind(before.0);
+    }
+    query.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit));
+    let rows = query.build().fetch_all(pool).await?;
+    rows.iter().map(row_to_job).collect()
+}
+
+pub(super) async fn retry(pool: &PgPool, id: JobId, now: DateTime<Utc>) -> Result<Job, StoreError> {
+    let row = sqlx::query(concat!(
+        "UPDATE jobs SET state = 'queued', due_at = $2, attempts = 0, updated_at = $2 \
+         WHERE id = $1 AND state = 'dead' RETURNING ",
+        job_columns!()
+    ))
+    .bind(id.0)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(row_to_job(&row)?),
+        None => match select(pool, id).await? {
+            Some(job) => Err(StoreError::NotDead { id, state: job.state }),
+            None => Err(StoreError::JobNotFound(id)),
+        },
+    }
+}
+
+pub(super) async fn count(pool: &PgPool) -> Result<Vec<JobCount>, sqlx::Error> {
+    let rows = sqlx::query("SELECT kind, count(*) AS queued FROM jobs WHERE state = 'queued' GROUP BY kind")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(JobCount {
+                kind: parse_column(row, "kind")?,
+                queued: row.try_get("queued")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    Ok(deleted.rows_affected())
+}
+
+fn row_to_job(row: &PgRow) -> Result<Job, sqlx::Error> {
+    let payload: &str = row.try_get("payload")?;
+    let payload: JobPayload = serde_json::from_str(payload).map_err(|error| sqlx::Error::ColumnDecode {
+        index: "payload".into(),
+        source: error.into(),
+    })?;
+    let attempts: i32 = row.try_get("attempts")?;
+    let max_attempts: i32 = row.try_get("max_attempts")?;
+    Ok(Job {
+        id: JobId(row.try_get("id")?),
+        kind: parse_column(row, "kind")?,
+        payload,
+        incident_id: row
+            .try_get::<Option<uuid::Uuid>, _>("incident_id")?
+            .map(lim_domain::IncidentId),
+        state: parse_column(row, "state")?,
+        due_at: row.try_get("due_at")?,
+        attempts: attempts.max(0) as u32,
+        max_attempts: max_attempts.max(0) as u32,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
