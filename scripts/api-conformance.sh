@@ -2,8 +2,9 @@
 # Checks the OpenAPI document against the running service: it must validate as OpenAPI
 # 3.1 (openapi-spec-validator), and schemathesis, with every check, its stateful phase and
 # a fixed seed, must find no request the API treats otherwise than the document says and
-# no answer outside it. Both tools come from PyPI into target/conformance-venv. Any
-# finding fails the script.
+# no answer outside it. Both tools come from PyPI. Any
+# finding fails the script. The test command passes its virtual environment in
+# LIM_TEST_VENV; run alone, the script makes target/test-venv.
 #   scripts/api-conformance.sh [BINARY]     (default: target/debug/llm-incident-manager)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 [ -x "$binary" ] || die "no service binary at $binary (cargo build first)"
 
-venv="$root/target/conformance-venv"
+venv="${LIM_TEST_VENV:-$root/target/test-venv}"
 tools=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
 if ! "$venv/bin/python" -m pip show --quiet schemathesis openapi-spec-validator >/dev/null 2>&1; then
   log "installing ${tools[*]} into $venv"

@@ -2,8 +2,8 @@
 # Runs the whole test suite: formatting and lints, every test, then the API against its
 # OpenAPI document (schemathesis). Installs or starts what the tests need when it is
 # missing (Debian's prometheus, promtool, prometheus-alertmanager and strace; a PostgreSQL
-# server; schemathesis and openapi-spec-validator from PyPI) and fails, never skips, when
-# a component cannot be had.
+# server; aiosmtpd, schemathesis and openapi-spec-validator from PyPI) and fails, never
+# skips, when a component cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +76,18 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
   while read -r name; do
     psql -q -d "$LIM_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true
   done || die "cannot list leftover test databases at $LIM_TEST_POSTGRES_URL"
+
+# --- Python tools from PyPI: aiosmtpd (the SMTP server of the email tests), schemathesis
+# and openapi-spec-validator (scripts/api-conformance.sh) ---
+export LIM_TEST_VENV="$PWD/target/test-venv"
+python_tools=(aiosmtpd==1.4.6 schemathesis==4.32.5 openapi-spec-validator==0.9.0)
+if ! "$LIM_TEST_VENV/bin/python" -m pip show --quiet aiosmtpd schemathesis openapi-spec-validator >/dev/null 2>&1; then
+  log "installing ${python_tools[*]} into $LIM_TEST_VENV"
+  python3 -m venv "$LIM_TEST_VENV" || die "cannot create a Python virtual environment (python3 -m venv)"
+  "$LIM_TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${python_tools[@]}" \
+    || die "cannot install ${python_tools[*]} from PyPI"
+fi
+export LIM_TEST_PYTHON="$LIM_TEST_VENV/bin/python"
 
 # --- formatting and lints: CI holds them as it holds the tests ---
 log "cargo fmt --check"

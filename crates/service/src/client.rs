@@ -92,6 +92,23 @@ pub enum IncidentCommand {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum JobCommand {
+    /// List background jobs, newest first (`--state dead` for those whose attempts ran out).
+    List {
+        /// Comma-separated states: queued, running, done, dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// Comma-separated kinds: notify, escalate, llm_classify, llm_insights, housekeeping.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Queue a dead job again, with its attempts reset.
+    Retry { id: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
@@ -251,6 +268,19 @@ fn incident_table(page: &Value, header: bool, with_cursor: bool) -> String {
         out.push_str(&format!("(more: --cursor {next}, or --all)\n"));
     }
     out
+}
+
+pub async fn run_job(server: &ServerArgs, command: JobCommand) -> anyhow::Result<()> {
+    let answer = match command {
+        JobCommand::List { state, kind, limit } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(state.map(|state| ("state", state)));
+            query.extend(kind.map(|kind| ("kind", kind)));
+            get(server, "/v1/jobs", &query).await?
+        }
+        JobCommand::Retry { id } => post(server, &format!("/v1/jobs/{id}/retry"), json!({})).await?,
+    };
+    print_json(&answer)
 }
 
 async fn get(server: &ServerArgs, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {

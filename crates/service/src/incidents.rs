@@ -11,7 +11,8 @@ use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, ErrorKind, EventRules, FieldError, Incident, IncidentFilter,
     IncidentId, IngestOutcome, PageRequest, RawEvent, Reactions, Severity, Source, TimelineEntry, TimelineKind,
 };
-use lim_store::{Store, StoreError};
+use lim_domain::{Job, JobId};
+use lim_store::{JobFilter, JobPageRequest, Store, StoreError};
 
 use crate::clock::Clock;
 use crate::telemetry::Metrics;
@@ -237,6 +238,24 @@ impl IncidentManager {
 
     pub async fn comments(&self, id: IncidentId, page: EntryPageRequest) -> Result<EntryPage, CoreError> {
         Ok(self.store.comments(id, page).await?)
+    }
+
+    /// Jobs, newest first.
+    pub async fn jobs(&self, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, CoreError> {
+        Ok(self.store.list_jobs(filter, page).await?)
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<Job, CoreError> {
+        self.store
+            .get_job(id)
+            .await?
+            .ok_or(CoreError::Store(StoreError::JobNotFound(id)))
+    }
+
+    /// Queues a dead job again.
+    pub async fn retry_job(&self, id: JobId) -> Result<Job, CoreError> {
+        let store = Arc::clone(&self.store);
+        detached(async move { Ok(store.retry_job(id, chrono::Utc::now()).await?) }).await
     }
 
     /// True when a write would be stored.

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use llm_incident_manager::app::{self, Application};
-use llm_incident_manager::client::{self, EventCommand, IncidentCommand, ServerArgs};
+use llm_incident_manager::client::{self, EventCommand, IncidentCommand, JobCommand, ServerArgs};
 use llm_incident_manager::clock::SystemClock;
 use llm_incident_manager::config::{Overrides, Settings};
 use llm_incident_manager::telemetry;
@@ -50,6 +50,13 @@ enum Command {
         #[command(subcommand)]
         command: IncidentCommand,
     },
+    /// List background jobs and retry dead ones on a running server.
+    Jobs {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
         } => run_service(ServiceTask::CheckConfig, &overrides),
         Command::Events { server, command } => finish(block_on(client::run_event(&server, command))),
         Command::Incidents { server, command } => finish(block_on(client::run_incident(&server, command))),
+        Command::Jobs { server, command } => finish(block_on(client::run_job(&server, command))),
     }
 }
 

@@ -5,6 +5,9 @@
 #[path = "api/helpers.rs"]
 #[allow(dead_code)] // this target uses part of the API tests' harness
 mod helpers;
+#[path = "support/receiver.rs"]
+#[allow(dead_code)] // shared with the API tests
+mod receiver;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -50,6 +53,13 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         "counter",
         &["from_state", "to_state"],
     ),
+    ("job_executions_total", "counter", &["job_type", "status"]),
+    ("job_duration_seconds", "histogram", &["job_type"]),
+    ("job_queue_depth", "gauge", &["job_type"]),
+    ("jobs_in_progress", "gauge", &["job_type"]),
+    ("jobs_dead_total", "counter", &["job_type"]),
+    ("notifications_total", "counter", &["channel", "status"]),
+    ("notification_duration_seconds", "histogram", &["channel"]),
     ("build_info", "gauge", &["version", "backend"]),
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_resident_memory_bytes", "gauge", &[]),
@@ -252,11 +262,30 @@ async fn target_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess) 
         .is_some_and(|data| data["result"][0]["value"][1] == "1")
 }
 
+/// The app with a route to a receiver that refuses every delivery: each new incident
+/// makes a notification job that fails once and is dead, so every job and notification
+/// family has a series.
+async fn spawn_with_a_refusing_channel(database: &TestDatabase) -> (TestApp, receiver::Receiver) {
+    let refusing = receiver::Receiver::start(receiver::Script {
+        then: 400,
+        ..receiver::Script::default()
+    })
+    .await;
+    let toml = format!(
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[routes]]\nname = \"all\"\nchannels = [\"hook\"]\n",
+        refusing.url
+    );
+    let clock = std::sync::Arc::new(llm_incident_manager::clock::ManualClock::new(helpers::start_time()));
+    let app = TestApp::spawn_configured(database, clock, &toml, |_| {}).await;
+    (app, refusing)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
     let database = TestDatabase::sqlite();
-    let app = TestApp::spawn(&database).await;
+    let (app, refusing) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
+    refusing.wait_for(1, DEADLINE).await;
     let work_dir = tempfile::tempdir().expect("temp dir");
     let target = app.metrics_address.trim_start_matches("http://");
     let prometheus = PrometheusProcess::start(work_dir.path(), target);
@@ -307,8 +336,9 @@ async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
 #[tokio::test]
 async fn promtool_finds_no_problem_in_a_scrape() {
     let database = TestDatabase::sqlite();
-    let app = TestApp::spawn(&database).await;
+    let (app, refusing) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
+    refusing.wait_for(1, DEADLINE).await;
     let scrape = app.scrape().await;
 
     let mut promtool = tokio::process::Command::new("promtool")

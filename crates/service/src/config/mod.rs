@@ -433,6 +433,68 @@ mod tests {
     }
 
     #[test]
+    fn routes_channels_and_jobs_are_read_and_checked() {
+        let settings = load_toml(
+            "[jobs]\nmax_attempts = 5\nconcurrency = { notify = 16 }\n\n\
+             [channels.ops]\ntype = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nmax_attempts = 2\n\
+             [channels.mail]\ntype = \"email\"\nsmtp = \"smtps://bot:p%40ss@mail.example.com\"\n\
+             from = \"bot@example.com\"\nto = [\"oncall@example.com\"]\n\n\
+             [[routes]]\nname = \"critical\"\nmatch = { severity = \"critical\" }\nchannels = [\"ops\", \"mail\"]\n\
+             notify_on = [\"created\"]\n",
+        )
+        .unwrap();
+        assert_eq!(settings.jobs.max_attempts, 5);
+        assert_eq!(settings.jobs.concurrency[&lim_domain::JobKind::Notify], 16);
+        assert_eq!(settings.routes[0].name, "critical");
+        assert_eq!(settings.routes[0].notify_on, [lim_domain::NotifyEvent::Created]);
+        let ChannelSpec::Email { smtp, .. } = &settings.channels["mail"].spec else {
+            panic!("an email channel")
+        };
+        assert!(smtp.implicit_tls);
+        assert_eq!(smtp.port, 465);
+        assert_eq!(smtp.credentials.as_ref().unwrap().1.expose(), "p@ss");
+        let reactions = reactions(&settings.routes, &settings.channels, &settings.jobs);
+        assert_eq!(reactions.channel_attempts["ops"], 2);
+        assert_eq!(reactions.default_attempts, 5);
+    }
+
+    #[test]
+    fn a_bad_route_or_channel_is_refused_naming_its_key() {
+        let message = |text: &str| load_toml(text).unwrap_err().to_string();
+        let hook = "[channels.ops]\ntype = \"webhook\"\nurl = \"https://x.example.com\"\n";
+        assert!(
+            message(&format!("{hook}[[routes]]\nname = \"a\"\nchannels = [\"pager\"]\n"))
+                .contains("routes[0].channels: `pager` is no channel; define it as [channels.pager]")
+        );
+        assert!(
+            message(&format!(
+                "{hook}[[routes]]\nname = \"a\"\nmatch_re = {{ \"labels.m\" = \"gpt-(4\" }}\n"
+            ))
+            .contains("routes[0].match_re.labels.m: `gpt-(4` is not a regular expression")
+        );
+        assert!(message(&format!("{hook}[[routes]]\nchannels = [\"ops\"]\n")).contains("routes[0].name: is required"));
+        assert!(message("[channels.x]\ntype = \"fax\"\n").contains("channels.x.type: unknown channel type `fax`"));
+        assert!(message("[channels.x]\ntype = \"webhook\"\nurl = \"ftp://x\"\n").contains("channels.x.url"));
+        assert!(
+            message("[channels.x]\ntype = \"slack\"\nurl = \"env:LIM_TEST_UNSET_SLACK_URL\"\n")
+                .contains("channels.x.url: the environment variable LIM_TEST_UNSET_SLACK_URL is not set")
+        );
+        assert!(
+            message("[channels.x]\ntype = \"webhook\"\nurl = \"https://x.example.com\"\nsmtp = \"smtp://h\"\n")
+                .contains("channels.x.smtp: is not a setting of a webhook channel")
+        );
+        let secret_url = "smtp://bot:hunter2@";
+        let refused = message(&format!(
+            "[channels.m]\ntype = \"email\"\nsmtp = \"{secret_url}\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n"
+        ));
+        assert!(
+            refused.contains("channels.m.smtp") && !refused.contains("hunter2"),
+            "{refused}"
+        );
+        assert!(message("[jobs]\nconcurrency = { printing = 2 }\n").contains("jobs.concurrency: unknown job kind"));
+    }
+
+    #[test]
     fn wrong_values_name_the_key_and_the_reason() {
         let message = |text: &str| load_toml(text).unwrap_err().to_string();
         assert!(message("[http]\naddr = \"nowhere\"\n").contains("http.addr: `nowhere` is not a socket address"));

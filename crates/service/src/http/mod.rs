@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod incidents;
+pub mod jobs;
 pub mod openapi;
 pub mod server;
 
@@ -56,6 +57,9 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
             get(incidents::list_comments).post(incidents::add_comment),
         )
         .route("/v1/incidents/{id}/timeline", get(incidents::timeline))
+        .route("/v1/jobs", get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi))

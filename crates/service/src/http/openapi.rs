@@ -19,7 +19,7 @@ use lim_domain::event::{
 };
 use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::lifecycle::MAX_NOTE_CHARS;
-use lim_domain::{Category, ErrorKind, EventStatus, Severity, Source, State};
+use lim_domain::{Category, ErrorKind, EventStatus, JobKind, JobState, Severity, Source, State};
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
@@ -30,7 +30,7 @@ pub struct Health {
     status: String,
 }
 
-use super::{alertmanager, docs, events, incidents};
+use super::{alertmanager, docs, events, incidents, jobs};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,6 +53,9 @@ use super::{alertmanager, docs, events, incidents};
         incidents::add_comment,
         incidents::list_comments,
         incidents::timeline,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::retry_job,
         super::live,
         super::ready,
         super::openapi,
@@ -92,6 +95,8 @@ const WHITESPACE: &str = r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2
 const NO_NUL: &str = r"^[^\u0000]*$";
 /// The form of an incident id that the API reads: a hyphenated UUID.
 pub const UUID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// A job id: a positive number, written plainly.
+const JOB_ID_PATTERN: &str = "^[1-9][0-9]{0,17}$";
 /// An entry cursor: the positive number the previous page ended at.
 const ENTRY_CURSOR_PATTERN: &str = "^[1-9][0-9]{0,17}$";
 
@@ -413,6 +418,23 @@ fn parameters() -> Value {
             "description": "Page size.",
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
         },
+        "JobId": {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "description": "The job's number.",
+            "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+            "example": "42",
+        },
+        "JobState": filter("state", JobState::SPELLINGS, "Comma-separated job states; any when absent."),
+        "JobKind": filter("kind", JobKind::SPELLINGS, "Comma-separated job kinds; any when absent."),
+        "JobCursor": {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The `next_cursor` of the previous page.",
+            "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+        },
         "IncidentCursor": {
             "name": "cursor",
             "in": "query",
@@ -476,9 +498,12 @@ fn shared_responses() -> Value {
             "Malformed JSON (`malformed_json`), an invalid field, id, query or unknown field (`invalid_field`), or \
              a request that is not HTTP (`malformed_request`); the message names the problem."
         ),
-        "NotFound": error("No incident with that id (`not_found`)."),
+        "NotFound": error("No incident (or job) with that id (`not_found`)."),
         "RequestTimeout": error("The body did not arrive within `http.body_timeout` (`request_timeout`)."),
-        "Conflict": error("The incident's state does not allow this action (`illegal_transition`); nothing changed."),
+        "Conflict": error(
+            "The incident's state does not allow this action, or the job is not dead (`illegal_transition`); \
+             nothing changed."
+        ),
         "PayloadTooLarge": error("The body, or its declared length, is over `http.max_body_bytes` (`payload_too_large`)."),
         "UriTooLong": error("The path and query are over `http.max_uri_bytes` (`uri_too_long`)."),
         "UnsupportedMediaType": error("The body is not declared as JSON (`unsupported_media_type`)."),
@@ -492,11 +517,17 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
     let with_id = path.contains("{id}");
     let mut parameters: Vec<Value> = Vec::new();
     if with_id {
-        parameters.push(json!({"$ref": "#/components/parameters/IncidentId"}));
+        let id = if path.starts_with("/v1/jobs/") {
+            "JobId"
+        } else {
+            "IncidentId"
+        };
+        parameters.push(json!({"$ref": format!("#/components/parameters/{id}")}));
     }
     let query: &[&str] = match (method, path) {
         ("get", "/v1/incidents") => &["State", "Severity", "Source", "Category", "Limit", "IncidentCursor"],
         ("get", "/v1/incidents/{id}/timeline" | "/v1/incidents/{id}/comments") => &["Limit", "EntryCursor"],
+        ("get", "/v1/jobs") => &["JobState", "JobKind", "Limit", "JobCursor"],
         _ => &[],
     };
     for name in query {
@@ -517,7 +548,6 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
                 {"$ref": "#/components/schemas/EventResult"},
                 {"$ref": "#/components/schemas/BatchResult"},
             ]});
-            operation["responses"]["200"]["links"] = links_to_the_incident("$response.body#/incident_id");
         }
         ("post", "/v1/incidents") => {
             operation["responses"]["201"]["links"] = links_to_the_incident("$response.body#/id");
@@ -547,7 +577,7 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
         shared.push(("408", "RequestTimeout"));
         shared.push(("415", "UnsupportedMediaType"));
     }
-    let transitions = ["assign", "acknowledge", "start", "resolve", "reclassify"];
+    let transitions = ["assign", "acknowledge", "start", "resolve", "reclassify", "retry"];
     if transitions.iter().any(|action| path.ends_with(&format!("/{action}"))) {
         shared.push(("409", "Conflict"));
     }
@@ -567,7 +597,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_operation_answers_with_the_shared_errors_and_every_id_is_a_uuid() {
+    fn every_operation_answers_with_the_shared_errors_and_every_id_is_typed() {
         let document = document();
         for (path, item) in document["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
@@ -577,7 +607,15 @@ mod tests {
                 }
                 if path.contains("{id}") {
                     assert!(responses.contains_key("404"), "{method} {path} lacks 404");
-                    assert_eq!(operation["parameters"][0]["$ref"], "#/components/parameters/IncidentId");
+                    let id = if path.starts_with("/v1/jobs/") {
+                        "JobId"
+                    } else {
+                        "IncidentId"
+                    };
+                    assert_eq!(
+                        operation["parameters"][0]["$ref"],
+                        format!("#/components/parameters/{id}").as_str()
+                    );
                 }
                 if operation.get("requestBody").is_some() {
                     for status in ["408", "415"] {

@@ -35,13 +35,26 @@ impl TestApp {
         clock: Arc<ManualClock>,
         adjust: impl FnOnce(&mut Settings),
     ) -> TestApp {
+        Self::spawn_configured(database, clock, "", adjust).await
+    }
+
+    /// With `toml` as the configuration file (routes, channels, jobs), then `adjust`.
+    pub async fn spawn_configured(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        toml: &str,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let file = tempfile::NamedTempFile::new().expect("a configuration file");
+        std::fs::write(file.path(), toml).expect("write the configuration");
         let overrides = Overrides {
+            config: Some(file.path().to_owned()),
             http_addr: Some("127.0.0.1:0".into()),
             grpc_addr: Some("127.0.0.1:0".into()),
             metrics_addr: Some("127.0.0.1:0".into()),
             database_url: Some(database.url()),
             log_level: Some("warn".into()),
-            ..Overrides::default()
+            log_format: None,
         };
         let mut settings = Settings::load(&overrides).expect("test settings are valid");
         adjust(&mut settings);
@@ -140,6 +153,13 @@ impl TestApp {
         let (status, body) = self.get("/v1/incidents?limit=500").await;
         assert_eq!(status, 200, "{body}");
         body["incidents"].as_array().unwrap().clone()
+    }
+
+    /// Every timeline entry of an incident.
+    pub async fn timeline(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}/timeline?limit=500")).await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().unwrap().clone()
     }
 
     pub async fn scrape(&self) -> String {

@@ -8,6 +8,11 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod notifications;
 mod pages;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod restart;
+#[path = "../support/smtp.rs"]
+mod smtp;
 mod strict_input;
