@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::incident::IncidentId;
@@ -75,9 +76,6 @@ impl JobPayload {
 /// One delivery to one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
-    /// The same for every attempt of this delivery (the webhook's `webhook-id`), so a
-    /// receiver can drop a duplicate.
-    pub delivery_id: Uuid,
     pub channel: String,
     pub event: NotifyEvent,
     /// The escalation level, counted from 1; none for other notifications.
@@ -92,9 +90,10 @@ pub struct NewJob {
     pub incident_id: Option<IncidentId>,
     pub due_at: DateTime<Utc>,
     pub max_attempts: u32,
-    /// Jobs with one key run one at a time, in the order they were written (the
-    /// notifications of one incident to one channel: created before resolved).
-    pub serial_key: Option<String>,
+    /// The jobs of one incident with one chain run one at a time, in the order they were
+    /// written (a delivery chains by its channel: an incident's created notification
+    /// reaches a channel before its resolution does). None for a job that waits for none.
+    pub chain: Option<String>,
 }
 
 impl NewJob {
@@ -109,7 +108,6 @@ impl NewJob {
     ) -> NewJob {
         NewJob {
             payload: JobPayload::Notify(Notification {
-                delivery_id: Uuid::now_v7(),
                 channel: channel.to_owned(),
                 event,
                 level,
@@ -117,7 +115,7 @@ impl NewJob {
             incident_id: Some(incident),
             due_at: now,
             max_attempts,
-            serial_key: Some(format!("notify:{incident}:{channel}")),
+            chain: Some(channel.to_owned()),
         }
     }
 }
@@ -137,6 +135,19 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// The id every attempt of this job's delivery carries (the webhook's `webhook-id`), so
+    /// that a receiver can drop a duplicate: a name-based UUID (version 8) of the incident,
+    /// whose random bits make it unique beyond this database, and the job.
+    pub fn delivery_id(&self) -> Uuid {
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.incident_id.map_or(Uuid::nil(), |id| id.0).as_bytes());
+        digest.update(self.id.0.to_be_bytes());
+        let bytes: [u8; 16] = digest.finalize()[..16].try_into().expect("SHA-256 has 32 bytes");
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
 }
 
 /// How one attempt of a job ended, as the store records it.
@@ -207,6 +218,38 @@ mod tests {
             base: Duration::from_secs(1),
             max: Duration::from_secs(600),
         }
+    }
+
+    fn job(id: i64, incident: Option<IncidentId>) -> Job {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let new = NewJob::notify(IncidentId::generate(), "ops", NotifyEvent::Created, None, 3, now);
+        Job {
+            id: JobId(id),
+            kind: JobKind::Notify,
+            payload: new.payload,
+            incident_id: incident,
+            state: JobState::Queued,
+            due_at: now,
+            attempts: 0,
+            max_attempts: 3,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_delivery_id_belongs_to_one_job_of_one_incident() {
+        let incident = Some(IncidentId::generate());
+        let id = job(7, incident).delivery_id();
+        assert_eq!(id, job(7, incident).delivery_id(), "the same for every attempt");
+        assert_eq!(id.get_version_num(), 8);
+        assert_ne!(id, job(8, incident).delivery_id());
+        assert_ne!(
+            id,
+            job(7, Some(IncidentId::generate())).delivery_id(),
+            "another database's job 7"
+        );
     }
 
     #[test]

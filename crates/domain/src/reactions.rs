@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::incident::{Incident, TimelineEntry, TimelineKind};
+use crate::incident::{Incident, TimelineEntry};
 use crate::jobs::{NewJob, NotifyEvent};
 use crate::lifecycle::{self, Action, Transition};
 use crate::routing::{Route, Routes};
@@ -27,7 +27,8 @@ pub struct Reactions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opening {
     pub incident: Incident,
-    /// In order: created, then routed and assigned when a route did so.
+    /// In order: created (which names the route that matched), then assigned when the
+    /// route did so.
     pub entries: Vec<TimelineEntry>,
     /// The route's assignment, for the state metrics (NEW → ASSIGNED).
     pub assignment: Option<Transition>,
@@ -39,18 +40,20 @@ impl Reactions {
     /// incident is then ASSIGNED, by the route), and a delivery to each of its channels
     /// when it notifies of creation.
     pub fn open(&self, incident: Incident, now: DateTime<Utc>) -> Opening {
-        let mut entries = vec![lifecycle::created_entry(&incident)];
         let Some(route) = self.routes.first_match(&incident) else {
             return Opening {
+                entries: vec![lifecycle::created_entry(&incident)],
                 incident,
-                entries,
                 assignment: None,
                 jobs: Vec::new(),
             };
         };
         let mut incident = incident;
         incident.route = Some(route.name.clone());
-        entries.push(routed_entry(&incident, route, now));
+        // One entry, not two: every routed incident would otherwise write a second one.
+        let mut created = lifecycle::created_entry(&incident);
+        created.message.push_str(&format!(" ({})", routing_note(route)));
+        let mut entries = vec![created];
         let mut assignment = None;
         if let Some(assignee) = &route.assignee {
             let action = Action::Assign {
@@ -114,15 +117,16 @@ impl Reactions {
     }
 }
 
-fn routed_entry(incident: &Incident, route: &Route, now: DateTime<Utc>) -> TimelineEntry {
-    let mut message = format!("routed by `{}`", route.name);
+/// `routed by `critical`: team ml-oncall; notifies ops, pager`.
+fn routing_note(route: &Route) -> String {
+    let mut note = format!("routed by `{}`", route.name);
     if let Some(team) = &route.team {
-        message.push_str(&format!(": team {team}"));
+        note.push_str(&format!(": team {team}"));
     }
     if !route.channels.is_empty() {
-        message.push_str(&format!("; notifies {}", route.channels.join(", ")));
+        note.push_str(&format!("; notifies {}", route.channels.join(", ")));
     }
-    TimelineEntry::new(incident.id, now, TimelineKind::Routed, "routing", message)
+    note
 }
 
 #[cfg(test)]
@@ -131,7 +135,7 @@ mod tests {
 
     use super::*;
     use crate::event::{EventRules, RawEvent};
-    use crate::incident::IncidentId;
+    use crate::incident::{IncidentId, TimelineKind};
     use crate::jobs::JobPayload;
     use crate::matcher::{Matchers, OneOrMany};
 
@@ -189,11 +193,12 @@ mod tests {
         assert_eq!(opening.incident.state, State::Assigned);
         assert_eq!(opening.incident.assignee.as_deref(), Some("ana"));
         let kinds: Vec<_> = opening.entries.iter().map(|entry| entry.kind).collect();
+        assert_eq!(kinds, [TimelineKind::Created, TimelineKind::Assigned]);
         assert_eq!(
-            kinds,
-            [TimelineKind::Created, TimelineKind::Routed, TimelineKind::Assigned]
+            opening.entries[0].message,
+            "P0 incident opened: drift (routed by `critical`: team ml-oncall; notifies pager, slack)"
         );
-        assert_eq!(opening.entries[2].actor, "route critical");
+        assert_eq!(opening.entries[1].actor, "route critical");
         assert_eq!(opening.assignment.as_ref().unwrap().before.state, State::New);
         let channels: Vec<(&str, u32)> = opening
             .jobs
@@ -222,7 +227,12 @@ mod tests {
         let opening = reactions.open(incident("P2"), now());
         assert_eq!(opening.incident.state, State::New);
         assert_eq!(opening.incident.team.as_deref(), Some("ml-oncall"));
-        assert_eq!(opening.entries[1].message, "routed by `default`: team ml-oncall");
+        assert_eq!(opening.entries.len(), 1);
+        assert!(
+            opening.entries[0]
+                .message
+                .ends_with("(routed by `default`: team ml-oncall)")
+        );
     }
 
     #[test]

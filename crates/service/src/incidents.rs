@@ -451,8 +451,8 @@ mod tests {
         async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
             self.inner.prune_jobs(before).await
         }
-        fn job_signal(&self) -> Arc<tokio::sync::Notify> {
-            self.inner.job_signal()
+        fn job_signals(&self) -> Arc<lim_store::JobSignals> {
+            self.inner.job_signals()
         }
     }
 

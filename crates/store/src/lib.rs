@@ -20,6 +20,7 @@ use lim_domain::{
 };
 use tokio::sync::Notify;
 
+mod chains;
 mod postgres;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -129,6 +130,30 @@ pub struct JobPageRequest {
     pub before: Option<JobId>,
 }
 
+/// A wake-up per job kind, notified after a commit that wrote jobs of the kind (and only
+/// then: an ingest that wrote none wakes no worker).
+#[derive(Debug, Default)]
+pub struct JobSignals {
+    by_kind: [Notify; JobKind::ALL.len()],
+}
+
+impl JobSignals {
+    pub fn of(&self, kind: JobKind) -> &Notify {
+        &self.by_kind[JobKind::ALL.iter().position(|each| *each == kind).unwrap_or(0)]
+    }
+
+    /// Wakes the workers of every kind among `kinds`, once each.
+    pub fn wrote(&self, kinds: impl IntoIterator<Item = JobKind>) {
+        let mut woken = [false; JobKind::ALL.len()];
+        for kind in kinds {
+            let index = JobKind::ALL.iter().position(|each| *each == kind).unwrap_or(0);
+            if !std::mem::replace(&mut woken[index], true) {
+                self.by_kind[index].notify_waiters();
+            }
+        }
+    }
+}
+
 /// Jobs waiting (due now or later) of one kind (the `job_queue_depth` gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct JobCount {
@@ -182,8 +207,8 @@ pub trait Store: Send + Sync + 'static {
     /// Writes jobs no incident change caused (a schedule, a job retried by hand).
     async fn enqueue_jobs(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
 
-    /// Writes `job` unless a queued or running job has its serial key already (a
-    /// recurring job, scheduled once however many replicas start); true when written.
+    /// Writes `job` unless a queued or running job of its kind exists already (a recurring
+    /// job, scheduled once however many replicas start); true when written.
     async fn ensure_job(&self, job: NewJob) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` due jobs of `kind` for `worker` until `lease_until`: queued
@@ -220,8 +245,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes jobs done before `before`; how many.
     async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Notified after a commit that wrote jobs, so that workers need not poll to find them.
-    fn job_signal(&self) -> Arc<Notify>;
+    /// Notified after a commit that wrote jobs, per kind, so that workers need not poll
+    /// to find them.
+    fn job_signals(&self) -> Arc<JobSignals>;
 
     /// Answers when a write would succeed: the database answers and takes writes (on
     /// SQLite, the writer thread and its syncer run; on PostgreSQL, the server is no

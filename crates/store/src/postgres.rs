@@ -17,11 +17,10 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::sync::Arc;
-use tokio::sync::Notify;
 
 use crate::{
-    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, PoolStats, QueryObserver, QueryTimer,
-    Store, StoreError, StoreOptions, operation, page_of,
+    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, JobSignals, OpenCount, PoolStats, QueryObserver,
+    QueryTimer, Store, StoreError, StoreOptions, operation, page_of,
 };
 
 mod jobs;
@@ -31,6 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_incidents.sql")),
     (2, include_str!("../migrations/postgres/0002_comments.sql")),
     (3, include_str!("../migrations/postgres/0003_jobs.sql")),
+    (4, include_str!("../migrations/postgres/0004_job_chains.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -84,8 +84,17 @@ const UPSERT_INCIDENT: &str = concat!(
 );
 const SELECT_INCIDENTS: &str = select_incidents!("WHERE TRUE");
 const SELECT_BY_ID: &str = select_incidents!("WHERE id = $1");
-const LOCK_BY_ID: &str = select_incidents!("WHERE id = $1 FOR UPDATE");
-const LOCK_OPEN_BY_FINGERPRINT: &str = select_incidents!("WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE");
+/// The incident an action changes, with its job chains (see `jobs::write_jobs`).
+const LOCK_BY_ID: &str = concat!(
+    "SELECT ",
+    incident_columns!(),
+    ", job_chains FROM incidents WHERE id = $1 FOR UPDATE"
+);
+const LOCK_OPEN_BY_FINGERPRINT: &str = concat!(
+    "SELECT ",
+    incident_columns!(),
+    ", job_chains FROM incidents WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE"
+);
 const SELECT_TIMELINE: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
      WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const SELECT_COMMENTS: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
@@ -96,7 +105,7 @@ const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count F
 pub struct PostgresStore {
     pool: PgPool,
     max_connections: u32,
-    job_signal: Arc<Notify>,
+    job_signals: Arc<JobSignals>,
     observer: Option<QueryObserver>,
 }
 
@@ -119,7 +128,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             max_connections: options.max_connections,
-            job_signal: Arc::new(Notify::new()),
+            job_signals: Arc::default(),
             observer: options.observer,
         })
     }
@@ -158,7 +167,7 @@ impl PostgresStore {
         events: &[Event],
         now: DateTime<Utc>,
         reactions: &Reactions,
-    ) -> Result<Vec<IngestOutcome>, sqlx::Error> {
+    ) -> Result<(Vec<IngestOutcome>, Vec<JobKind>), sqlx::Error> {
         // Ids in event order, so incidents opened by one batch list in the order they came.
         let new_ids: Vec<IncidentId> = events.iter().map(|_| IncidentId::generate()).collect();
         // Every batch locks rows fingerprint by fingerprint in one global order, so batches
@@ -168,19 +177,20 @@ impl PostgresStore {
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by(|&a, &b| events[a].fingerprint.cmp(&events[b].fingerprint));
         let mut outcomes = vec![IngestOutcome::Ignored; events.len()];
+        let mut wrote = Vec::new();
         let mut tx = self.pool.begin().await?;
         for index in order {
             let event = &events[index];
             outcomes[index] = match event.status {
                 EventStatus::Firing => {
                     let opening = reactions.open(Incident::open(new_ids[index], event, now), now);
-                    open_or_attach(&mut tx, opening, event, now).await?
+                    open_or_attach(&mut tx, opening, event, now, &mut wrote).await?
                 }
-                EventStatus::Resolved => resolve_open(&mut tx, event, now, reactions).await?,
+                EventStatus::Resolved => resolve_open(&mut tx, event, now, reactions, &mut wrote).await?,
             };
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok((outcomes, wrote))
     }
 }
 
@@ -198,8 +208,8 @@ impl Store for PostgresStore {
             match self.ingest_once(&events, now, &reactions).await {
                 Err(error) if is_concurrent_conflict(&error) && attempt < MAX_INGEST_ATTEMPTS => attempt += 1,
                 result => {
-                    let outcomes = result?;
-                    self.job_signal.notify_waiters();
+                    let (outcomes, wrote) = result?;
+                    self.job_signals.wrote(wrote);
                     return Ok(outcomes);
                 }
             }
@@ -214,9 +224,17 @@ impl Store for PostgresStore {
         for entry in &opening.entries {
             insert_entry(&mut tx, entry).await?;
         }
-        jobs::insert_jobs(&mut tx, &opening.jobs, opening.incident.created_at).await?;
+        jobs::write_jobs(
+            &mut tx,
+            Some(opening.incident.id),
+            &opening.jobs,
+            None,
+            opening.incident.created_at,
+        )
+        .await?;
         tx.commit().await?;
-        self.job_signal.notify_waiters();
+        self.job_signals
+            .wrote(opening.jobs.iter().map(|job| job.payload.kind()));
         Ok(())
     }
 
@@ -230,18 +248,20 @@ impl Store for PostgresStore {
     ) -> Result<Transition, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::TRANSITION);
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(LOCK_BY_ID).bind(id.0).fetch_optional(&mut *tx).await?;
-        let incident = row
-            .as_ref()
-            .map(row_to_incident)
-            .transpose()?
+        let row = sqlx::query(LOCK_BY_ID)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?
             .ok_or(StoreError::NotFound(id))?;
+        let incident = row_to_incident(&row)?;
         // An illegal action returns here; dropping the transaction rolls it back untouched.
         let transition = lifecycle::apply(&incident, &action, &actor, now)?;
         write_transition(&mut tx, &transition).await?;
-        jobs::insert_jobs(&mut tx, &reactions.after(&transition, now), now).await?;
+        let jobs = reactions.after(&transition, now);
+        let job_chains: Option<&str> = row.try_get("job_chains")?;
+        jobs::write_jobs(&mut tx, Some(id), &jobs, job_chains, now).await?;
         tx.commit().await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote(jobs.iter().map(|job| job.payload.kind()));
         Ok(transition)
     }
 
@@ -329,7 +349,7 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         jobs::insert_jobs(&mut tx, &new, chrono::Utc::now()).await?;
         tx.commit().await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote(new.iter().map(|job| job.payload.kind()));
         Ok(())
     }
 
@@ -338,7 +358,9 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let written = jobs::ensure_job(&mut tx, &job, chrono::Utc::now()).await?;
         tx.commit().await?;
-        self.job_signal.notify_waiters();
+        if written {
+            self.job_signals.wrote([job.payload.kind()]);
+        }
         Ok(written)
     }
 
@@ -359,8 +381,9 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let finished = jobs::finish(&mut tx, &finish).await?;
         tx.commit().await?;
-        if finished && !finish.follow_ups.is_empty() {
-            self.job_signal.notify_waiters();
+        if finished {
+            self.job_signals
+                .wrote(finish.follow_ups.iter().map(|job| job.payload.kind()));
         }
         Ok(finished)
     }
@@ -383,7 +406,7 @@ impl Store for PostgresStore {
     async fn retry_job(&self, id: JobId, now: DateTime<Utc>) -> Result<Job, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::RETRY_JOB);
         let job = jobs::retry(&self.pool, id, now).await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote([job.kind]);
         Ok(job)
     }
 
@@ -397,8 +420,8 @@ impl Store for PostgresStore {
         Ok(jobs::prune(&self.pool, before).await?)
     }
 
-    fn job_signal(&self) -> Arc<Notify> {
-        Arc::clone(&self.job_signal)
+    fn job_signals(&self) -> Arc<JobSignals> {
+        Arc::clone(&self.job_signals)
     }
 }
 
@@ -438,6 +461,7 @@ async fn open_or_attach(
     opening: Opening,
     event: &Event,
     now: DateTime<Utc>,
+    wrote: &mut Vec<JobKind>,
 ) -> Result<IngestOutcome, sqlx::Error> {
     let candidate = &opening.incident;
     let row = bind_incident(sqlx::query(UPSERT_INCIDENT), candidate)
@@ -452,7 +476,8 @@ async fn open_or_attach(
         for entry in &opening.entries {
             insert_entry(tx, entry).await?;
         }
-        jobs::insert_jobs(tx, &opening.jobs, now).await?;
+        jobs::write_jobs(tx, Some(stored.id), &opening.jobs, None, now).await?;
+        wrote.extend(opening.jobs.iter().map(|job| job.payload.kind()));
         return Ok(IngestOutcome::Created(stored));
     }
     let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
@@ -500,6 +525,7 @@ async fn resolve_open(
     event: &Event,
     now: DateTime<Utc>,
     reactions: &Reactions,
+    wrote: &mut Vec<JobKind>,
 ) -> Result<IngestOutcome, sqlx::Error> {
     let row = sqlx::query(LOCK_OPEN_BY_FINGERPRINT)
         .bind(&event.fingerprint)
@@ -513,7 +539,10 @@ async fn resolve_open(
     let transition = lifecycle::resolve_by_event(&incident, event, now)
         .map_err(|error| sqlx::Error::Decode(format!("incident {}: {error}", incident.id).into()))?;
     write_transition(tx, &transition).await?;
-    jobs::insert_jobs(tx, &reactions.after(&transition, now), now).await?;
+    let jobs = reactions.after(&transition, now);
+    let job_chains: Option<&str> = row.try_get("job_chains")?;
+    jobs::write_jobs(tx, Some(incident.id), &jobs, job_chains, now).await?;
+    wrote.extend(jobs.iter().map(|job| job.payload.kind()));
     Ok(IngestOutcome::Resolved(transition))
 }
 

@@ -48,6 +48,7 @@ mod jobs;
 mod writer;
 mod writes;
 
+use crate::chains::JobChains;
 use writer::{Checkpointer, Completion, Ran, WriteJob, run_syncer, run_writer};
 use writes::{
     Chain, INSERT_INCIDENT, IngestStatements, MARK_EVERY, NewIncident, PreparedEvent, UPDATE_INCIDENT, append_entry,
@@ -60,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_timeline_chain.sql")),
     (4, include_str!("../migrations/sqlite/0004_timeline_pages.sql")),
     (5, include_str!("../migrations/sqlite/0005_jobs.sql")),
+    (6, include_str!("../migrations/sqlite/0006_job_chains.sql")),
 ];
 
 pub struct SqliteStore {
@@ -73,7 +75,7 @@ pub struct SqliteStore {
     /// One permit per event (or other write) waiting for the writer or its fsync.
     queue_permits: Arc<Semaphore>,
     max_queued_events: u32,
-    job_signal: Arc<Notify>,
+    job_signals: Arc<JobSignals>,
     observer: Option<QueryObserver>,
 }
 
@@ -141,7 +143,7 @@ impl SqliteStore {
             reader_count,
             queue_permits: Arc::new(Semaphore::new(max_queued_events as usize)),
             max_queued_events,
-            job_signal: Arc::new(Notify::new()),
+            job_signals: Arc::default(),
             observer,
         })
     }
@@ -180,6 +182,8 @@ impl SqliteStore {
             let completion: Completion = Box::new(move |group_error| {
                 let result = match group_error {
                     None => result,
+                    // The write that failed the group is told its own error.
+                    Some(_) if poisoned => result,
                     Some(error) => Err(StoreError::Unavailable(format!(
                         "write not confirmed as stored: {error}"
                     ))),
@@ -260,33 +264,46 @@ impl Store for SqliteStore {
         let weight = events.len();
         let outcomes = self
             .write(operation::INGEST, weight, move |connection| {
-                let mut statements = IngestStatements::new(connection);
-                events
+                let mut statements = IngestStatements::new(connection, events.len());
+                let outcomes = events
                     .into_iter()
                     .map(|event| statements.ingest(event, now, &reactions))
-                    .collect()
+                    .collect::<Result<Vec<_>, _>>()?;
+                let kinds = statements.finish(now)?;
+                Ok((outcomes, kinds))
             })
             .await?;
-        self.job_signal.notify_waiters();
-        Ok(outcomes)
+        self.job_signals.wrote(outcomes.1);
+        Ok(outcomes.0)
     }
 
     async fn create_incident(&self, opening: Opening) -> Result<(), StoreError> {
         let new = NewIncident::new(opening)?;
         let now = new.entries[0].at;
-        self.write(operation::CREATE_INCIDENT, 1, move |connection| {
-            let mut chain = Chain {
-                last_entry: None,
-                entry_count: 0,
-            };
-            for entry in &new.entries {
-                chain = append_entry(connection, entry, chain)?;
-            }
-            insert_incident(&mut *prepare(connection, INSERT_INCIDENT)?, &new, chain)?;
-            jobs::insert_jobs(connection, &new.jobs, now)
-        })
-        .await?;
-        self.job_signal.notify_waiters();
+        let kinds = self
+            .write(operation::CREATE_INCIDENT, 1, move |connection| {
+                let mut chain = Chain {
+                    last_entry: None,
+                    entry_count: 0,
+                };
+                for entry in &new.entries {
+                    chain = append_entry(connection, entry, chain)?;
+                }
+                let mut new = new;
+                let mut next_id = jobs::next_job_id(connection)?;
+                let mut chains = JobChains::default();
+                jobs::link(&mut new.jobs, &mut chains, &mut next_id);
+                insert_incident(
+                    &mut *prepare(connection, INSERT_INCIDENT)?,
+                    &new,
+                    chain,
+                    chains.to_text().as_deref(),
+                )?;
+                jobs::insert_prepared(connection, &new.jobs, now)?;
+                Ok(new.jobs.iter().map(|job| job.kind).collect::<Vec<_>>())
+            })
+            .await?;
+        self.job_signals.wrote(kinds);
         Ok(())
     }
 
@@ -298,17 +315,26 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         reactions: Arc<Reactions>,
     ) -> Result<Transition, StoreError> {
-        let transition = self
+        let (transition, jobs) = self
             .write(operation::TRANSITION, 1, move |connection| {
-                let (incident, chain) = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
-                let transition = lifecycle::apply(&incident, &action, &actor, now)?;
-                let chain = append_entry(connection, &transition.entry, chain)?;
-                update_incident(&mut *prepare(connection, UPDATE_INCIDENT)?, &transition.after, chain)?;
-                jobs::insert_jobs(connection, &reactions.after(&transition, now), now)?;
-                Ok(transition)
+                let tracked = select_for_update(connection, id)?.ok_or(StoreError::NotFound(id))?;
+                let transition = lifecycle::apply(&tracked.incident, &action, &actor, now)?;
+                let chain = append_entry(connection, &transition.entry, tracked.chain)?;
+                let jobs = reactions.after(&transition, now);
+                let mut prepared = jobs::PreparedJob::all(&jobs)?;
+                let mut next_id = jobs::next_job_id(connection)?;
+                let job_chains = tracked.link(&mut prepared, &mut next_id)?;
+                update_incident(
+                    &mut *prepare(connection, UPDATE_INCIDENT)?,
+                    &transition.after,
+                    chain,
+                    job_chains.as_deref(),
+                )?;
+                jobs::insert_prepared(connection, &prepared, now)?;
+                Ok((transition, jobs))
             })
             .await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote(jobs.iter().map(|job| job.payload.kind()));
         Ok(transition)
     }
 
@@ -452,22 +478,26 @@ impl Store for SqliteStore {
 
     async fn enqueue_jobs(&self, new: Vec<NewJob>) -> Result<(), StoreError> {
         let now = Utc::now();
+        let kinds: Vec<JobKind> = new.iter().map(|job| job.payload.kind()).collect();
         self.write(operation::ENQUEUE_JOBS, new.len(), move |connection| {
             jobs::insert_jobs(connection, &new, now)
         })
         .await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote(kinds);
         Ok(())
     }
 
     async fn ensure_job(&self, job: NewJob) -> Result<bool, StoreError> {
         let now = Utc::now();
+        let kind = job.payload.kind();
         let written = self
             .write(operation::ENQUEUE_JOBS, 1, move |connection| {
                 jobs::ensure_job(connection, &job, now)
             })
             .await?;
-        self.job_signal.notify_waiters();
+        if written {
+            self.job_signals.wrote([kind]);
+        }
         Ok(written)
     }
 
@@ -487,14 +517,14 @@ impl Store for SqliteStore {
     }
 
     async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError> {
-        let follow_ups = !finish.follow_ups.is_empty();
+        let follow_ups: Vec<JobKind> = finish.follow_ups.iter().map(|job| job.payload.kind()).collect();
         let finished = self
             .write(operation::FINISH_JOB, 1, move |connection| {
                 jobs::finish(connection, &finish)
             })
             .await?;
-        if follow_ups {
-            self.job_signal.notify_waiters();
+        if finished {
+            self.job_signals.wrote(follow_ups);
         }
         Ok(finished)
     }
@@ -526,7 +556,7 @@ impl Store for SqliteStore {
                 jobs::retry(connection, id, now)
             })
             .await?;
-        self.job_signal.notify_waiters();
+        self.job_signals.wrote([job.kind]);
         Ok(job)
     }
 
@@ -541,8 +571,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn job_signal(&self) -> Arc<Notify> {
-        Arc::clone(&self.job_signal)
+    fn job_signals(&self) -> Arc<JobSignals> {
+        Arc::clone(&self.job_signals)
     }
 }
 
@@ -982,6 +1012,41 @@ mod tests {
             .create_incident(Reactions::default().open(incident, Utc::now()))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn jobs_queued_under_serial_keys_are_claimed_after_the_chains_migration() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("incidents.db");
+        let path = path.to_str().unwrap();
+        let incident = IncidentId::generate();
+        {
+            let connection = Connection::open(path).unwrap();
+            migrate_with(&connection, &MIGRATIONS[..5]).unwrap();
+            // Jobs as the schema before the chains wrote them: a serial key, and a payload
+            // with a delivery id.
+            for _ in 0..2 {
+                connection
+                    .execute(
+                        "INSERT INTO jobs (kind, incident_id, payload, state, due_at, max_attempts, serial_key, \
+                         created_at, updated_at) VALUES ('notify', ?1, \
+                         '{\"type\":\"notify\",\"delivery_id\":\"0192f0a8-7b7e-7c3a-9b5e-3f1d2c4b5a69\",\"channel\":\"ops\",\"event\":\"created\",\"level\":null}', \
+                         'queued', 0, 3, 'notify:x:ops', 0, 0)",
+                        [id_bytes(incident)],
+                    )
+                    .unwrap();
+            }
+        }
+
+        let store = SqliteStore::open(path, StoreOptions::default()).await.unwrap();
+
+        let now = Utc::now();
+        let claimed = store
+            .claim_jobs(JobKind::Notify, 10, "w", now + chrono::Duration::seconds(60), now)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2, "a job of the old schema waits for none");
+        assert!(claimed.iter().all(|job| job.incident_id == Some(incident)));
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ store_tests!(
     acknowledging_and_resolving_write_the_routes_deliveries,
     jobs_are_claimed_once_and_finished_by_their_worker_only,
     a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried,
-    one_serial_key_runs_one_job_at_a_time_in_order,
+    the_jobs_of_one_chain_run_one_at_a_time_in_order,
     an_expired_lease_lets_another_worker_claim_the_job,
     released_jobs_are_queued_again_without_the_attempt,
     a_recurring_job_is_ensured_once,
@@ -1051,10 +1051,16 @@ fn notification(job: &Job) -> &Notification {
     }
 }
 
-fn plain_job(now: DateTime<Utc>, serial_key: Option<&str>) -> NewJob {
-    NewJob {
-        serial_key: serial_key.map(Into::into),
-        ..NewJob::notify(IncidentId::generate(), "ops", NotifyEvent::Created, None, 3, now)
+/// A delivery job. The jobs given a chain are of one incident, so that each chain's run
+/// in order; a job of no chain waits for none.
+fn plain_job(now: DateTime<Utc>, chain: Option<&str>) -> NewJob {
+    static CHAINED: std::sync::LazyLock<IncidentId> = std::sync::LazyLock::new(IncidentId::generate);
+    match chain {
+        Some(chain) => NewJob::notify(*CHAINED, chain, NotifyEvent::Created, None, 3, now),
+        None => NewJob {
+            chain: None,
+            ..NewJob::notify(IncidentId::generate(), "ops", NotifyEvent::Created, None, 3, now)
+        },
     }
 }
 
@@ -1086,11 +1092,8 @@ async fn a_routed_incident_is_assigned_with_its_deliveries_in_the_same_transacti
     assert_eq!(incident.route.as_deref(), Some("everything"));
     assert_eq!(store.get_incident(incident.id).await.unwrap().as_ref(), Some(incident));
     let timeline = whole_timeline(&*store, incident.id).await;
-    assert_eq!(
-        kinds(&timeline),
-        [TimelineKind::Created, TimelineKind::Routed, TimelineKind::Assigned]
-    );
-    assert_eq!(timeline[2].actor, "route everything");
+    assert_eq!(kinds(&timeline), [TimelineKind::Created, TimelineKind::Assigned]);
+    assert_eq!(timeline[1].actor, "route everything");
     assert_eq!(
         store.count_jobs().await.unwrap(),
         [JobCount {
@@ -1323,7 +1326,7 @@ async fn a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried(db: 
     assert!(matches!(unknown, Err(StoreError::JobNotFound(_))), "{unknown:?}");
 }
 
-async fn one_serial_key_runs_one_job_at_a_time_in_order(db: TestDb) {
+async fn the_jobs_of_one_chain_run_one_at_a_time_in_order(db: TestDb) {
     let store = db.connect().await;
     let now = now();
     store
@@ -1423,7 +1426,7 @@ async fn a_recurring_job_is_ensured_once(db: TestDb) {
         incident_id: None,
         due_at: now,
         max_attempts: 1,
-        serial_key: Some("housekeeping".into()),
+        chain: None,
     };
 
     let written = [
@@ -1492,7 +1495,7 @@ mod postgres_only {
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3]);
+            assert_eq!(versions, [1, 2, 3, 4]);
         })
         .await;
     }

@@ -1,6 +1,7 @@
 //! The recurring `housekeeping` job: deletes finished jobs past their retention and
 //! brings the gauges that mirror the store up to date, then schedules its next run. One
-//! runs at a time across every replica (its serial key).
+//! runs at a time across every replica: it is written only while no other job of its kind
+//! is queued or running (`Store::ensure_job`), and each run writes the next.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl Housekeeping {
             incident_id: None,
             due_at,
             max_attempts: 3,
-            serial_key: Some("housekeeping".into()),
+            chain: None,
         }
     }
 

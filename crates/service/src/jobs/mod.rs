@@ -137,7 +137,7 @@ impl Executor {
         mut stop: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(concurrency as usize));
-        let signal = self.store.job_signal();
+        let signals = self.store.job_signals();
         let mut running = JoinSet::new();
         while !*stop.borrow() {
             while running.try_join_next().is_some() {}
@@ -150,7 +150,7 @@ impl Executor {
                 continue;
             }
             // Interest is registered before the claim, so a job written meanwhile wakes us.
-            let woken = signal.notified();
+            let woken = signals.of(kind).notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let now = Utc::now();

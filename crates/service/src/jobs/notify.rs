@@ -65,7 +65,7 @@ impl Handler for Notifier {
             }
         };
         let message = Message {
-            delivery_id: notification.delivery_id,
+            delivery_id: job.delivery_id(),
             event: notification.event,
             link: format!("{}/v1/incidents/{}", self.public_url, incident.id),
             incident,

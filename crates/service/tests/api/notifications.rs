@@ -350,7 +350,7 @@ async fn the_first_matching_route_decides_and_an_unmatched_incident_stays_new() 
         (json!("ASSIGNED"), json!("ana"), json!("gpu"))
     );
     let kinds: Vec<String> = app.timeline_kinds(matched["id"].as_str().unwrap()).await;
-    assert_eq!(kinds, ["created", "routed", "assigned"]);
+    assert_eq!(kinds, ["created", "assigned"]);
     let unmatched = app.incident(&unmatched).await;
     assert_eq!(
         (unmatched["state"].clone(), unmatched["route"].clone()),

@@ -4,11 +4,12 @@
 //! again when the lease runs out.
 
 use chrono::{DateTime, Utc};
-use lim_domain::{Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry};
+use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::{insert_entry, parse_column};
+use crate::chains::JobChains;
 use crate::{JobCount, JobFilter, JobFinish, JobPageRequest, StoreError};
 
 /// The columns `row_to_job` reads (a macro, so that `concat!` can use it).
@@ -19,45 +20,92 @@ macro_rules! job_columns {
     };
 }
 
-pub(super) async fn insert_jobs(tx: &mut PgConnection, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+/// Numbers, links and writes `jobs`, of the incident `incident` whose job chains are
+/// `job_chains` as stored (the caller holds the incident's row lock, or the incident is
+/// its own new row), or of none; stores the incident's chains after them.
+pub(super) async fn write_jobs(
+    tx: &mut PgConnection,
+    incident: Option<IncidentId>,
+    jobs: &[NewJob],
+    job_chains: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     if jobs.is_empty() {
         return Ok(());
     }
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
+        .bind(jobs.len() as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut chains = JobChains::parse(job_chains).map_err(|error| sqlx::Error::Decode(error.to_string().into()))?;
+    let waits_for: Vec<Option<i64>> = jobs
+        .iter()
+        .zip(&ids)
+        .map(|(job, id)| job.chain.as_deref().and_then(|chain| chains.follow(chain, *id)))
+        .collect();
     let mut insert = QueryBuilder::<Postgres>::new(
-        "INSERT INTO jobs (kind, incident_id, payload, state, due_at, attempts, max_attempts, serial_key, \
+        "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
          created_at, updated_at) ",
     );
-    insert.push_values(jobs, |mut row, job| {
-        let payload = serde_json::to_string(&job.payload).expect("a job payload always serializes");
-        row.push_bind(job.payload.kind().as_str())
-            .push_bind(job.incident_id.map(|id| id.0))
-            .push_bind(payload)
-            .push_unseparated("::jsonb")
-            .push_bind("queued")
-            .push_bind(job.due_at)
-            .push_bind(0_i32)
-            .push_bind(job.max_attempts as i32)
-            .push_bind(job.serial_key.clone())
-            .push_bind(now)
-            .push_bind(now);
-    });
-    insert.build().execute(tx).await?;
+    insert.push_values(
+        jobs.iter().zip(ids.iter().zip(&waits_for)),
+        |mut row, (job, (id, waits_for))| {
+            let payload = serde_json::to_string(&job.payload).expect("a job payload always serializes");
+            row.push_bind(*id)
+                .push_bind(job.payload.kind().as_str())
+                .push_bind(job.incident_id.map(|id| id.0))
+                .push_bind(payload)
+                .push_unseparated("::jsonb")
+                .push_bind("queued")
+                .push_bind(job.due_at)
+                .push_bind(0_i32)
+                .push_bind(job.max_attempts as i32)
+                .push_bind(*waits_for)
+                .push_bind(now)
+                .push_bind(now);
+        },
+    );
+    insert.build().execute(&mut *tx).await?;
+    if let Some(incident) = incident {
+        sqlx::query("UPDATE incidents SET job_chains = $2 WHERE id = $1")
+            .bind(incident.0)
+            .bind(chains.to_text())
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
-/// Writes `job` unless an unfinished job has its serial key. Replicas that try at once
-/// take turns on an advisory lock of the key.
+/// Writes `jobs` of any incidents (each incident's row locked while its jobs are linked).
+pub(super) async fn insert_jobs(tx: &mut PgConnection, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    let mut jobs = jobs.to_vec();
+    jobs.sort_by_key(|job| job.incident_id);
+    for group in jobs.chunk_by(|a, b| a.incident_id == b.incident_id) {
+        let Some(incident) = group[0].incident_id else {
+            write_jobs(tx, None, group, None, now).await?;
+            continue;
+        };
+        let chains: Option<Option<String>> =
+            sqlx::query_scalar("SELECT job_chains FROM incidents WHERE id = $1 FOR UPDATE")
+                .bind(incident.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let owner = chains.is_some().then_some(incident);
+        write_jobs(tx, owner, group, chains.flatten().as_deref(), now).await?;
+    }
+    Ok(())
+}
+
+/// Writes `job` unless an unfinished job of its kind exists. Replicas that try at once
+/// take turns on an advisory lock of the kind.
 pub(super) async fn ensure_job(tx: &mut PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    let Some(key) = &job.serial_key else {
-        insert_jobs(tx, std::slice::from_ref(job), now).await?;
-        return Ok(true);
-    };
+    let kind = job.payload.kind().as_str();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(key)
+        .bind(format!("jobs:{kind}"))
         .execute(&mut *tx)
         .await?;
-    let pending = sqlx::query("SELECT 1 FROM jobs WHERE serial_key = $1 AND state IN ('queued', 'running')")
-        .bind(key)
+    let pending = sqlx::query("SELECT 1 FROM jobs WHERE kind = $1 AND state IN ('queued', 'running') LIMIT 1")
+        .bind(kind)
         .fetch_optional(&mut *tx)
         .await?
         .is_some();
@@ -80,9 +128,9 @@ pub(super) async fn claim(
         "WITH due AS ( \
              SELECT id FROM jobs \
              WHERE kind = $1 AND ( \
-                 (state = 'queued' AND due_at <= $2 AND (serial_key IS NULL OR NOT EXISTS ( \
-                     SELECT 1 FROM jobs AS earlier WHERE earlier.serial_key = jobs.serial_key \
-                     AND earlier.id < jobs.id AND earlier.state IN ('queued', 'running')))) \
+                 (state = 'queued' AND due_at <= $2 AND (waits_for IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM jobs AS earlier WHERE earlier.id = jobs.waits_for \
+                     AND earlier.state IN ('queued', 'running')))) \
                  OR (state = 'running' AND lease_until < $2)) \
              ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
          UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, worker = $4, lease_until = $5, \

@@ -1,12 +1,44 @@
 //! The job queue on SQLite. Every statement here runs on the writer thread (claims and
 //! completions are writes), so nothing comes between a look-up and the update after it.
 
-use lim_domain::{Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob};
+use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob};
 
 use super::*;
+use crate::chains::JobChains;
 
-const INSERT_JOB: &str = "INSERT INTO jobs (kind, incident_id, payload, state, due_at, attempts, max_attempts, \
-     serial_key, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, 0, ?5, ?6, ?7, ?7)";
+/// The statement that writes `rows` queued jobs: `?1` is the time, then seven values a
+/// row.
+fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = 2 + COLUMNS_A_ROW * row;
+            let at = |offset: usize| format!("?{}", first + offset);
+            format!(
+                "({}, {}, {}, {}, 'queued', {}, 0, {}, {}, ?1, ?1)",
+                at(0),
+                at(1),
+                at(2),
+                at(3),
+                at(4),
+                at(5),
+                at(6)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
+         created_at, updated_at) VALUES {}",
+        values.join(", ")
+    )
+}
+
+const COLUMNS_A_ROW: usize = 7;
+
+/// Jobs go in with one statement per this many rows (then per fewer), not one per job:
+/// most of what a one-row insert costs is running a statement, not writing its row.
+const INSERT_CHUNKS: [usize; 3] = [32, 4, 1];
+
+static INSERT_SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| INSERT_CHUNKS.map(insert_sql));
 
 macro_rules! job_columns {
     () => {
@@ -14,40 +46,142 @@ macro_rules! job_columns {
     };
 }
 
-/// Writes `jobs`, queued, in the caller's transaction.
+/// A job as its row has it, made ready off the writer where it can be (a new incident's),
+/// then numbered and linked to its chain by the writer (`link`).
+pub(super) struct PreparedJob {
+    pub(super) kind: JobKind,
+    incident_id: Option<IncidentId>,
+    payload: String,
+    due_at: i64,
+    max_attempts: u32,
+    chain: Option<String>,
+    id: i64,
+    waits_for: Option<i64>,
+}
+
+impl PreparedJob {
+    pub(super) fn new(job: &NewJob) -> Result<Self, StoreError> {
+        Ok(PreparedJob {
+            kind: job.payload.kind(),
+            incident_id: job.incident_id,
+            payload: serde_json::to_string(&job.payload).map_err(|error| StoreError::Internal(error.to_string()))?,
+            due_at: job.due_at.timestamp_micros(),
+            max_attempts: job.max_attempts,
+            chain: job.chain.clone(),
+            id: 0,
+            waits_for: None,
+        })
+    }
+
+    pub(super) fn all(jobs: &[NewJob]) -> Result<Vec<Self>, StoreError> {
+        jobs.iter().map(PreparedJob::new).collect()
+    }
+}
+
+/// The number of the next job. The writer numbers jobs itself, as it numbers timeline
+/// entries, so that an incident can name its chains' last jobs in the statement that
+/// writes the incident. (Pruning keeps the newest job, so numbers never go back.)
+pub(super) fn next_job_id(connection: &Connection) -> Result<i64, StoreError> {
+    prepare(connection, "SELECT coalesce(max(id), 0) + 1 FROM jobs")?
+        .query_row([], |row| row.get(0))
+        .map_err(internal)
+}
+
+/// Numbers `jobs`, all of one incident whose chains are `chains` (or of none), from
+/// `next_id` on, and links each to the job it waits for.
+pub(super) fn link(jobs: &mut [PreparedJob], chains: &mut JobChains, next_id: &mut i64) {
+    for job in jobs {
+        job.id = *next_id;
+        *next_id += 1;
+        job.waits_for = job.chain.as_deref().and_then(|chain| chains.follow(chain, job.id));
+    }
+}
+
+/// Numbers, links and writes `jobs`, queued, in the caller's transaction, and moves the
+/// chains of the incidents they belong to.
 pub(super) fn insert_jobs(connection: &Connection, jobs: &[NewJob], now: DateTime<Utc>) -> Result<(), StoreError> {
     if jobs.is_empty() {
         return Ok(());
     }
-    let mut statement = prepare(connection, INSERT_JOB)?;
-    for job in jobs {
-        let payload = serde_json::to_string(&job.payload).map_err(|error| StoreError::Internal(error.to_string()))?;
-        statement
-            .execute(params![
-                job.payload.kind().as_str(),
-                job.incident_id.map(id_bytes),
-                payload,
-                job.due_at.timestamp_micros(),
-                job.max_attempts,
-                job.serial_key,
-                now.timestamp_micros(),
-            ])
+    let mut next_id = next_job_id(connection)?;
+    let mut prepared = PreparedJob::all(jobs)?;
+    // Each incident's jobs together, in the order given.
+    prepared.sort_by_key(|job| job.incident_id);
+    for group in prepared.chunk_by_mut(|a, b| a.incident_id == b.incident_id) {
+        let Some(incident) = group[0].incident_id else {
+            link(group, &mut JobChains::default(), &mut next_id);
+            continue;
+        };
+        let chains: Option<Option<String>> = prepare(connection, "SELECT job_chains FROM incidents WHERE id = ?1")?
+            .query_row([id_bytes(incident)], |row| row.get(0))
+            .optional()
             .map_err(internal)?;
+        let mut linked = JobChains::parse(chains.as_ref().and_then(Option::as_deref))?;
+        link(group, &mut linked, &mut next_id);
+        if chains.is_some() {
+            prepare(connection, "UPDATE incidents SET job_chains = ?2 WHERE id = ?1")?
+                .execute(params![id_bytes(incident), linked.to_text()])
+                .map_err(internal)?;
+        }
+    }
+    prepared.sort_by_key(|job| job.id);
+    insert_prepared(connection, &prepared, now)
+}
+
+/// Writes numbered and linked `jobs`, queued, in the caller's transaction.
+pub(super) fn insert_prepared(
+    connection: &Connection,
+    jobs: &[PreparedJob],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut rest = jobs;
+    for (rows, sql) in INSERT_CHUNKS.iter().zip(INSERT_SQL.iter()) {
+        while rest.len() >= *rows {
+            let (chunk, after) = rest.split_at(*rows);
+            let mut statement = prepare(connection, sql)?;
+            statement
+                .raw_bind_parameter(1, now.timestamp_micros())
+                .map_err(internal)?;
+            for (row, job) in chunk.iter().enumerate() {
+                bind_job(&mut statement, 2 + COLUMNS_A_ROW * row, job)?;
+            }
+            statement.raw_execute().map_err(internal)?;
+            rest = after;
+        }
     }
     Ok(())
 }
 
-/// Writes `job` unless an unfinished job has its serial key; true when written.
+fn bind_job(statement: &mut Statement<'_>, first: usize, job: &PreparedJob) -> Result<(), StoreError> {
+    statement.raw_bind_parameter(first, job.id).map_err(internal)?;
+    statement
+        .raw_bind_parameter(first + 1, job.kind.as_str())
+        .map_err(internal)?;
+    statement
+        .raw_bind_parameter(first + 2, job.incident_id.map(id_bytes))
+        .map_err(internal)?;
+    statement
+        .raw_bind_parameter(first + 3, &job.payload)
+        .map_err(internal)?;
+    statement.raw_bind_parameter(first + 4, job.due_at).map_err(internal)?;
+    statement
+        .raw_bind_parameter(first + 5, job.max_attempts)
+        .map_err(internal)?;
+    statement
+        .raw_bind_parameter(first + 6, job.waits_for)
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Writes `job` unless an unfinished job of its kind exists; true when written.
 pub(super) fn ensure_job(connection: &Connection, job: &NewJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
-    let Some(key) = &job.serial_key else {
-        insert_jobs(connection, std::slice::from_ref(job), now)?;
-        return Ok(true);
-    };
+    let kind = job.payload.kind().as_str();
     let pending = prepare(
         connection,
-        "SELECT 1 FROM jobs WHERE serial_key = ?1 AND state IN ('queued', 'running')",
+        "SELECT 1 FROM jobs WHERE kind = ?1 AND state = 'queued' \
+         UNION ALL SELECT 1 FROM jobs WHERE state = 'running' AND kind = ?1",
     )?
-    .exists([key])
+    .exists([kind])
     .map_err(internal)?;
     if pending {
         return Ok(false);
@@ -56,8 +190,8 @@ pub(super) fn ensure_job(connection: &Connection, job: &NewJob, now: DateTime<Ut
     Ok(true)
 }
 
-/// Claims up to `limit` due jobs of `kind`: queued ones due by `now` whose serial key has
-/// no earlier unfinished job, and running ones whose lease expired.
+/// Claims up to `limit` due jobs of `kind`: queued ones due by `now` whose job to wait
+/// for has finished, and running ones whose lease expired.
 pub(super) fn claim(
     connection: &Connection,
     kind: JobKind,
@@ -80,9 +214,8 @@ pub(super) fn claim(
         let queued = prepare(
             connection,
             "SELECT id FROM jobs WHERE kind = ?1 AND state = 'queued' AND due_at <= ?2 \
-             AND (serial_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS earlier \
-                  WHERE earlier.serial_key = jobs.serial_key AND earlier.id < jobs.id \
-                  AND earlier.state IN ('queued', 'running'))) \
+             AND (waits_for IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS earlier \
+                  WHERE earlier.id = jobs.waits_for AND earlier.state IN ('queued', 'running'))) \
              ORDER BY due_at, id LIMIT ?3",
         )?
         .query_map(params![kind.as_str(), now_micros, room], |row| row.get(0))
@@ -273,9 +406,12 @@ pub(super) fn count(connection: &Connection) -> Result<Vec<JobCount>, StoreError
 }
 
 pub(super) fn prune(connection: &Connection, before: DateTime<Utc>) -> Result<u64, StoreError> {
-    let deleted = prepare(connection, "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1")?
-        .execute([before.timestamp_micros()])
-        .map_err(internal)?;
+    let deleted = prepare(
+        connection,
+        "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1 AND id < (SELECT max(id) FROM jobs)",
+    )?
+    .execute([before.timestamp_micros()])
+    .map_err(internal)?;
     Ok(deleted as u64)
 }
 

@@ -2,6 +2,8 @@
 //! ingest, and the writes every write job shares (incidents and their timeline chains).
 
 use super::*;
+use crate::chains::JobChains;
+use jobs::PreparedJob;
 
 /// An event ready for the writer: everything that needs no database (the fingerprint
 /// key, and for a firing event the incident it would open) is done beforehand.
@@ -21,7 +23,7 @@ pub(super) struct NewIncident {
     fingerprint_key: [u8; 16],
     labels: String,
     pub(super) entries: Vec<TimelineEntry>,
-    pub(super) jobs: Vec<NewJob>,
+    pub(super) jobs: Vec<PreparedJob>,
 }
 
 impl NewIncident {
@@ -31,7 +33,7 @@ impl NewIncident {
         Ok(NewIncident {
             fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
             entries: opening.entries,
-            jobs: opening.jobs,
+            jobs: PreparedJob::all(&opening.jobs)?,
             labels,
             incident: opening.incident,
         })
@@ -59,11 +61,11 @@ const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = 
      last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5, severity = ?6 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, assignee, team, \
-     route, last_entry, entry_count) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     route, last_entry, entry_count, job_chains) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11, \
-     entry_count = ?12 WHERE id = ?1";
+     entry_count = ?12, job_chains = ?13 WHERE id = ?1";
 pub(super) const INSERT_ENTRY: &str = "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous, n) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 pub(super) const INSERT_MARK: &str = "INSERT INTO timeline_marks (incident_id, n, seq) VALUES (?1, ?2, ?3)";
@@ -74,7 +76,7 @@ pub(super) const MARK_EVERY: i64 = 64;
 const SELECT_OPEN: &str = concat!(
     "SELECT ",
     incident_columns!(),
-    ", last_entry, entry_count FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
+    ", last_entry, entry_count, job_chains FROM incidents WHERE fingerprint_key = ?1 AND state <> 'RESOLVED'"
 );
 
 /// The statements of an ingest, each taken from the connection's statement cache at
@@ -84,6 +86,11 @@ pub(super) struct IngestStatements<'c> {
     cached: [Option<CachedStatement<'c>>; IngestSql::COUNT],
     /// The `seq` of the next timeline entry, once read.
     next_seq: Option<i64>,
+    /// The number of the next job, once read.
+    next_job: Option<i64>,
+    /// The jobs the request's changes cause, numbered and linked, written together at its
+    /// end.
+    jobs: Vec<PreparedJob>,
 }
 
 #[derive(Clone, Copy)]
@@ -127,12 +134,22 @@ struct OpenIncident {
 }
 
 impl<'c> IngestStatements<'c> {
-    pub(super) fn new(connection: &'c Connection) -> Self {
+    /// Statements for a request of `events` events.
+    pub(super) fn new(connection: &'c Connection, events: usize) -> Self {
         IngestStatements {
             connection,
             cached: Default::default(),
             next_seq: None,
+            next_job: None,
+            jobs: Vec::with_capacity(events),
         }
+    }
+
+    /// Writes the jobs the request's events caused, and answers their kinds; the caller
+    /// commits after this.
+    pub(super) fn finish(self, now: DateTime<Utc>) -> Result<Vec<JobKind>, StoreError> {
+        jobs::insert_prepared(self.connection, &self.jobs, now)?;
+        Ok(self.jobs.iter().map(|job| job.kind).collect())
     }
 
     fn take_seq(&mut self) -> Result<i64, StoreError> {
@@ -142,6 +159,14 @@ impl<'c> IngestStatements<'c> {
         };
         self.next_seq = Some(seq + 1);
         Ok(seq)
+    }
+
+    /// The number of the next job, read at the first job of the request.
+    fn next_job(&mut self) -> Result<i64, StoreError> {
+        match self.next_job {
+            Some(id) => Ok(id),
+            None => jobs::next_job_id(self.connection),
+        }
     }
 
     fn get(&mut self, sql: IngestSql) -> Result<&mut Statement<'c>, StoreError> {
@@ -174,7 +199,7 @@ impl<'c> IngestStatements<'c> {
             PreparedEvent::Firing { event, opens } => return self.fire(opens, &event, now),
             PreparedEvent::Resolved { event, fingerprint_key } => (event, fingerprint_key),
         };
-        let Some((incident, chain)) = self
+        let Some(tracked) = self
             .get(IngestSql::SelectOpen)?
             .query_row([fingerprint_key], row_to_tracked_incident)
             .optional()
@@ -184,11 +209,21 @@ impl<'c> IngestStatements<'c> {
         };
         // Every open state may be resolved; were one not, this event could not be refused
         // alone without undoing the batch's earlier events, so the whole group rolls back.
-        let transition = lifecycle::resolve_by_event(&incident, &event, now)
-            .map_err(|error| StoreError::Internal(format!("incident {}: {error}", incident.id)))?;
+        let transition = lifecycle::resolve_by_event(&tracked.incident, &event, now)
+            .map_err(|error| StoreError::Internal(format!("incident {}: {error}", tracked.incident.id)))?;
+        let chain = tracked.chain;
         let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
-        update_incident(self.get(IngestSql::UpdateIncident)?, &transition.after, chain)?;
-        jobs::insert_jobs(self.connection, &reactions.after(&transition, now), now)?;
+        let mut jobs = PreparedJob::all(&reactions.after(&transition, now))?;
+        let mut next_id = self.next_job()?;
+        let job_chains = tracked.link(&mut jobs, &mut next_id)?;
+        self.next_job = Some(next_id);
+        self.jobs.extend(jobs);
+        update_incident(
+            self.get(IngestSql::UpdateIncident)?,
+            &transition.after,
+            chain,
+            job_chains.as_deref(),
+        )?;
         Ok(IngestOutcome::Resolved(transition))
     }
 
@@ -211,6 +246,7 @@ impl<'c> IngestStatements<'c> {
             .optional()
             .map_err(internal)?;
         let Some(open) = open else {
+            let mut opens = opens;
             let mut chain = Chain {
                 last_entry: None,
                 entry_count: 0,
@@ -218,8 +254,19 @@ impl<'c> IngestStatements<'c> {
             for entry in &opens.entries {
                 chain = chain.appended(self.append(entry, chain.last_entry, chain.entry_count + 1)?);
             }
-            insert_incident(self.get(IngestSql::InsertIncident)?, &opens, chain)?;
-            jobs::insert_jobs(self.connection, &opens.jobs, now)?;
+            let mut chains = JobChains::default();
+            if !opens.jobs.is_empty() {
+                let mut next_id = self.next_job()?;
+                jobs::link(&mut opens.jobs, &mut chains, &mut next_id);
+                self.next_job = Some(next_id);
+                self.jobs.append(&mut opens.jobs);
+            }
+            insert_incident(
+                self.get(IngestSql::InsertIncident)?,
+                &opens,
+                chain,
+                chains.to_text().as_deref(),
+            )?;
             return Ok(IngestOutcome::Created(opens.incident));
         };
         if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
@@ -287,6 +334,7 @@ pub(super) fn insert_incident(
     statement: &mut Statement<'_>,
     new: &NewIncident,
     chain: Chain,
+    job_chains: Option<&str>,
 ) -> Result<(), StoreError> {
     let incident = &new.incident;
     statement
@@ -311,6 +359,7 @@ pub(super) fn insert_incident(
             incident.route,
             chain.last_entry,
             chain.entry_count,
+            job_chains,
         ])
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -344,6 +393,7 @@ pub(super) fn update_incident(
     statement: &mut Statement<'_>,
     incident: &Incident,
     chain: Chain,
+    job_chains: Option<&str>,
 ) -> Result<(), StoreError> {
     statement
         .execute(params![
@@ -359,6 +409,7 @@ pub(super) fn update_incident(
             incident.category.as_str(),
             chain.last_entry,
             chain.entry_count,
+            job_chains,
         ])
         .map_err(internal)?;
     Ok(())
@@ -423,15 +474,12 @@ pub(super) fn next_seq(connection: &Connection) -> Result<i64, StoreError> {
         .map_err(internal)
 }
 
-/// An incident with where its timeline ends, for the writer.
-pub(super) fn select_for_update(
-    connection: &Connection,
-    id: IncidentId,
-) -> Result<Option<(Incident, Chain)>, StoreError> {
+/// An incident with where its timeline ends and its job chains, for the writer.
+pub(super) fn select_for_update(connection: &Connection, id: IncidentId) -> Result<Option<Tracked>, StoreError> {
     const SELECT: &str = concat!(
         "SELECT ",
         incident_columns!(),
-        ", last_entry, entry_count FROM incidents WHERE id = ?1"
+        ", last_entry, entry_count, job_chains FROM incidents WHERE id = ?1"
     );
     prepare(connection, SELECT)?
         .query_row([id_bytes(id)], row_to_tracked_incident)
@@ -439,10 +487,33 @@ pub(super) fn select_for_update(
         .map_err(internal)
 }
 
-fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<(Incident, Chain)> {
-    let chain = Chain {
-        last_entry: row.get(20)?,
-        entry_count: row.get(21)?,
-    };
-    Ok((row_to_incident(row)?, chain))
+/// An incident as the writer changes it: where its timeline ends, and the last job of
+/// each of its job chains (as stored).
+pub(super) struct Tracked {
+    pub(super) incident: Incident,
+    pub(super) chain: Chain,
+    pub(super) job_chains: Option<String>,
+}
+
+impl Tracked {
+    /// Numbers and links `jobs` to this incident's chains; answers the chains to store.
+    pub(super) fn link(&self, jobs: &mut [PreparedJob], next_id: &mut i64) -> Result<Option<String>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(self.job_chains.clone());
+        }
+        let mut chains = JobChains::parse(self.job_chains.as_deref())?;
+        jobs::link(jobs, &mut chains, next_id);
+        Ok(chains.to_text())
+    }
+}
+
+fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<Tracked> {
+    Ok(Tracked {
+        chain: Chain {
+            last_entry: row.get(20)?,
+            entry_count: row.get(21)?,
+        },
+        job_chains: row.get(22)?,
+        incident: row_to_incident(row)?,
+    })
 }
