@@ -110,6 +110,9 @@ pub enum TimelineKind {
     Created,
     EventAttached,
     Classified,
+    /// The route that matched, as a store of the first jobs schema wrote it; the route is
+    /// now named in the `created` entry, and no entry of this kind is written any more.
+    Routed,
     Assigned,
     Acknowledged,
     Started,
@@ -124,6 +127,7 @@ impl TimelineKind {
             TimelineKind::Created => "created",
             TimelineKind::EventAttached => "event_attached",
             TimelineKind::Classified => "classified",
+            TimelineKind::Routed => "routed",
             TimelineKind::Assigned => "assigned",
             TimelineKind::Acknowledged => "acknowledged",
             TimelineKind::Started => "started",

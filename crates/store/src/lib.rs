@@ -139,18 +139,25 @@ pub struct JobSignals {
 
 impl JobSignals {
     pub fn of(&self, kind: JobKind) -> &Notify {
-        &self.by_kind[JobKind::ALL.iter().position(|each| *each == kind).unwrap_or(0)]
+        &self.by_kind[Self::index(kind)]
     }
 
     /// Wakes the workers of every kind among `kinds`, once each.
     pub fn wrote(&self, kinds: impl IntoIterator<Item = JobKind>) {
         let mut woken = [false; JobKind::ALL.len()];
         for kind in kinds {
-            let index = JobKind::ALL.iter().position(|each| *each == kind).unwrap_or(0);
+            let index = Self::index(kind);
             if !std::mem::replace(&mut woken[index], true) {
                 self.by_kind[index].notify_waiters();
             }
         }
+    }
+
+    fn index(kind: JobKind) -> usize {
+        JobKind::ALL
+            .iter()
+            .position(|each| *each == kind)
+            .expect("JobKind::ALL lists every kind")
     }
 }
 

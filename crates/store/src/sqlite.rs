@@ -290,9 +290,8 @@ impl Store for SqliteStore {
                     chain = append_entry(connection, entry, chain)?;
                 }
                 let mut new = new;
-                let mut next_id = jobs::next_job_id(connection)?;
                 let mut chains = JobChains::default();
-                jobs::link(&mut new.jobs, &mut chains, &mut next_id);
+                jobs::link(connection, &mut new.jobs, &mut chains, &mut None)?;
                 insert_incident(
                     &mut *prepare(connection, INSERT_INCIDENT)?,
                     &new,
@@ -322,13 +321,13 @@ impl Store for SqliteStore {
                 let chain = append_entry(connection, &transition.entry, tracked.chain)?;
                 let jobs = reactions.after(&transition, now);
                 let mut prepared = jobs::PreparedJob::all(&jobs)?;
-                let mut next_id = jobs::next_job_id(connection)?;
-                let job_chains = tracked.link(&mut prepared, &mut next_id)?;
+                let mut job_chains = tracked.job_chains()?;
+                jobs::link(connection, &mut prepared, &mut job_chains, &mut None)?;
                 update_incident(
                     &mut *prepare(connection, UPDATE_INCIDENT)?,
                     &transition.after,
                     chain,
-                    job_chains.as_deref(),
+                    job_chains.to_text().as_deref(),
                 )?;
                 jobs::insert_prepared(connection, &prepared, now)?;
                 Ok((transition, jobs))
@@ -1015,13 +1014,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_queued_under_serial_keys_are_claimed_after_the_chains_migration() {
+    async fn jobs_and_timelines_of_the_first_jobs_schema_are_read_after_the_chains_migration() {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("incidents.db");
         let path = path.to_str().unwrap();
         let incident = IncidentId::generate();
         {
             let connection = Connection::open(path).unwrap();
+            migrate_with(&connection, &MIGRATIONS[..1]).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO incidents (id, title, description, severity, category, source, state, \
+                     fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, \
+                     updated_at) VALUES (?1, 'GPU memory', '', 'P1', 'infrastructure', 'sentinel', \
+                     'NEW', 'gpu', ?2, '{}', 1, 0, 0, 0, 0)",
+                    params![id_bytes(incident), fingerprint_key("gpu")],
+                )
+                .unwrap();
+            // The first jobs schema wrote the route that matched as an entry of its own.
+            for (kind, message) in [("created", "P1 incident opened"), ("routed", "routed by `all`")] {
+                connection
+                    .execute(
+                        "INSERT INTO timeline (incident_id, at, kind, actor, message) VALUES (?1, 0, ?2, 'x', ?3)",
+                        params![id_bytes(incident), kind, message],
+                    )
+                    .unwrap();
+            }
             migrate_with(&connection, &MIGRATIONS[..5]).unwrap();
             // Jobs as the schema before the chains wrote them: a serial key, and a payload
             // with a delivery id.
@@ -1047,6 +1065,9 @@ mod tests {
             .unwrap();
         assert_eq!(claimed.len(), 2, "a job of the old schema waits for none");
         assert!(claimed.iter().all(|job| job.incident_id == Some(incident)));
+        let timeline = store.timeline(incident, entries(10, None)).await.unwrap();
+        let kinds: Vec<TimelineKind> = timeline.entries.iter().map(|entry| entry.kind).collect();
+        assert_eq!(kinds, [TimelineKind::Created, TimelineKind::Routed]);
     }
 
     #[tokio::test]

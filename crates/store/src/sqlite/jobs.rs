@@ -81,20 +81,35 @@ impl PreparedJob {
 /// The number of the next job. The writer numbers jobs itself, as it numbers timeline
 /// entries, so that an incident can name its chains' last jobs in the statement that
 /// writes the incident. (Pruning keeps the newest job, so numbers never go back.)
-pub(super) fn next_job_id(connection: &Connection) -> Result<i64, StoreError> {
+fn next_job_id(connection: &Connection) -> Result<i64, StoreError> {
     prepare(connection, "SELECT coalesce(max(id), 0) + 1 FROM jobs")?
         .query_row([], |row| row.get(0))
         .map_err(internal)
 }
 
 /// Numbers `jobs`, all of one incident whose chains are `chains` (or of none), from
-/// `next_id` on, and links each to the job it waits for.
-pub(super) fn link(jobs: &mut [PreparedJob], chains: &mut JobChains, next_id: &mut i64) {
+/// `next_id` on (read from the table when the transaction has numbered none yet), and
+/// links each to the job it waits for. Reads nothing when there is no job.
+pub(super) fn link(
+    connection: &Connection,
+    jobs: &mut [PreparedJob],
+    chains: &mut JobChains,
+    next_id: &mut Option<i64>,
+) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut id = match *next_id {
+        Some(id) => id,
+        None => next_job_id(connection)?,
+    };
     for job in jobs {
-        job.id = *next_id;
-        *next_id += 1;
+        job.id = id;
+        id += 1;
         job.waits_for = job.chain.as_deref().and_then(|chain| chains.follow(chain, job.id));
     }
+    *next_id = Some(id);
+    Ok(())
 }
 
 /// Numbers, links and writes `jobs`, queued, in the caller's transaction, and moves the
@@ -103,13 +118,13 @@ pub(super) fn insert_jobs(connection: &Connection, jobs: &[NewJob], now: DateTim
     if jobs.is_empty() {
         return Ok(());
     }
-    let mut next_id = next_job_id(connection)?;
+    let mut next_id = None;
     let mut prepared = PreparedJob::all(jobs)?;
     // Each incident's jobs together, in the order given.
     prepared.sort_by_key(|job| job.incident_id);
     for group in prepared.chunk_by_mut(|a, b| a.incident_id == b.incident_id) {
         let Some(incident) = group[0].incident_id else {
-            link(group, &mut JobChains::default(), &mut next_id);
+            link(connection, group, &mut JobChains::default(), &mut next_id)?;
             continue;
         };
         let chains: Option<Option<String>> = prepare(connection, "SELECT job_chains FROM incidents WHERE id = ?1")?
@@ -117,7 +132,7 @@ pub(super) fn insert_jobs(connection: &Connection, jobs: &[NewJob], now: DateTim
             .optional()
             .map_err(internal)?;
         let mut linked = JobChains::parse(chains.as_ref().and_then(Option::as_deref))?;
-        link(group, &mut linked, &mut next_id);
+        link(connection, group, &mut linked, &mut next_id)?;
         if chains.is_some() {
             prepare(connection, "UPDATE incidents SET job_chains = ?2 WHERE id = ?1")?
                 .execute(params![id_bytes(incident), linked.to_text()])

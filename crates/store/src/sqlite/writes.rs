@@ -161,12 +161,12 @@ impl<'c> IngestStatements<'c> {
         Ok(seq)
     }
 
-    /// The number of the next job, read at the first job of the request.
-    fn next_job(&mut self) -> Result<i64, StoreError> {
-        match self.next_job {
-            Some(id) => Ok(id),
-            None => jobs::next_job_id(self.connection),
-        }
+    /// Numbers `jobs` after the request's earlier ones, links them to `chains`, and keeps
+    /// them to be written at the request's end.
+    fn queue_jobs(&mut self, mut jobs: Vec<PreparedJob>, chains: &mut JobChains) -> Result<(), StoreError> {
+        jobs::link(self.connection, &mut jobs, chains, &mut self.next_job)?;
+        self.jobs.append(&mut jobs);
+        Ok(())
     }
 
     fn get(&mut self, sql: IngestSql) -> Result<&mut Statement<'c>, StoreError> {
@@ -213,16 +213,13 @@ impl<'c> IngestStatements<'c> {
             .map_err(|error| StoreError::Internal(format!("incident {}: {error}", tracked.incident.id)))?;
         let chain = tracked.chain;
         let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
-        let mut jobs = PreparedJob::all(&reactions.after(&transition, now))?;
-        let mut next_id = self.next_job()?;
-        let job_chains = tracked.link(&mut jobs, &mut next_id)?;
-        self.next_job = Some(next_id);
-        self.jobs.extend(jobs);
+        let mut job_chains = tracked.job_chains()?;
+        self.queue_jobs(PreparedJob::all(&reactions.after(&transition, now))?, &mut job_chains)?;
         update_incident(
             self.get(IngestSql::UpdateIncident)?,
             &transition.after,
             chain,
-            job_chains.as_deref(),
+            job_chains.to_text().as_deref(),
         )?;
         Ok(IngestOutcome::Resolved(transition))
     }
@@ -255,12 +252,7 @@ impl<'c> IngestStatements<'c> {
                 chain = chain.appended(self.append(entry, chain.last_entry, chain.entry_count + 1)?);
             }
             let mut chains = JobChains::default();
-            if !opens.jobs.is_empty() {
-                let mut next_id = self.next_job()?;
-                jobs::link(&mut opens.jobs, &mut chains, &mut next_id);
-                self.next_job = Some(next_id);
-                self.jobs.append(&mut opens.jobs);
-            }
+            self.queue_jobs(std::mem::take(&mut opens.jobs), &mut chains)?;
             insert_incident(
                 self.get(IngestSql::InsertIncident)?,
                 &opens,
@@ -496,14 +488,9 @@ pub(super) struct Tracked {
 }
 
 impl Tracked {
-    /// Numbers and links `jobs` to this incident's chains; answers the chains to store.
-    pub(super) fn link(&self, jobs: &mut [PreparedJob], next_id: &mut i64) -> Result<Option<String>, StoreError> {
-        if jobs.is_empty() {
-            return Ok(self.job_chains.clone());
-        }
-        let mut chains = JobChains::parse(self.job_chains.as_deref())?;
-        jobs::link(jobs, &mut chains, next_id);
-        Ok(chains.to_text())
+    /// The incident's job chains, to link its new jobs to.
+    pub(super) fn job_chains(&self) -> Result<JobChains, StoreError> {
+        JobChains::parse(self.job_chains.as_deref())
     }
 }
 
