@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Overloaded,
     /// The store cannot be reached or is shutting down; the caller may retry.
     Unavailable,
+    /// A configuration reload found the file invalid; the running configuration stays.
+    InvalidConfiguration,
     /// A bug or an unexpected failure; logged with its cause.
     Internal,
 }
@@ -51,6 +53,7 @@ impl ErrorKind {
             ErrorKind::IllegalTransition => "illegal_transition",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::InvalidConfiguration => "invalid_configuration",
             ErrorKind::Internal => "internal",
         }
     }
@@ -66,6 +69,7 @@ impl ErrorKind {
             ErrorKind::UriTooLong => 414,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::HeadersTooLarge => 431,
+            ErrorKind::InvalidConfiguration => 422,
             ErrorKind::Overloaded | ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -89,9 +93,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 3,                                                  // INVALID_ARGUMENT
             ErrorKind::NotFound => 5,                                                              // NOT_FOUND
             ErrorKind::MethodNotAllowed => 12,                                                     // UNIMPLEMENTED
-            ErrorKind::IllegalTransition => 9, // FAILED_PRECONDITION
-            ErrorKind::Overloaded | ErrorKind::Unavailable => 14, // UNAVAILABLE
-            ErrorKind::Internal => 13,         // INTERNAL
+            ErrorKind::IllegalTransition | ErrorKind::InvalidConfiguration => 9, // FAILED_PRECONDITION
+            ErrorKind::Overloaded | ErrorKind::Unavailable => 14,                // UNAVAILABLE
+            ErrorKind::Internal => 13,                                           // INTERNAL
         }
     }
 
@@ -110,6 +114,7 @@ impl ErrorKind {
         ErrorKind::IllegalTransition,
         ErrorKind::Overloaded,
         ErrorKind::Unavailable,
+        ErrorKind::InvalidConfiguration,
         ErrorKind::Internal,
     ];
 }

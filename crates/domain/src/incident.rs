@@ -72,6 +72,20 @@ pub struct Incident {
     /// The route that matched when the incident was opened (its later notifications go
     /// to that route's channels).
     pub route: Option<String>,
+    /// The escalation policy the route gave the incident.
+    pub escalation_policy: Option<String>,
+    /// The escalation level due next, while the incident escalates (open, unacknowledged,
+    /// and its policy has a level left).
+    pub next_escalation: Option<PendingEscalation>,
+}
+
+/// The next level of an incident's escalation, and when it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct PendingEscalation {
+    /// Counted from 1.
+    pub level: u32,
+    pub due_at: DateTime<Utc>,
 }
 
 impl Incident {
@@ -98,7 +112,17 @@ impl Incident {
             resolved_at: None,
             resolution_note: None,
             route: None,
+            escalation_policy: None,
+            next_escalation: None,
         }
+    }
+
+    /// True while an escalation may notify someone: open, and nobody has acknowledged.
+    pub fn escalates(&self) -> bool {
+        matches!(
+            self.state,
+            crate::vocabulary::State::New | crate::vocabulary::State::Assigned
+        ) && self.acknowledged_at.is_none()
     }
 }
 
@@ -117,6 +141,10 @@ pub enum TimelineKind {
     Acknowledged,
     Started,
     Notified,
+    /// A level of the incident's escalation ran (or was held back by a silence).
+    Escalated,
+    /// A silence held a notification or an escalation back.
+    Silenced,
     Comment,
     Resolved,
 }
@@ -132,6 +160,8 @@ impl TimelineKind {
             TimelineKind::Acknowledged => "acknowledged",
             TimelineKind::Started => "started",
             TimelineKind::Notified => "notified",
+            TimelineKind::Escalated => "escalated",
+            TimelineKind::Silenced => "silenced",
             TimelineKind::Comment => "comment",
             TimelineKind::Resolved => "resolved",
         }

@@ -23,13 +23,15 @@ closed_vocabulary! {
 }
 
 closed_vocabulary! {
-    /// Where a job is: waiting (now or later), claimed by a worker, finished, or given up
-    /// after its attempts (kept with its last error, and retried only by hand).
+    /// Where a job is: waiting (now or later), claimed by a worker, finished, given up
+    /// after its attempts (kept with its last error, and retried only by hand), or
+    /// cancelled before it ran (an escalation level that an acknowledgement stopped).
     JobState, "job state" {
         Queued => "queued",
         Running => "running",
         Done => "done",
         Dead => "dead",
+        Cancelled => "cancelled",
     }
 }
 
@@ -61,6 +63,7 @@ impl std::fmt::Display for JobId {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobPayload {
     Notify(Notification),
+    Escalate(Escalation),
     Housekeeping,
 }
 
@@ -68,6 +71,7 @@ impl JobPayload {
     pub fn kind(&self) -> JobKind {
         match self {
             JobPayload::Notify(_) => JobKind::Notify,
+            JobPayload::Escalate(_) => JobKind::Escalate,
             JobPayload::Housekeeping => JobKind::Housekeeping,
         }
     }
@@ -81,7 +85,45 @@ pub struct Notification {
     /// The escalation level, counted from 1; none for other notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<u32>,
+    /// The person reached through the channel (an escalation to a person or to whoever
+    /// is on call): the channel's recipients are replaced by that person's contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// A grouped notification (a route's `group_wait`): the incidents that the route
+    /// opened within the window, instead of one incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupWindow>,
 }
+
+/// The incidents one route opened within one `group_wait`, told in one notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupWindow {
+    pub id: Uuid,
+    pub route: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// One level of an incident's escalation, due when the policy says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub policy: String,
+    /// Counted from 1.
+    pub level: u32,
+    /// 0 for the first run of the levels, then one more for each repeat.
+    #[serde(default)]
+    pub run: u32,
+    /// When the escalation started (the incident's creation, or the end of the silence
+    /// that held it): every level's delay counts from here.
+    pub started_at: DateTime<Utc>,
+    /// The silence that held the escalation back, when this level waits for its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<crate::silence::SilenceId>,
+}
+
+/// The chain of an incident's escalation levels (each waits for the one before), whose
+/// last job is the pending level that an acknowledgement cancels.
+pub const ESCALATION_CHAIN: &str = "escalate";
 
 /// A job to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,11 +153,62 @@ impl NewJob {
                 channel: channel.to_owned(),
                 event,
                 level,
+                person: None,
+                group: None,
             }),
             incident_id: Some(incident),
             due_at: now,
             max_attempts,
             chain: Some(channel.to_owned()),
+        }
+    }
+
+    /// A delivery to `person` through `channel` (one of their contacts), due at once; it
+    /// chains with the person's other deliveries through that channel.
+    pub fn notify_person(
+        incident: IncidentId,
+        channel: &str,
+        person: &str,
+        event: NotifyEvent,
+        level: Option<u32>,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> NewJob {
+        let mut job = NewJob::notify(incident, channel, event, level, max_attempts, now);
+        if let JobPayload::Notify(notification) = &mut job.payload {
+            notification.person = Some(person.to_owned());
+        }
+        job.chain = Some(format!("{channel}:{person}"));
+        job
+    }
+
+    /// A grouped delivery of the incidents in `window` to `channel`, due when the window
+    /// closes. It belongs to no one incident.
+    pub fn notify_group(channel: &str, window: GroupWindow, max_attempts: u32) -> NewJob {
+        NewJob {
+            due_at: window.to,
+            payload: JobPayload::Notify(Notification {
+                channel: channel.to_owned(),
+                event: NotifyEvent::Created,
+                level: None,
+                person: None,
+                group: Some(window),
+            }),
+            incident_id: None,
+            max_attempts,
+            chain: None,
+        }
+    }
+
+    /// The escalation level `escalation`, due at `due_at`; it belongs to the incident's
+    /// escalation chain.
+    pub fn escalate(incident: IncidentId, escalation: Escalation, due_at: DateTime<Utc>, max_attempts: u32) -> NewJob {
+        NewJob {
+            payload: JobPayload::Escalate(escalation),
+            incident_id: Some(incident),
+            due_at,
+            max_attempts,
+            chain: Some(ESCALATION_CHAIN.to_owned()),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod vocabulary;
 
 pub mod duration;
 pub mod errors;
+pub mod escalation;
 pub mod event;
 pub mod fingerprint;
 pub mod fit;
@@ -16,15 +17,17 @@ pub mod incident;
 pub mod jobs;
 pub mod lifecycle;
 pub mod matcher;
+pub mod oncall;
 pub mod reactions;
 pub mod routing;
+pub mod silence;
 pub mod text;
 
 pub use errors::ErrorKind;
 pub use event::{Event, EventRules, FieldError, RawBatch, RawEvent};
 pub use incident::{
     EntryCursor, EntryPage, EntryPageRequest, Incident, IncidentFilter, IncidentId, IngestOutcome, PageRequest,
-    TimelineEntry, TimelineKind,
+    PendingEscalation, TimelineEntry, TimelineKind,
 };
 pub use jobs::{Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, NotifyEvent};
 pub use lifecycle::{Action, IllegalTransition, Transition};

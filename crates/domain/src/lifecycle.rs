@@ -180,6 +180,11 @@ pub fn apply(
             (TimelineKind::Classified, format!("{} by {actor}", changes.join(", ")))
         }
     };
+    // Acknowledgement and resolution stop the escalation (the store cancels its pending
+    // level in the same transaction).
+    if !after.escalates() {
+        after.next_escalation = None;
+    }
     let entry = TimelineEntry::new(incident.id, now, kind, actor, message);
     Ok(Transition {
         before: incident.clone(),

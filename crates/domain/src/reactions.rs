@@ -1,16 +1,21 @@
-//! What an incident change causes: routing decides a new incident's route, team and
-//! assignee, and each change a route notifies of becomes one delivery job per channel.
-//! All of it is decided here, before the store writes the change, so that the change and
-//! what it causes are written in one transaction (a transactional outbox): a stored
-//! incident always has its jobs, and no job exists for a change that was not stored.
+//! What an incident change causes: routing decides a new incident's route, team,
+//! assignee and escalation policy; each change a route notifies of becomes one delivery
+//! job per channel (or, with the route's `group_wait`, a place in the route's next grouped
+//! notification); a route's escalation policy becomes the job of its first level. All of
+//! it is decided here, before the store writes the change, so that the change and what it
+//! causes are written in one transaction (a transactional outbox): a stored incident
+//! always has its jobs, and no job exists for a change that was not stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
 
-use crate::incident::{Incident, TimelineEntry};
-use crate::jobs::{NewJob, NotifyEvent};
+use crate::escalation::{EscalationPolicy, Target};
+use crate::incident::{Incident, PendingEscalation, TimelineEntry};
+use crate::jobs::{Escalation, GroupWindow, NewJob, NotifyEvent};
 use crate::lifecycle::{self, Action, Transition};
+use crate::oncall::Schedule;
 use crate::routing::{Route, Routes};
 use crate::vocabulary::State;
 
@@ -21,6 +26,11 @@ pub struct Reactions {
     /// Attempts of each channel's deliveries (a channel's `max_attempts`, else the default).
     pub channel_attempts: BTreeMap<String, u32>,
     pub default_attempts: u32,
+    /// Channels told of every incident on its own even under a route's `group_wait`
+    /// (PagerDuty: one alert per incident, deduplicated by its key).
+    pub ungrouped_channels: BTreeSet<String>,
+    pub policies: BTreeMap<String, EscalationPolicy>,
+    pub schedules: BTreeMap<String, Schedule>,
 }
 
 /// A new incident as routing leaves it, and what to write beside it.
@@ -33,12 +43,23 @@ pub struct Opening {
     /// The route's assignment, for the state metrics (NEW → ASSIGNED).
     pub assignment: Option<Transition>,
     pub jobs: Vec<NewJob>,
+    /// The route's grouped notification this incident belongs in (`group_wait`).
+    pub group: Option<GroupRequest>,
+}
+
+/// A place in a route's grouped notification: the store puts the incident in the route's
+/// open group, or, when none is open, opens `window` and writes `jobs` (one per channel,
+/// due when the window closes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRequest {
+    pub window: GroupWindow,
+    pub jobs: Vec<NewJob>,
 }
 
 impl Reactions {
-    /// Routes a new incident: the first matching route gives its team and assignee (the
-    /// incident is then ASSIGNED, by the route), and a delivery to each of its channels
-    /// when it notifies of creation.
+    /// Routes a new incident: the first matching route gives its team, assignee (the
+    /// incident is then ASSIGNED, by the route) and escalation policy (whose first level
+    /// becomes a job), and a delivery to each of its channels when it notifies of creation.
     pub fn open(&self, incident: Incident, now: DateTime<Utc>) -> Opening {
         let Some(route) = self.routes.first_match(&incident) else {
             return Opening {
@@ -46,18 +67,49 @@ impl Reactions {
                 incident,
                 assignment: None,
                 jobs: Vec::new(),
+                group: None,
             };
         };
         let mut incident = incident;
         incident.route = Some(route.name.clone());
+        let assignee = route.assignee.as_deref().map(|assignee| self.person_for(assignee, now));
+        let mut jobs = Vec::new();
+        if let Some(policy) = route
+            .escalation_policy
+            .as_deref()
+            .and_then(|name| self.policies.get(name))
+        {
+            let start = incident.created_at;
+            let step = policy.first_step(start);
+            incident.escalation_policy = Some(policy.name.clone());
+            incident.next_escalation = Some(PendingEscalation {
+                level: step.level,
+                due_at: step.due_at,
+            });
+            let escalation = Escalation {
+                policy: policy.name.clone(),
+                level: step.level,
+                run: step.run,
+                started_at: start,
+                held_by: None,
+            };
+            jobs.push(NewJob::escalate(
+                incident.id,
+                escalation,
+                step.due_at,
+                self.default_attempts.max(1),
+            ));
+        }
         // One entry, not two: every routed incident would otherwise write a second one.
         let mut created = lifecycle::created_entry(&incident);
-        created.message.push_str(&format!(" ({})", routing_note(route)));
+        created
+            .message
+            .push_str(&format!(" ({})", routing_note(route, assignee.as_ref())));
         let mut entries = vec![created];
         let mut assignment = None;
-        if let Some(assignee) = &route.assignee {
+        if let Some(Assignee::Person(assignee)) = assignee {
             let action = Action::Assign {
-                assignee: assignee.clone(),
+                assignee,
                 team: route.team.clone(),
             };
             let actor = format!("route {}", route.name);
@@ -69,12 +121,47 @@ impl Reactions {
         } else if route.team.is_some() {
             incident.team = route.team.clone();
         }
-        let jobs = self.deliveries(&incident, route, NotifyEvent::Created, now);
+        let mut group = None;
+        if route.notifies_of(NotifyEvent::Created) {
+            match route.group_wait {
+                Some(wait) => {
+                    let (alone, grouped): (Vec<&String>, Vec<&String>) = route
+                        .channels
+                        .iter()
+                        .partition(|channel| self.ungrouped_channels.contains(*channel));
+                    jobs.extend(alone.into_iter().map(|channel| {
+                        NewJob::notify(
+                            incident.id,
+                            channel,
+                            NotifyEvent::Created,
+                            None,
+                            self.attempts(channel),
+                            now,
+                        )
+                    }));
+                    if !grouped.is_empty() {
+                        let window = GroupWindow {
+                            id: Uuid::now_v7(),
+                            route: route.name.clone(),
+                            from: now,
+                            to: now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX),
+                        };
+                        let jobs = grouped
+                            .into_iter()
+                            .map(|channel| NewJob::notify_group(channel, window.clone(), self.attempts(channel)))
+                            .collect();
+                        group = Some(GroupRequest { window, jobs });
+                    }
+                }
+                None => jobs.extend(self.deliveries(&incident, route, NotifyEvent::Created, now)),
+            }
+        }
         Opening {
             incident,
             entries,
             assignment,
             jobs,
+            group,
         }
     }
 
@@ -108,23 +195,49 @@ impl Reactions {
             .collect()
     }
 
-    fn attempts(&self, channel: &str) -> u32 {
+    /// Attempts of a delivery through `channel`.
+    pub fn attempts(&self, channel: &str) -> u32 {
         self.channel_attempts
             .get(channel)
             .copied()
             .unwrap_or(self.default_attempts)
             .max(1)
     }
+
+    /// Who `assignee` (a person, or `oncall:SCHEDULE`) is at `now`.
+    fn person_for(&self, assignee: &str, now: DateTime<Utc>) -> Assignee {
+        let Some(schedule) = Target::oncall_schedule(assignee) else {
+            return Assignee::Person(assignee.to_owned());
+        };
+        match self.schedules.get(schedule).and_then(|found| found.oncall(now)) {
+            Some(shift) => Assignee::Person(shift.person),
+            None => Assignee::NobodyOnCall(schedule.to_owned()),
+        }
+    }
 }
 
-/// `routed by `critical`: team ml-oncall; notifies ops, pager`.
-fn routing_note(route: &Route) -> String {
+/// Whom a route assigns a new incident to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Assignee {
+    Person(String),
+    /// The route names a schedule on which nobody is on call now.
+    NobodyOnCall(String),
+}
+
+/// `routed by `critical`: team ml-oncall; notifies ops, pager; escalates by urgent`.
+fn routing_note(route: &Route, assignee: Option<&Assignee>) -> String {
     let mut note = format!("routed by `{}`", route.name);
     if let Some(team) = &route.team {
         note.push_str(&format!(": team {team}"));
     }
     if !route.channels.is_empty() {
         note.push_str(&format!("; notifies {}", route.channels.join(", ")));
+    }
+    if let Some(policy) = &route.escalation_policy {
+        note.push_str(&format!("; escalates by {policy}"));
+    }
+    if let Some(Assignee::NobodyOnCall(schedule)) = assignee {
+        note.push_str(&format!("; nobody is on call on {schedule} to assign"));
     }
     note
 }
@@ -177,6 +290,7 @@ mod tests {
             routes: Routes::new(routes),
             channel_attempts: BTreeMap::from([("pager".to_owned(), 3)]),
             default_attempts: 8,
+            ..Reactions::default()
         }
     }
 
@@ -253,5 +367,105 @@ mod tests {
             panic!()
         };
         assert_eq!(notification.event, NotifyEvent::Resolved);
+    }
+
+    fn with_policy(mut route: Route) -> Reactions {
+        route.escalation_policy = Some("urgent".into());
+        let mut reactions = reactions(vec![route]);
+        let levels = vec![crate::escalation::Level {
+            after: std::time::Duration::from_secs(300),
+            notify: vec![Target::Channel("pager".into())],
+        }];
+        let policy = EscalationPolicy::new("urgent", levels, 0, None).unwrap();
+        reactions.policies.insert("urgent".into(), policy);
+        reactions
+    }
+
+    #[test]
+    fn a_routes_escalation_policy_schedules_its_first_level() {
+        let reactions = with_policy(route("default", None, None, &[]));
+        let opening = reactions.open(incident("P1"), now());
+        let incident = &opening.incident;
+        assert_eq!(incident.escalation_policy.as_deref(), Some("urgent"));
+        let due_at = now() + chrono::TimeDelta::seconds(300);
+        assert_eq!(incident.next_escalation, Some(PendingEscalation { level: 1, due_at }));
+        let [job] = opening.jobs.as_slice() else {
+            panic!("{:?}", opening.jobs)
+        };
+        assert_eq!(job.due_at, due_at);
+        assert_eq!(job.chain.as_deref(), Some(crate::jobs::ESCALATION_CHAIN));
+        let JobPayload::Escalate(escalation) = &job.payload else {
+            panic!("{job:?}")
+        };
+        assert_eq!((escalation.level, escalation.run, escalation.started_at), (1, 0, now()));
+        assert!(opening.entries[0].message.ends_with("escalates by urgent)"));
+    }
+
+    #[test]
+    fn acknowledging_an_escalating_incident_clears_its_next_level() {
+        let reactions = with_policy(route("default", None, Some("ana"), &[]));
+        let opened = reactions.open(incident("P1"), now()).incident;
+        assert!(opened.next_escalation.is_some());
+        let reassigned = lifecycle::apply(&opened, &Action::assign(Some("bo".into()), None).unwrap(), "ana", now());
+        assert!(
+            reassigned.unwrap().after.next_escalation.is_some(),
+            "a reassignment does not stop it"
+        );
+        let acked = lifecycle::apply(&opened, &Action::Acknowledge, "ana", now()).unwrap();
+        assert_eq!(acked.after.next_escalation, None);
+    }
+
+    #[test]
+    fn an_oncall_assignee_is_whoever_is_on_call_when_the_incident_opens() {
+        use chrono::FixedOffset;
+        let mut reactions = reactions(vec![route("default", None, Some("oncall:primary"), &[])]);
+        let start = now().with_timezone(&FixedOffset::east_opt(0).unwrap());
+        let schedule = Schedule::new(
+            "primary",
+            vec!["ana".into(), "bo".into()],
+            crate::oncall::Rotation::Daily,
+            start,
+            vec![],
+        )
+        .unwrap();
+        reactions.schedules.insert("primary".into(), schedule);
+        let tomorrow = now() + chrono::TimeDelta::days(1);
+        let opening = reactions.open(incident("P2"), tomorrow);
+        assert_eq!(opening.incident.assignee.as_deref(), Some("bo"));
+        assert_eq!(opening.incident.state, State::Assigned);
+        let before_start = reactions.open(incident("P2"), now() - chrono::TimeDelta::days(1));
+        assert_eq!(before_start.incident.state, State::New);
+        assert!(
+            before_start.entries[0].message.contains("nobody is on call on primary"),
+            "{}",
+            before_start.entries[0].message
+        );
+    }
+
+    #[test]
+    fn a_grouping_route_asks_for_a_group_and_leaves_pagerduty_alone() {
+        let mut grouping = route("default", None, None, &["ops", "pager"]);
+        grouping.group_wait = Some(std::time::Duration::from_secs(30));
+        let mut reactions = reactions(vec![grouping]);
+        reactions.ungrouped_channels.insert("pager".into());
+        let opening = reactions.open(incident("P2"), now());
+        let alone: Vec<&str> = opening
+            .jobs
+            .iter()
+            .map(|job| match &job.payload {
+                JobPayload::Notify(notification) => notification.channel.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(alone, ["pager"]);
+        let group = opening.group.expect("a group");
+        assert_eq!(group.window.route, "default");
+        assert_eq!(
+            (group.window.from, group.window.to),
+            (now(), now() + chrono::TimeDelta::seconds(30))
+        );
+        let [job] = group.jobs.as_slice() else { panic!() };
+        assert_eq!(job.incident_id, None);
+        assert_eq!(job.due_at, group.window.to);
     }
 }

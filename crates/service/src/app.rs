@@ -12,18 +12,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::config::{self, Settings};
+use crate::config::{Overrides, Settings};
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, HttpOptions};
 use crate::incidents::IncidentManager;
-use crate::jobs::{Executor, Handler, Housekeeping, Notifier};
-use crate::notify::Channels;
+use crate::jobs::{Escalator, Executor, Handler, Housekeeping, Notifier, SilenceCache};
+use crate::live::{Live, LiveConfig, Reloader};
 use crate::telemetry::{Metrics, exporter};
 
 pub struct Application {
     http_listener: TcpListener,
     metrics_listener: TcpListener,
     manager: Arc<IncidentManager>,
+    reloader: Arc<Reloader>,
     metrics: Arc<Metrics>,
     executor: Arc<Executor>,
     http_options: HttpOptions,
@@ -32,7 +33,9 @@ pub struct Application {
 
 impl Application {
     /// Opens and migrates the store and binds every listener (port 0 picks a free port).
-    pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    /// `source` is where `settings` were read from: a reload (SIGHUP, `POST /-/reload`)
+    /// reads them from there again.
+    pub async fn build(settings: &Settings, source: Overrides, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         let backend = if settings.database.url.starts_with("sqlite") {
             "sqlite"
         } else {
@@ -51,16 +54,25 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&settings.database.url)))?;
         crate::tls::install_crypto_provider();
-        let reactions = config::reactions(&settings.routes, &settings.channels, &settings.jobs);
-        let channels = Arc::new(Channels::new(&settings.channels).context("cannot set up the channels")?);
+        let live = Arc::new(LiveConfig::new(Live::from_settings(settings)?));
+        let silences = Arc::new(SilenceCache::new());
         let handlers: BTreeMap<JobKind, Arc<dyn Handler>> = BTreeMap::from([
             (
                 JobKind::Notify,
                 Arc::new(Notifier::new(
                     Arc::clone(&store),
-                    channels,
+                    Arc::clone(&live),
+                    Arc::clone(&silences),
                     settings.http.public_url.clone(),
                 )) as Arc<dyn Handler>,
+            ),
+            (
+                JobKind::Escalate,
+                Arc::new(Escalator::new(
+                    Arc::clone(&store),
+                    Arc::clone(&live),
+                    Arc::clone(&silences),
+                )),
             ),
             (
                 JobKind::Housekeeping,
@@ -74,17 +86,22 @@ impl Application {
         let executor = Arc::new(Executor::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
+            Arc::clone(&clock),
             settings.jobs.clone(),
             handlers,
             settings.http.drain_timeout,
         ));
-        let manager = Arc::new(IncidentManager::new(
-            store,
-            clock,
+        let reloader = Arc::new(Reloader::new(
+            source,
+            settings,
+            Arc::clone(&live),
             Arc::clone(&metrics),
-            settings.events,
-            reactions,
+            Arc::clone(&clock),
         ));
+        let manager = Arc::new(
+            IncidentManager::new(store, clock, Arc::clone(&metrics), live, silences)
+                .with_reloader(Arc::clone(&reloader)),
+        );
         // incidents_active starts from the store's truth, not from zero.
         manager.refresh_metrics().await.context("cannot count open incidents")?;
 
@@ -108,6 +125,7 @@ impl Application {
             http_listener,
             metrics_listener,
             manager,
+            reloader,
             metrics,
             executor,
             http_options,
@@ -143,14 +161,50 @@ impl Application {
         let limits = self.connection_limits;
         let api_server = server::serve(self.http_listener, api, limits, until(stopped.clone()));
         let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped.clone()));
+        // SIGHUP reads the configuration again, as `POST /-/reload` does.
+        let reloads = tokio::spawn(reload_on_hangup(Arc::clone(&self.reloader), stopped.clone()));
         // The executor stops claiming at the signal too; its running jobs get the same
         // drain period, then are handed back.
         let jobs = Arc::clone(&self.executor).run(stopped);
         let (api_result, metrics_result, ()) = tokio::join!(api_server, metrics_server, jobs);
+        reloads.abort();
         api_result.context("HTTP API server failed")?;
         metrics_result.context("metrics server failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Reloads the configuration at every SIGHUP until `stopped`.
+async fn reload_on_hangup(reloader: Arc<Reloader>, mut stopped: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP received; reloading the configuration");
+                    // The outcome is logged and in the reload metrics.
+                    let _ = reloader.reload().await;
+                }
+                changed = stopped.changed() => {
+                    if changed.is_err() || *stopped.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
+        let _ = stopped.changed().await;
     }
 }
 

@@ -3,7 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lim_domain::oncall::{Schedule, Shift};
+use lim_domain::silence::{NewSilence, Silence, SilenceId, SilenceState};
+use lim_store::{SilenceFilter, SilencePageRequest};
 
 use lim_domain::event::{self, MAX_DESCRIPTION_CHARS, MAX_LABEL_KEY_CHARS, validate_batch};
 use lim_domain::fit::fit_to_limits;
@@ -15,7 +20,12 @@ use lim_domain::{Job, JobId};
 use lim_store::{JobFilter, JobPageRequest, Store, StoreError};
 
 use crate::clock::Clock;
+use crate::jobs::SilenceCache;
+use crate::live::{LiveConfig, Reloader};
 use crate::telemetry::Metrics;
+
+/// The most shifts one answer lists.
+pub const MAX_SHIFTS: usize = 1000;
 
 /// Why the core refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +34,8 @@ pub enum CoreError {
     Invalid(#[from] FieldError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("schedule `{0}` is not configured")]
+    UnknownSchedule(String),
 }
 
 impl CoreError {
@@ -31,6 +43,7 @@ impl CoreError {
         match self {
             CoreError::Invalid(_) => ErrorKind::InvalidField,
             CoreError::Store(error) => error.kind(),
+            CoreError::UnknownSchedule(_) => ErrorKind::NotFound,
         }
     }
 }
@@ -50,9 +63,11 @@ pub struct IncidentManager {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    rules: EventRules,
-    /// What changes cause (routes, channels); replaced whole when the configuration is.
-    reactions: RwLock<Arc<Reactions>>,
+    /// Event rules and what changes cause (routes, channels, schedules, policies);
+    /// replaced whole when the configuration is reloaded.
+    live: Arc<LiveConfig>,
+    silences: Arc<SilenceCache>,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl IncidentManager {
@@ -60,15 +75,30 @@ impl IncidentManager {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        rules: EventRules,
-        reactions: Reactions,
+        live: Arc<LiveConfig>,
+        silences: Arc<SilenceCache>,
     ) -> Self {
         IncidentManager {
             store,
             clock,
             metrics,
-            rules,
-            reactions: RwLock::new(Arc::new(reactions)),
+            live,
+            silences,
+            reloader: None,
+        }
+    }
+
+    /// Lets `POST /-/reload` read the configuration again through `reloader`.
+    pub fn with_reloader(mut self, reloader: Arc<Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Reads the configuration again; the error says why the file was refused.
+    pub async fn reload(&self) -> Result<(), String> {
+        match &self.reloader {
+            Some(reloader) => reloader.reload().await,
+            None => Err("this service was not started from a configuration it can read again".into()),
         }
     }
 
@@ -82,13 +112,17 @@ impl IncidentManager {
 
     /// The reactions every change is routed by, as configured now.
     pub fn reactions(&self) -> Arc<Reactions> {
-        Arc::clone(&self.reactions.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.live.current().reactions)
+    }
+
+    fn rules(&self) -> EventRules {
+        self.live.current().rules
     }
 
     /// Validates one event, then stores it.
     pub async fn ingest_one(&self, raw: RawEvent) -> Result<IngestOutcome, CoreError> {
         let now = self.clock.now();
-        let event = raw.validate(now, &self.rules)?;
+        let event = raw.validate(now, &self.rules())?;
         let mut outcomes = self.store_events(vec![event], now).await?;
         Ok(outcomes.remove(0))
     }
@@ -97,7 +131,7 @@ impl IncidentManager {
     /// none); an invalid event is named by its index (`[3].title`).
     pub async fn ingest(&self, raw: Vec<RawEvent>) -> Result<Vec<IngestOutcome>, CoreError> {
         let now = self.clock.now();
-        let events = validate_batch(raw, now, &self.rules)?;
+        let events = validate_batch(raw, now, &self.rules())?;
         self.store_events(events, now).await
     }
 
@@ -106,9 +140,10 @@ impl IncidentManager {
     /// there are they are stored together.
     pub async fn ingest_tolerant(&self, raw: Vec<RawEvent>) -> Result<Vec<IngestOutcome>, CoreError> {
         let now = self.clock.now();
+        let rules = self.rules();
         let mut events = Vec::with_capacity(raw.len());
         for (index, raw) in raw.into_iter().enumerate() {
-            let fitted = fit_to_limits(raw, now, &self.rules);
+            let fitted = fit_to_limits(raw, now, &rules);
             if !fitted.changes.is_empty() {
                 tracing::warn!(
                     index,
@@ -121,7 +156,7 @@ impl IncidentManager {
             events.push(
                 fitted
                     .event
-                    .validate(now, &self.rules)
+                    .validate(now, &rules)
                     .map_err(|error| error.in_batch(index))?,
             );
         }
@@ -178,7 +213,7 @@ impl IncidentManager {
             status: None,
             occurred_at: None,
         };
-        let mut event = raw.validate(now, &self.rules)?;
+        let mut event = raw.validate(now, &self.rules())?;
         event.fingerprint = format!("{}{id}", event::MANUAL_FINGERPRINT_PREFIX);
         let opening = self.reactions().open(Incident::open(id, &event, now), now);
         let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
@@ -254,8 +289,84 @@ impl IncidentManager {
 
     /// Queues a dead job again.
     pub async fn retry_job(&self, id: JobId) -> Result<Job, CoreError> {
-        let store = Arc::clone(&self.store);
-        detached(async move { Ok(store.retry_job(id, chrono::Utc::now()).await?) }).await
+        let (store, now) = (Arc::clone(&self.store), self.clock.now());
+        detached(async move { Ok(store.retry_job(id, now).await?) }).await
+    }
+
+    /// Stores a silence; it holds from its start (default now) until its end.
+    pub async fn create_silence(&self, request: NewSilence) -> Result<Silence, CoreError> {
+        let silence = request.validate(self.clock.now())?;
+        let (store, silences) = (Arc::clone(&self.store), Arc::clone(&self.silences));
+        detached(async move {
+            store.create_silence(silence.clone()).await?;
+            silences.invalidate();
+            Ok(silence)
+        })
+        .await
+    }
+
+    /// Silences, newest first, by their state now.
+    pub async fn silences(
+        &self,
+        states: Vec<SilenceState>,
+        page: SilencePageRequest,
+    ) -> Result<Vec<Silence>, CoreError> {
+        let filter = SilenceFilter {
+            states,
+            now: self.clock.now(),
+        };
+        Ok(self.store.list_silences(&filter, page).await?)
+    }
+
+    pub async fn silence(&self, id: SilenceId) -> Result<Silence, CoreError> {
+        self.store
+            .get_silence(id)
+            .await?
+            .ok_or(CoreError::Store(StoreError::SilenceNotFound(id)))
+    }
+
+    /// Ends a silence now; the escalations it held start from level 1.
+    pub async fn expire_silence(&self, id: SilenceId) -> Result<Silence, CoreError> {
+        let (store, silences, now) = (Arc::clone(&self.store), Arc::clone(&self.silences), self.clock.now());
+        detached(async move {
+            let silence = store.expire_silence(id, now).await?;
+            silences.invalidate();
+            Ok(silence)
+        })
+        .await
+    }
+
+    /// The time now, as the core sees it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Who is on call on schedule `name` at `at` (default now).
+    pub fn oncall(&self, name: &str, at: Option<DateTime<Utc>>) -> Result<(Schedule, Option<Shift>), CoreError> {
+        let schedule = self.schedule(name)?;
+        let shift = schedule.oncall(at.unwrap_or_else(|| self.clock.now()));
+        Ok((schedule, shift))
+    }
+
+    /// The shifts of schedule `name` that overlap `from..to`.
+    pub fn shifts(&self, name: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Shift>, CoreError> {
+        let schedule = self.schedule(name)?;
+        schedule
+            .shifts(from, to, MAX_SHIFTS)
+            .map_err(|error| CoreError::Invalid(FieldError::new("to", error.to_string())))
+    }
+
+    /// The configured schedules, by name.
+    pub fn schedules(&self) -> Vec<Schedule> {
+        self.reactions().schedules.values().cloned().collect()
+    }
+
+    fn schedule(&self, name: &str) -> Result<Schedule, CoreError> {
+        self.reactions()
+            .schedules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::UnknownSchedule(lim_domain::text::excerpt(name)))
     }
 
     /// True when a write would be stored.
@@ -343,6 +454,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::live::Live;
 
     /// A store that, once an ingest is committed, holds its answer until told to go on.
     struct GatedStore {
@@ -426,8 +538,30 @@ mod tests {
         ) -> Result<Vec<lim_domain::Job>, StoreError> {
             self.inner.claim_jobs(kind, limit, worker, lease_until, now).await
         }
-        async fn finish_job(&self, finish: lim_store::JobFinish) -> Result<bool, StoreError> {
+        async fn finish_job(&self, finish: lim_store::JobFinish) -> Result<lim_store::Finished, StoreError> {
             self.inner.finish_job(finish).await
+        }
+        async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
+            self.inner.create_silence(silence).await
+        }
+        async fn get_silence(&self, id: SilenceId) -> Result<Option<Silence>, StoreError> {
+            self.inner.get_silence(id).await
+        }
+        async fn list_silences(
+            &self,
+            filter: &SilenceFilter,
+            page: SilencePageRequest,
+        ) -> Result<Vec<Silence>, StoreError> {
+            self.inner.list_silences(filter, page).await
+        }
+        async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+            self.inner.expire_silence(id, now).await
+        }
+        async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+            self.inner.active_silences(now).await
+        }
+        async fn group_members(&self, group: uuid::Uuid, limit: u32) -> Result<lim_store::GroupMembers, StoreError> {
+            self.inner.group_members(group, limit).await
         }
         async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
             self.inner.release_jobs(worker, now).await
@@ -471,12 +605,13 @@ mod tests {
         });
         let metrics = Arc::new(Metrics::new("sqlite"));
         let clock = Arc::new(ManualClock::new(Utc::now()));
+        let live = Arc::new(LiveConfig::new(Live::with(Reactions::default(), EventRules::default())));
         let manager = IncidentManager::new(
             store.clone(),
             clock,
             Arc::clone(&metrics),
-            EventRules::default(),
-            Reactions::default(),
+            live,
+            Arc::new(SilenceCache::new()),
         );
         let raw = RawEvent {
             source: Some("api".into()),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod incidents;
 pub mod jobs;
+pub mod live;
 pub mod notify;
 pub mod telemetry;
 pub mod tls;

@@ -100,12 +100,20 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
     finish(block_on(async {
         match task {
             ServiceTask::CheckConfig => {
+                // What a reload would build too: channels with their clients and servers.
+                llm_incident_manager::live::Live::from_settings(&settings)?;
                 println!(
-                    "configuration is valid: http {}, grpc {} (reserved, not served yet), metrics {}, database {}",
+                    "configuration is valid: http {}, grpc {} (reserved, not served yet), metrics {}, database {}; \
+                     {} channels, {} routes, {} people, {} schedules, {} escalation policies",
                     settings.http.addr,
                     settings.grpc_addr,
                     settings.metrics_addr,
-                    app::redact(&settings.database.url)
+                    app::redact(&settings.database.url),
+                    settings.channels.len(),
+                    settings.routes.len(),
+                    settings.people.len(),
+                    settings.schedules.len(),
+                    settings.policies.len(),
                 );
                 Ok(())
             }
@@ -119,7 +127,7 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
                 Ok(())
             }
             ServiceTask::Serve => {
-                let application = Application::build(&settings, Arc::new(SystemClock)).await?;
+                let application = Application::build(&settings, overrides.clone(), Arc::new(SystemClock)).await?;
                 application.run_until_stopped(app::shutdown_signal()).await
             }
         }

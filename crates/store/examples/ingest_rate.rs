@@ -42,6 +42,7 @@ fn reactions(routed: bool) -> Arc<Reactions> {
         }]),
         channel_attempts: Default::default(),
         default_attempts: 8,
+        ..Reactions::default()
     })
 }
 

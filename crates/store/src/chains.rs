@@ -5,27 +5,53 @@
 //! the change that causes the job reads and writes anyway.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use crate::StoreError;
 
 /// The last job of each of an incident's chains (`incidents.job_chains`, a JSON object
-/// of chain names and job ids).
+/// of chain names and job ids). Read and written on the writer for every change that
+/// causes a job, so the common text (names without quotes, backslashes or control
+/// characters) is read and written by hand rather than by a general JSON parser.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct JobChains(BTreeMap<String, i64>);
 
 impl JobChains {
     pub(crate) fn parse(text: Option<&str>) -> Result<Self, StoreError> {
-        match text {
-            None => Ok(JobChains::default()),
-            Some(text) => serde_json::from_str(text)
-                .map(JobChains)
-                .map_err(|error| StoreError::Internal(format!("an incident's job chains `{text}`: {error}"))),
+        let Some(text) = text else {
+            return Ok(JobChains::default());
+        };
+        if let Some(chains) = parse_plain(text) {
+            return Ok(JobChains(chains));
         }
+        serde_json::from_str(text)
+            .map(JobChains)
+            .map_err(|error| StoreError::Internal(format!("an incident's job chains `{text}`: {error}")))
     }
 
     /// None when the incident has no chain.
     pub(crate) fn to_text(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| serde_json::to_string(&self.0).expect("a map of strings and numbers serializes"))
+        if self.0.is_empty() {
+            return None;
+        }
+        if self.0.keys().any(|name| !is_plain(name)) {
+            return Some(serde_json::to_string(&self.0).expect("a map of strings and numbers serializes"));
+        }
+        let mut text = String::with_capacity(self.0.len() * 24);
+        text.push('{');
+        for (index, (name, id)) in self.0.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            let _ = write!(text, "\"{name}\":{id}");
+        }
+        text.push('}');
+        Some(text)
+    }
+
+    /// The last job of `chain`, if the incident has one.
+    pub(crate) fn last(&self, chain: &str) -> Option<i64> {
+        self.0.get(chain).copied()
     }
 
     /// Makes job `id` the last of `chain`; answers the job it waits for, the chain's last
@@ -39,6 +65,29 @@ impl JobChains {
             }
         }
     }
+}
+
+/// A name JSON writes as it is, between quotes.
+fn is_plain(name: &str) -> bool {
+    !name.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// `{"name":1,"other":2}` with plain names (see [`is_plain`]); None for anything else,
+/// which the JSON parser then reads (or refuses).
+fn parse_plain(text: &str) -> Option<BTreeMap<String, i64>> {
+    let mut chains = BTreeMap::new();
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    if inner.is_empty() {
+        return Some(chains);
+    }
+    for pair in inner.split(',') {
+        let (name, id) = pair.strip_prefix('"')?.split_once("\":")?;
+        if !is_plain(name) {
+            return None;
+        }
+        chains.insert(name.to_owned(), id.parse().ok()?);
+    }
+    Some(chains)
 }
 
 #[cfg(test)]
@@ -57,5 +106,28 @@ mod tests {
         assert_eq!(again.follow("pager", 4), Some(2));
         assert_eq!(JobChains::default().to_text(), None);
         assert!(JobChains::parse(Some("[")).is_err());
+    }
+
+    #[test]
+    fn names_of_any_kind_read_back_as_written() {
+        for name in [
+            "ops",
+            "with,comma",
+            "with\"quote",
+            "back\\slash",
+            "colon\":1",
+            "ünïcødé",
+            "",
+        ] {
+            let mut chains = JobChains::default();
+            chains.follow(name, 7);
+            chains.follow("other", 9);
+            let text = chains.to_text().unwrap();
+            assert_eq!(JobChains::parse(Some(&text)).unwrap(), chains, "{text}");
+            let json: BTreeMap<String, i64> = serde_json::from_str(&text).unwrap();
+            assert_eq!(json, chains.0, "the text is JSON: {text}");
+        }
+        let written_by_json = r#"{ "ops" : 3 }"#;
+        assert_eq!(JobChains::parse(Some(written_by_json)).unwrap().last("ops"), Some(3));
     }
 }

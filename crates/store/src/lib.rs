@@ -13,12 +13,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 pub use lim_domain::IngestOutcome;
+use lim_domain::silence::{Silence, SilenceId, SilenceState};
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter,
-    IncidentId, Job, JobId, JobKind, JobResult, JobState, NewJob, Opening, PageRequest, Reactions, Severity, Source,
-    TimelineEntry, Transition,
+    IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, Opening, PageRequest, PendingEscalation,
+    Reactions, Severity, Source, TimelineEntry, Transition,
 };
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 mod chains;
 mod postgres;
@@ -51,6 +53,10 @@ pub mod operation {
     pub const RETRY_JOB: &str = "retry_job";
     pub const COUNT_JOBS: &str = "count_jobs";
     pub const PRUNE_JOBS: &str = "prune_jobs";
+    pub const CREATE_SILENCE: &str = "insert_silence";
+    pub const LIST_SILENCES: &str = "list_silences";
+    pub const EXPIRE_SILENCE: &str = "update_silence";
+    pub const GROUP_MEMBERS: &str = "select_group";
 }
 
 /// Told the duration of every store operation (the metrics layer records it).
@@ -62,6 +68,8 @@ pub enum StoreError {
     NotFound(IncidentId),
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    #[error("silence {0} not found")]
+    SilenceNotFound(SilenceId),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
     #[error("job {id} is {state}; only a dead job can be retried")]
@@ -77,7 +85,9 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound(_) | StoreError::JobNotFound(_) => ErrorKind::NotFound,
+            StoreError::NotFound(_) | StoreError::JobNotFound(_) | StoreError::SilenceNotFound(_) => {
+                ErrorKind::NotFound
+            }
             StoreError::IllegalTransition(_) | StoreError::NotDead { .. } => ErrorKind::IllegalTransition,
             StoreError::Overloaded(_) => ErrorKind::Overloaded,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
@@ -109,11 +119,51 @@ pub struct JobFinish {
     pub id: JobId,
     pub worker: String,
     pub result: JobResult,
-    /// The attempt on its incident's timeline (a notification's outcome).
-    pub entry: Option<TimelineEntry>,
-    /// Jobs this one leads to (the next housekeeping).
+    /// The attempt on its incidents' timelines (a notification's outcome, on each incident
+    /// of a grouped one; an escalation level).
+    pub entries: Vec<TimelineEntry>,
+    /// Jobs this one leads to (the next housekeeping, an escalation level's deliveries and
+    /// the level after it).
     pub follow_ups: Vec<NewJob>,
+    /// Set when the job is a level of this incident's escalation: the incident's pending
+    /// level is cleared, and the entries and follow-ups are written only while the incident
+    /// still escalates (open, unacknowledged), checked in the same transaction, so that an
+    /// acknowledgement that came first stops the level.
+    pub escalating: Option<IncidentId>,
     pub now: DateTime<Utc>,
+}
+
+/// What `finish_job` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The attempt, its entries and follow-ups.
+    Recorded,
+    /// The attempt only: the incident stopped escalating before the level finished.
+    Stopped,
+    /// Nothing: the worker no longer held the job (its lease expired and another took it).
+    Lost,
+}
+
+/// Which silences to list: by their state at `now`. An empty vector means any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceFilter {
+    pub states: Vec<SilenceState>,
+    pub now: DateTime<Utc>,
+}
+
+/// A page of silences: newest first, strictly older than `before` when given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SilencePageRequest {
+    pub limit: u32,
+    pub before: Option<SilenceId>,
+}
+
+/// The incidents of a grouped notification (at most the limit asked for) and how many it
+/// holds in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMembers {
+    pub incidents: Vec<Incident>,
+    pub total: u64,
 }
 
 /// Which jobs to list. Empty vectors mean "any".
@@ -230,9 +280,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError>;
 
-    /// Records how an attempt ended; false (and nothing written) when the worker no
-    /// longer held the job (its lease expired and another claimed it).
-    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError>;
+    /// Records how an attempt ended (see [`Finished`]).
+    async fn finish_job(&self, finish: JobFinish) -> Result<Finished, StoreError>;
 
     /// Hands the worker's running jobs back, queued again and the attempt not counted
     /// (a shutdown that could not wait for them).
@@ -251,6 +300,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes jobs done before `before`; how many.
     async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError>;
+
+    async fn get_silence(&self, id: SilenceId) -> Result<Option<Silence>, StoreError>;
+
+    /// Newest first, at most `page.limit`, strictly older than `page.before`.
+    async fn list_silences(&self, filter: &SilenceFilter, page: SilencePageRequest)
+    -> Result<Vec<Silence>, StoreError>;
+
+    /// Ends a silence at `now` (a pending one never starts) and, in the same transaction,
+    /// starts the escalations it held back from `now` (level 1 keeps its delay); an ended
+    /// silence is answered as it is.
+    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError>;
+
+    /// The silences active at `now`.
+    async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError>;
+
+    /// The incidents of the grouped notification `group`, oldest first, at most `limit`.
+    async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError>;
 
     /// Notified after a commit that wrote jobs, per kind, so that workers need not poll
     /// to find them.

@@ -8,22 +8,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle;
+use lim_domain::silence::{Silence, SilenceId};
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job,
-    JobId, JobKind, NewJob, Opening, PageRequest, Reactions, Severity, Source, State, TimelineEntry, TimelineKind,
-    Transition, UnknownValue,
+    JobId, JobKind, NewJob, Opening, PageRequest, PendingEscalation, Reactions, Severity, Source, State, TimelineEntry,
+    TimelineKind, Transition, UnknownValue,
 };
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use std::sync::Arc;
+use uuid::Uuid;
 
 use crate::{
-    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, JobSignals, OpenCount, PoolStats, QueryObserver,
-    QueryTimer, Store, StoreError, StoreOptions, operation, page_of,
+    Finished, GroupMembers, IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, JobSignals, OpenCount,
+    PoolStats, QueryObserver, QueryTimer, SilenceFilter, SilencePageRequest, Store, StoreError, StoreOptions,
+    operation, page_of,
 };
-
-mod jobs;
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -31,6 +32,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_comments.sql")),
     (3, include_str!("../migrations/postgres/0003_jobs.sql")),
     (4, include_str!("../migrations/postgres/0004_job_chains.sql")),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_escalations_silences_groups.sql"),
+    ),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -49,7 +54,7 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels::text AS labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note, route"
+         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at"
     };
 }
 
@@ -63,14 +68,20 @@ macro_rules! insert_incident {
     () => {
         "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note, route) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+         $21, $22, $23)"
     };
 }
 
+// After the macros above, which they use.
+mod groups;
+mod jobs;
+mod silences;
+
 const INSERT_INCIDENT: &str = insert_incident!();
 /// The database decides dedup: the insert loses to the open incident with the same
-/// fingerprint. An event that names its time (`$21`) and repeats the incident's last one
+/// fingerprint. An event that names its time (`$24`) and repeats the incident's last one
 /// is a redelivery: the conflicting row is locked but not updated, and nothing returns.
 const UPSERT_INCIDENT: &str = concat!(
     insert_incident!(),
@@ -78,7 +89,7 @@ const UPSERT_INCIDENT: &str = concat!(
      occurrence_count = incidents.occurrence_count + 1, \
      last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
      updated_at = EXCLUDED.updated_at \
-     WHERE NOT ($21 AND incidents.last_seen = EXCLUDED.last_seen) \
+     WHERE NOT ($24 AND incidents.last_seen = EXCLUDED.last_seen) \
      RETURNING ",
     incident_columns!()
 );
@@ -232,9 +243,19 @@ impl Store for PostgresStore {
             opening.incident.created_at,
         )
         .await?;
+        let mut wrote: Vec<JobKind> = opening.jobs.iter().map(|job| job.payload.kind()).collect();
+        if let Some(group) = &opening.group {
+            groups::join(
+                &mut tx,
+                group,
+                opening.incident.id,
+                opening.incident.created_at,
+                &mut wrote,
+            )
+            .await?;
+        }
         tx.commit().await?;
-        self.job_signals
-            .wrote(opening.jobs.iter().map(|job| job.payload.kind()));
+        self.job_signals.wrote(wrote);
         Ok(())
     }
 
@@ -259,6 +280,7 @@ impl Store for PostgresStore {
         write_transition(&mut tx, &transition).await?;
         let jobs = reactions.after(&transition, now);
         let job_chains: Option<&str> = row.try_get("job_chains")?;
+        jobs::stop_escalation(&mut tx, &transition, job_chains, now).await?;
         jobs::write_jobs(&mut tx, Some(id), &jobs, job_chains, now).await?;
         tx.commit().await?;
         self.job_signals.wrote(jobs.iter().map(|job| job.payload.kind()));
@@ -376,12 +398,12 @@ impl Store for PostgresStore {
         Ok(jobs::claim(&self.pool, kind, limit, worker, lease_until, now).await?)
     }
 
-    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError> {
+    async fn finish_job(&self, finish: JobFinish) -> Result<Finished, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::FINISH_JOB);
         let mut tx = self.pool.begin().await?;
         let finished = jobs::finish(&mut tx, &finish).await?;
         tx.commit().await?;
-        if finished {
+        if finished == Finished::Recorded {
             self.job_signals
                 .wrote(finish.follow_ups.iter().map(|job| job.payload.kind()));
         }
@@ -418,6 +440,46 @@ impl Store for PostgresStore {
     async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::PRUNE_JOBS);
         Ok(jobs::prune(&self.pool, before).await?)
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::CREATE_SILENCE);
+        Ok(silences::insert(&self.pool, &silence).await?)
+    }
+
+    async fn get_silence(&self, id: SilenceId) -> Result<Option<Silence>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_SILENCES);
+        Ok(silences::select(&self.pool, id).await?)
+    }
+
+    async fn list_silences(
+        &self,
+        filter: &SilenceFilter,
+        page: SilencePageRequest,
+    ) -> Result<Vec<Silence>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_SILENCES);
+        Ok(silences::list(&self.pool, filter, page).await?)
+    }
+
+    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::EXPIRE_SILENCE);
+        let mut tx = self.pool.begin().await?;
+        let (silence, resumed) = silences::expire(&mut tx, id, now).await?;
+        tx.commit().await?;
+        if resumed > 0 {
+            self.job_signals.wrote([JobKind::Escalate]);
+        }
+        Ok(silence)
+    }
+
+    async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_SILENCES);
+        Ok(silences::active(&self.pool, now).await?)
+    }
+
+    async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::GROUP_MEMBERS);
+        Ok(groups::members(&self.pool, group, limit).await?)
     }
 
     fn job_signals(&self) -> Arc<JobSignals> {
@@ -478,6 +540,9 @@ async fn open_or_attach(
         }
         jobs::write_jobs(tx, Some(stored.id), &opening.jobs, None, now).await?;
         wrote.extend(opening.jobs.iter().map(|job| job.payload.kind()));
+        if let Some(group) = &opening.group {
+            groups::join(tx, group, stored.id, now, wrote).await?;
+        }
         return Ok(IngestOutcome::Created(stored));
     }
     let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
@@ -541,6 +606,7 @@ async fn resolve_open(
     write_transition(tx, &transition).await?;
     let jobs = reactions.after(&transition, now);
     let job_chains: Option<&str> = row.try_get("job_chains")?;
+    jobs::stop_escalation(tx, &transition, job_chains, now).await?;
     jobs::write_jobs(tx, Some(incident.id), &jobs, job_chains, now).await?;
     wrote.extend(jobs.iter().map(|job| job.payload.kind()));
     Ok(IngestOutcome::Resolved(transition))
@@ -551,7 +617,8 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     let incident = &transition.after;
     sqlx::query(
         "UPDATE incidents SET state = $2, assignee = $3, team = $4, updated_at = $5, \
-         acknowledged_at = $6, resolved_at = $7, resolution_note = $8, severity = $9, category = $10 WHERE id = $1",
+         acknowledged_at = $6, resolved_at = $7, resolution_note = $8, severity = $9, category = $10, \
+         escalation_level = $11, escalation_due_at = $12 WHERE id = $1",
     )
     .bind(incident.id.0)
     .bind(incident.state.as_str())
@@ -563,6 +630,8 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     .bind(&incident.resolution_note)
     .bind(incident.severity.as_str())
     .bind(incident.category.as_str())
+    .bind(incident.next_escalation.map(|next| next.level as i32))
+    .bind(incident.next_escalation.map(|next| next.due_at))
     .execute(&mut *tx)
     .await?;
     insert_entry(tx, &transition.entry).await
@@ -580,7 +649,7 @@ pub(crate) async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -
     Ok(())
 }
 
-/// Binds the twenty parameters of `insert_incident!()`.
+/// Binds the twenty-three parameters of `insert_incident!()`.
 fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Incident) -> Query<'q, Postgres, PgArguments> {
     query
         .bind(incident.id.0)
@@ -603,6 +672,9 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
         .bind(incident.resolved_at)
         .bind(&incident.resolution_note)
         .bind(&incident.route)
+        .bind(&incident.escalation_policy)
+        .bind(incident.next_escalation.map(|next| next.level as i32))
+        .bind(incident.next_escalation.map(|next| next.due_at))
 }
 
 fn labels_json(incident: &Incident) -> String {
@@ -621,7 +693,7 @@ fn push_any_of<T: Copy>(query: &mut QueryBuilder<Postgres>, column: &str, values
         .push(")");
 }
 
-fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
+pub(crate) fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
     let labels: &str = row.try_get("labels")?;
     let labels = serde_json::from_str(labels).map_err(|error| column_error("labels", error))?;
     Ok(Incident {
@@ -645,6 +717,17 @@ fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
         resolved_at: row.try_get("resolved_at")?,
         resolution_note: row.try_get("resolution_note")?,
         route: row.try_get("route")?,
+        escalation_policy: row.try_get("escalation_policy")?,
+        next_escalation: match (
+            row.try_get::<Option<i32>, _>("escalation_level")?,
+            row.try_get::<Option<DateTime<Utc>>, _>("escalation_due_at")?,
+        ) {
+            (Some(level), Some(due_at)) => Some(PendingEscalation {
+                level: level.max(0) as u32,
+                due_at,
+            }),
+            _ => None,
+        },
     })
 }
 

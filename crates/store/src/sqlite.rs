@@ -38,13 +38,15 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels, occurrence_count, \
          first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, resolved_at, \
-         resolution_note, route"
+         resolution_note, route, escalation_policy, escalation_level, escalation_due_at"
     };
 }
 const INCIDENT_COLUMNS: &str = incident_columns!();
 
 mod allocator;
+mod groups;
 mod jobs;
+mod silences;
 mod writer;
 mod writes;
 
@@ -62,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_timeline_pages.sql")),
     (5, include_str!("../migrations/sqlite/0005_jobs.sql")),
     (6, include_str!("../migrations/sqlite/0006_job_chains.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_escalations_silences_groups.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -291,13 +297,20 @@ impl Store for SqliteStore {
                 }
                 let mut new = new;
                 let mut chains = JobChains::default();
-                jobs::link(connection, &mut new.jobs, &mut chains, &mut None)?;
+                let mut next_job = None;
+                jobs::link(connection, &mut new.jobs, &mut chains, &mut next_job)?;
                 insert_incident(
                     &mut *prepare(connection, INSERT_INCIDENT)?,
                     &new,
                     chain,
                     chains.to_text().as_deref(),
                 )?;
+                if let Some((window, group_jobs)) = new.group.take()
+                    && let Some(mut group_jobs) = groups::join(connection, &window, group_jobs, new.incident.id, now)?
+                {
+                    jobs::link(connection, &mut group_jobs, &mut JobChains::default(), &mut next_job)?;
+                    new.jobs.append(&mut group_jobs);
+                }
                 jobs::insert_prepared(connection, &new.jobs, now)?;
                 Ok(new.jobs.iter().map(|job| job.kind).collect::<Vec<_>>())
             })
@@ -322,6 +335,7 @@ impl Store for SqliteStore {
                 let jobs = reactions.after(&transition, now);
                 let mut prepared = jobs::PreparedJob::all(&jobs)?;
                 let mut job_chains = tracked.job_chains()?;
+                jobs::stop_escalation(connection, &transition, &job_chains, now)?;
                 jobs::link(connection, &mut prepared, &mut job_chains, &mut None)?;
                 update_incident(
                     &mut *prepare(connection, UPDATE_INCIDENT)?,
@@ -515,14 +529,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_job(&self, finish: JobFinish) -> Result<bool, StoreError> {
+    async fn finish_job(&self, finish: JobFinish) -> Result<Finished, StoreError> {
         let follow_ups: Vec<JobKind> = finish.follow_ups.iter().map(|job| job.payload.kind()).collect();
         let finished = self
             .write(operation::FINISH_JOB, 1, move |connection| {
                 jobs::finish(connection, &finish)
             })
             .await?;
-        if finished {
+        if finished == Finished::Recorded {
             self.job_signals.wrote(follow_ups);
         }
         Ok(finished)
@@ -566,6 +580,58 @@ impl Store for SqliteStore {
     async fn prune_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.write(operation::PRUNE_JOBS, 1, move |connection| {
             jobs::prune(connection, before)
+        })
+        .await
+    }
+
+    async fn create_silence(&self, silence: Silence) -> Result<(), StoreError> {
+        self.write(operation::CREATE_SILENCE, 1, move |connection| {
+            silences::insert(connection, &silence)
+        })
+        .await
+    }
+
+    async fn get_silence(&self, id: SilenceId) -> Result<Option<Silence>, StoreError> {
+        self.read(operation::LIST_SILENCES, move |connection| {
+            silences::select(connection, id)
+        })
+        .await
+    }
+
+    async fn list_silences(
+        &self,
+        filter: &SilenceFilter,
+        page: SilencePageRequest,
+    ) -> Result<Vec<Silence>, StoreError> {
+        let filter = filter.clone();
+        self.read(operation::LIST_SILENCES, move |connection| {
+            silences::list(connection, &filter, page)
+        })
+        .await
+    }
+
+    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+        let (silence, resumed) = self
+            .write(operation::EXPIRE_SILENCE, 1, move |connection| {
+                silences::expire(connection, id, now)
+            })
+            .await?;
+        if resumed > 0 {
+            self.job_signals.wrote([JobKind::Escalate]);
+        }
+        Ok(silence)
+    }
+
+    async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        self.read(operation::LIST_SILENCES, move |connection| {
+            silences::active(connection, now)
+        })
+        .await
+    }
+
+    async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
+        self.read(operation::GROUP_MEMBERS, move |connection| {
+            groups::members(connection, group, limit)
         })
         .await
     }
@@ -804,6 +870,14 @@ fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
         resolved_at: row.get::<_, Option<i64>>(17)?.map(time_from).transpose()?,
         resolution_note: row.get(18)?,
         route: row.get(19)?,
+        escalation_policy: row.get(20)?,
+        next_escalation: match (row.get::<_, Option<u32>>(21)?, row.get::<_, Option<i64>>(22)?) {
+            (Some(level), Some(due_at)) => Some(PendingEscalation {
+                level,
+                due_at: time_from(due_at)?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -886,6 +960,27 @@ mod tests {
         writer.send(job).unwrap();
         let waited = tokio::task::spawn_blocking(move || running.recv().unwrap());
         (release, tokio::spawn(async move { waited.await.unwrap() }))
+    }
+
+    /// SQLite uses a partial index only for a condition it can prove implies the index's
+    /// own; a job list or a prune that could not would read the whole jobs table.
+    #[test]
+    fn pruning_and_listing_finished_jobs_use_their_index() {
+        let connection = Connection::open_in_memory().unwrap();
+        migrate(&connection).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = statement.query_map([], |row| row.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        for sql in [
+            "DELETE FROM jobs WHERE state = 'done' AND updated_at < 1 AND id < (SELECT max(id) FROM jobs)",
+            "DELETE FROM jobs WHERE state = 'cancelled' AND updated_at < 1 AND id < (SELECT max(id) FROM jobs)",
+            "SELECT id FROM jobs WHERE (state = 'dead') ORDER BY id DESC LIMIT 10",
+        ] {
+            let plan = plan(sql);
+            assert!(plan.contains("jobs_finished"), "{sql}: {plan}");
+        }
     }
 
     #[tokio::test]

@@ -9,9 +9,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use lim_domain::PendingEscalation;
+use lim_domain::escalation::{EscalationPolicy, Level, Target};
 use lim_domain::jobs::Notification;
 use lim_domain::matcher::Matchers;
+use lim_domain::matcher::OneOrMany;
 use lim_domain::routing::{Route, Routes};
+use lim_domain::silence::{NewSilence, Silence, SilenceId, SilenceMatchers, SilenceState};
 use lim_domain::{
     Action, Category, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job, JobId, JobKind,
     JobPayload, JobResult, JobState, NewJob, NotifyEvent, Opening, PageRequest, Reactions, Severity, Source, State,
@@ -19,8 +23,8 @@ use lim_domain::{
 };
 use lim_store::testing::TestDatabase;
 use lim_store::{
-    IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, QueryObserver, Store, StoreError,
-    StoreOptions, operation,
+    Finished, IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, QueryObserver, SilenceFilter,
+    SilencePageRequest, Store, StoreError, StoreOptions, operation,
 };
 use sqlx::{Connection, PgConnection};
 
@@ -82,11 +86,422 @@ store_tests!(
     released_jobs_are_queued_again_without_the_attempt,
     a_recurring_job_is_ensured_once,
     finished_jobs_are_pruned_after_their_retention,
+    an_escalating_incident_shows_its_next_level_and_acknowledging_cancels_it,
+    a_level_that_finishes_after_an_acknowledgement_writes_nothing_more,
+    a_levels_follow_up_becomes_the_incidents_next_level,
+    silences_are_stored_listed_by_state_and_expired,
+    expiring_a_silence_resumes_the_escalations_it_held,
+    incidents_a_grouping_route_opens_within_its_wait_share_one_group,
 );
 
 // ---------------------------------------------------------------------------------------
 // The tests
 // ---------------------------------------------------------------------------------------
+
+fn escalating() -> Arc<Reactions> {
+    let mut reactions = (*routed(&[], None)).clone();
+    let levels = vec![
+        Level {
+            after: std::time::Duration::from_secs(60),
+            notify: vec![Target::Channel("ops".into())],
+        },
+        Level {
+            after: std::time::Duration::from_secs(300),
+            notify: vec![Target::Person("bo".into())],
+        },
+    ];
+    let policy = EscalationPolicy::new("urgent", levels, 0, None).unwrap();
+    reactions.policies.insert("urgent".into(), policy);
+    let mut routes: Vec<Route> = reactions.routes.iter().cloned().collect();
+    routes[0].escalation_policy = Some("urgent".into());
+    reactions.routes = Routes::new(routes);
+    Arc::new(reactions)
+}
+
+async fn an_escalating_incident_shows_its_next_level_and_acknowledging_cancels_it(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let reactions = escalating();
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, reactions.clone())
+            .await
+            .unwrap()[0],
+    );
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.escalation_policy.as_deref(), Some("urgent"));
+    assert_eq!(
+        incident.next_escalation,
+        Some(PendingEscalation {
+            level: 1,
+            due_at: now + Duration::seconds(60)
+        })
+    );
+    assert_eq!(
+        store
+            .claim_jobs(JobKind::Escalate, 10, WORKER, lease(now), now)
+            .await
+            .unwrap(),
+        [],
+        "not due before its delay"
+    );
+
+    store
+        .transition(id, Action::Acknowledge, "ana".into(), now, reactions.clone())
+        .await
+        .unwrap();
+
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.next_escalation, None);
+    let later = now + Duration::seconds(61);
+    assert_eq!(
+        store
+            .claim_jobs(JobKind::Escalate, 10, WORKER, lease(later), later)
+            .await
+            .unwrap(),
+        []
+    );
+    let cancelled = store
+        .list_jobs(
+            &JobFilter {
+                states: vec![JobState::Cancelled],
+                kinds: vec![JobKind::Escalate],
+            },
+            JobPageRequest {
+                limit: 10,
+                before: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].incident_id, Some(id));
+    assert_eq!(
+        store.count_jobs().await.unwrap(),
+        [],
+        "a cancelled level is no longer queued"
+    );
+}
+
+async fn a_level_that_finishes_after_an_acknowledgement_writes_nothing_more(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let reactions = escalating();
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, reactions.clone())
+            .await
+            .unwrap()[0],
+    );
+    let due = now + Duration::seconds(60);
+    let level = store
+        .claim_jobs(JobKind::Escalate, 10, WORKER, lease(due), due)
+        .await
+        .unwrap();
+    assert_eq!(level.len(), 1);
+    // Acknowledged while the level runs: the running level is not cancelled, but it stops.
+    store
+        .transition(id, Action::Acknowledge, "ana".into(), due, reactions.clone())
+        .await
+        .unwrap();
+
+    let entry = TimelineEntry::new(id, due, TimelineKind::Escalated, "escalation", "escalated to level 1");
+    let finished = store
+        .finish_job(JobFinish {
+            entries: vec![entry],
+            follow_ups: vec![NewJob::notify(id, "ops", NotifyEvent::Escalated, Some(1), 3, due)],
+            escalating: Some(id),
+            ..finish(&level[0], WORKER, JobResult::Done, due)
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(finished, Finished::Stopped);
+    assert_eq!(store.count_jobs().await.unwrap(), [], "no delivery was written");
+    let timeline = whole_timeline(&*store, id).await;
+    assert!(!kinds(&timeline).contains(&TimelineKind::Escalated), "{timeline:?}");
+    assert_eq!(store.get_job(level[0].id).await.unwrap().unwrap().state, JobState::Done);
+}
+
+async fn a_levels_follow_up_becomes_the_incidents_next_level(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let reactions = escalating();
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, reactions.clone())
+            .await
+            .unwrap()[0],
+    );
+    let due = now + Duration::seconds(60);
+    let level = store
+        .claim_jobs(JobKind::Escalate, 10, WORKER, lease(due), due)
+        .await
+        .unwrap();
+    let JobPayload::Escalate(escalation) = &level[0].payload else {
+        panic!("{:?}", level[0].payload)
+    };
+    let next_due = now + Duration::seconds(300);
+    let next = NewJob::escalate(
+        id,
+        lim_domain::jobs::Escalation {
+            level: 2,
+            ..escalation.clone()
+        },
+        next_due,
+        3,
+    );
+    let entry = TimelineEntry::new(id, due, TimelineKind::Escalated, "escalation", "escalated to level 1");
+
+    let finished = store
+        .finish_job(JobFinish {
+            entries: vec![entry],
+            follow_ups: vec![NewJob::notify(id, "ops", NotifyEvent::Escalated, Some(1), 3, due), next],
+            escalating: Some(id),
+            ..finish(&level[0], WORKER, JobResult::Done, due)
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(finished, Finished::Recorded);
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(
+        incident.next_escalation,
+        Some(PendingEscalation {
+            level: 2,
+            due_at: next_due
+        })
+    );
+    let timeline = whole_timeline(&*store, id).await;
+    assert_eq!(kinds(&timeline).last(), Some(&TimelineKind::Escalated));
+    let delivery = store
+        .claim_jobs(JobKind::Notify, 10, WORKER, lease(due), due)
+        .await
+        .unwrap();
+    assert_eq!(notification(&delivery[0]).level, Some(1));
+    // Resolving cancels the second level.
+    store
+        .transition(id, Action::Resolve { note: None }, "ana".into(), due, reactions)
+        .await
+        .unwrap();
+    let later = next_due + Duration::seconds(1);
+    assert_eq!(
+        store
+            .claim_jobs(JobKind::Escalate, 10, WORKER, lease(later), later)
+            .await
+            .unwrap(),
+        []
+    );
+}
+
+fn silence_of(equal: &[(&str, &str)], from: DateTime<Utc>, minutes: i64) -> Silence {
+    NewSilence {
+        matchers: SilenceMatchers {
+            equal: equal
+                .iter()
+                .map(|(key, value)| (key.to_string(), OneOrMany::One(value.to_string())))
+                .collect(),
+            match_re: BTreeMap::new(),
+        },
+        starts_at: Some(from),
+        ends_at: Some(from + Duration::minutes(minutes)),
+        comment: Some("maintenance".into()),
+        created_by: Some("ana".into()),
+    }
+    .validate(from.min(now()))
+    .unwrap()
+}
+
+async fn silences_are_stored_listed_by_state_and_expired(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let active = silence_of(&[("severity", "P1")], now, 60);
+    let pending = silence_of(&[("labels.model", "gpt-4o")], now + Duration::minutes(30), 60);
+    store.create_silence(active.clone()).await.unwrap();
+    store.create_silence(pending.clone()).await.unwrap();
+    assert_eq!(store.get_silence(active.id).await.unwrap(), Some(active.clone()));
+    assert_eq!(store.active_silences(now).await.unwrap(), std::slice::from_ref(&active));
+    let listed = |states: Vec<SilenceState>, at: DateTime<Utc>| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .list_silences(
+                    &SilenceFilter { states, now: at },
+                    SilencePageRequest {
+                        limit: 10,
+                        before: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|silence| silence.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(vec![], now).await, [pending.id, active.id], "newest first");
+    assert_eq!(listed(vec![SilenceState::Pending], now).await, [pending.id]);
+    assert_eq!(listed(vec![SilenceState::Active], now).await, [active.id]);
+    let page = store
+        .list_silences(
+            &SilenceFilter { states: vec![], now },
+            SilencePageRequest {
+                limit: 10,
+                before: Some(pending.id),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page, std::slice::from_ref(&active));
+
+    let later = now + Duration::minutes(5);
+    let expired = store.expire_silence(active.id, later).await.unwrap();
+    assert_eq!(expired.ends_at, later);
+    assert_eq!(store.active_silences(later).await.unwrap(), []);
+    assert_eq!(listed(vec![SilenceState::Expired], later).await, [active.id]);
+    assert_eq!(
+        store
+            .expire_silence(active.id, later + Duration::minutes(1))
+            .await
+            .unwrap(),
+        expired
+    );
+    let unknown = store.expire_silence(SilenceId::generate(), later).await;
+    assert!(matches!(unknown, Err(StoreError::SilenceNotFound(_))), "{unknown:?}");
+}
+
+async fn expiring_a_silence_resumes_the_escalations_it_held(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let reactions = escalating();
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, reactions.clone())
+            .await
+            .unwrap()[0],
+    );
+    let silence = silence_of(&[("source", "sentinel")], now, 120);
+    store.create_silence(silence.clone()).await.unwrap();
+    let due = now + Duration::seconds(60);
+    let level = store
+        .claim_jobs(JobKind::Escalate, 10, WORKER, lease(due), due)
+        .await
+        .unwrap();
+    let JobPayload::Escalate(escalation) = &level[0].payload else {
+        panic!()
+    };
+    // The level finds the silence and waits for its end, from level 1.
+    let held = NewJob::escalate(
+        id,
+        lim_domain::jobs::Escalation {
+            level: 1,
+            run: 0,
+            started_at: silence.ends_at,
+            held_by: Some(silence.id),
+            ..escalation.clone()
+        },
+        silence.ends_at,
+        3,
+    );
+    store
+        .finish_job(JobFinish {
+            follow_ups: vec![held],
+            escalating: Some(id),
+            ..finish(&level[0], WORKER, JobResult::Done, due)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_incident(id).await.unwrap().unwrap().next_escalation,
+        Some(PendingEscalation {
+            level: 1,
+            due_at: silence.ends_at
+        })
+    );
+
+    let expired_at = due + Duration::seconds(30);
+    store.expire_silence(silence.id, expired_at).await.unwrap();
+
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(incident.next_escalation.map(|next| next.due_at), Some(expired_at));
+    let resumed = store
+        .claim_jobs(JobKind::Escalate, 10, WORKER, lease(expired_at), expired_at)
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 1);
+    let JobPayload::Escalate(escalation) = &resumed[0].payload else {
+        panic!()
+    };
+    assert_eq!(
+        (escalation.level, escalation.started_at, escalation.held_by),
+        (1, expired_at, None)
+    );
+}
+
+async fn incidents_a_grouping_route_opens_within_its_wait_share_one_group(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let mut reactions = (*routed(&["ops", "pager"], None)).clone();
+    reactions.ungrouped_channels.insert("pager".into());
+    let mut routes: Vec<Route> = reactions.routes.iter().cloned().collect();
+    routes[0].group_wait = Some(std::time::Duration::from_secs(30));
+    reactions.routes = Routes::new(routes);
+    let reactions = Arc::new(reactions);
+
+    let first = store
+        .ingest(vec![firing("a", now), firing("b", now)], now, reactions.clone())
+        .await
+        .unwrap();
+    let later = now + Duration::seconds(10);
+    let third = store
+        .ingest(vec![firing("c", later)], later, reactions.clone())
+        .await
+        .unwrap();
+    // A manual incident of the route joins too.
+    let manual = reactions.open(
+        Incident::open(IncidentId::generate(), &firing("manual:x", later), later),
+        later,
+    );
+    let manual_id = manual.incident.id;
+    store.create_incident(manual).await.unwrap();
+    let after_wait = now + Duration::seconds(31);
+    let fourth = store
+        .ingest(vec![firing("d", after_wait)], after_wait, reactions.clone())
+        .await
+        .unwrap();
+
+    // Each incident alone to the pager; two groups to ops (the second opened by `d`).
+    let due = after_wait + Duration::seconds(31);
+    let jobs = store
+        .claim_jobs(JobKind::Notify, 100, WORKER, lease(due), due)
+        .await
+        .unwrap();
+    let pager = jobs.iter().filter(|job| notification(job).channel == "pager").count();
+    assert_eq!(pager, 5);
+    let groups: Vec<&Job> = jobs.iter().filter(|job| notification(job).group.is_some()).collect();
+    assert_eq!(groups.len(), 2, "{jobs:?}");
+    let window = notification(groups[0]).group.clone().unwrap();
+    assert_eq!((window.from, window.to), (now, now + Duration::seconds(30)));
+    assert_eq!(groups[0].due_at, window.to);
+    assert_eq!(groups[0].incident_id, None);
+    let members = store.group_members(window.id, 100).await.unwrap();
+    let mut expected = vec![
+        created_id(&first[0]),
+        created_id(&first[1]),
+        created_id(&third[0]),
+        manual_id,
+    ];
+    expected.sort();
+    assert_eq!(
+        members.incidents.iter().map(|incident| incident.id).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(members.total, 4);
+    assert_eq!(store.group_members(window.id, 2).await.unwrap().incidents.len(), 2);
+    let second = notification(groups[1]).group.clone().unwrap();
+    let members = store.group_members(second.id, 100).await.unwrap();
+    assert_eq!(members.incidents[0].id, created_id(&fourth[0]));
+}
 
 async fn an_event_creates_an_incident_with_a_created_entry(db: TestDb) {
     let store = db.connect().await;
@@ -1035,6 +1450,7 @@ fn routed(channels: &[&str], assignee: Option<&str>) -> Arc<Reactions> {
         }]),
         channel_attempts: Default::default(),
         default_attempts: 5,
+        ..Reactions::default()
     })
 }
 
@@ -1069,7 +1485,8 @@ fn finish(job: &Job, worker: &str, result: JobResult, now: DateTime<Utc>) -> Job
         id: job.id,
         worker: worker.into(),
         result,
-        entry: None,
+        entries: Vec::new(),
+        escalating: None,
         follow_ups: Vec::new(),
         now,
     }
@@ -1141,11 +1558,12 @@ async fn acknowledging_and_resolving_write_the_routes_deliveries(db: TestDb) {
     store.ingest(vec![resolved("fp", now)], now, reactions).await.unwrap();
 
     for job in &created {
-        assert!(
+        assert_eq!(
             store
                 .finish_job(finish(job, WORKER, JobResult::Done, now))
                 .await
-                .unwrap()
+                .unwrap(),
+            Finished::Recorded
         );
     }
     let later = store
@@ -1200,24 +1618,27 @@ async fn jobs_are_claimed_once_and_finished_by_their_worker_only(db: TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .finish_job(finish(&second[0], WORKER, JobResult::Done, now))
             .await
             .unwrap(),
+        Finished::Lost,
         "not its job"
     );
-    assert!(
+    assert_eq!(
         store
             .finish_job(finish(&second[0], "worker-2", JobResult::Done, now))
             .await
-            .unwrap()
+            .unwrap(),
+        Finished::Recorded
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .finish_job(finish(&second[0], "worker-2", JobResult::Done, now))
             .await
             .unwrap(),
+        Finished::Lost,
         "finished already"
     );
     let job = store.get_job(second[0].id).await.unwrap().unwrap();
@@ -1260,7 +1681,7 @@ async fn a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried(db: 
 
     let recorded = store
         .finish_job(JobFinish {
-            entry: Some(entry.clone()),
+            entries: vec![entry.clone()],
             ..finish(
                 &claimed[0],
                 WORKER,
@@ -1274,7 +1695,7 @@ async fn a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried(db: 
         .await
         .unwrap();
 
-    assert!(recorded);
+    assert_eq!(recorded, Finished::Recorded);
     assert_eq!(whole_timeline(&*store, incident).await.last(), Some(&entry));
     assert!(
         store
@@ -1381,18 +1802,20 @@ async fn an_expired_lease_lets_another_worker_claim_the_job(db: TestDb) {
 
     assert_eq!(second.len(), 1);
     assert_eq!((second[0].id, second[0].attempts), (first[0].id, 2));
-    assert!(
-        !store
+    assert_eq!(
+        store
             .finish_job(finish(&first[0], WORKER, JobResult::Done, later))
             .await
             .unwrap(),
+        Finished::Lost,
         "the lease is gone"
     );
-    assert!(
+    assert_eq!(
         store
             .finish_job(finish(&second[0], "worker-2", JobResult::Done, later))
             .await
-            .unwrap()
+            .unwrap(),
+        Finished::Recorded
     );
 }
 
@@ -1495,7 +1918,7 @@ mod postgres_only {
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4]);
+            assert_eq!(versions, [1, 2, 3, 4, 5]);
         })
         .await;
     }

@@ -3,6 +3,7 @@
 //! Everything is validated at start-up; a wrong value names its key and the reason.
 
 mod notify;
+mod oncall;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -12,10 +13,13 @@ use std::time::Duration;
 
 use lim_domain::EventRules;
 use lim_domain::duration::{format_duration, parse_duration};
+use lim_domain::escalation::EscalationPolicy;
+use lim_domain::oncall::Schedule;
 use lim_domain::routing::Route;
 use serde::Deserialize;
 
 pub use notify::{ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL, SmtpServer, reactions};
+pub use oncall::Person;
 pub use secret::Secret;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/incidents.db";
@@ -64,6 +68,9 @@ pub struct Settings {
     pub channels: BTreeMap<String, ChannelSettings>,
     /// In order: the first that matches an incident decides.
     pub routes: Vec<Route>,
+    pub people: BTreeMap<String, Person>,
+    pub schedules: BTreeMap<String, Schedule>,
+    pub policies: BTreeMap<String, EscalationPolicy>,
     pub log: LogSettings,
 }
 
@@ -132,6 +139,12 @@ struct FileSettings {
     #[serde(default)]
     routes: Vec<notify::FileRoute>,
     #[serde(default)]
+    people: BTreeMap<String, oncall::FilePerson>,
+    #[serde(default)]
+    schedules: BTreeMap<String, oncall::FileSchedule>,
+    #[serde(default)]
+    escalation_policies: BTreeMap<String, oncall::FilePolicy>,
+    #[serde(default)]
     log: FileLog,
 }
 
@@ -187,7 +200,10 @@ impl Settings {
         };
         let jobs = notify::jobs(file.jobs)?;
         let channels = notify::channels(file.channels)?;
-        let routes = notify::routes(file.routes, &channels)?;
+        let people = oncall::people(file.people, &channels)?;
+        let schedules = oncall::schedules(file.schedules, &people)?;
+        let policies = oncall::policies(file.escalation_policies, &channels, &people, &schedules)?;
+        let routes = notify::routes(file.routes, &channels, &schedules, &policies)?;
         let mut settings = Settings {
             http: HttpSettings {
                 addr: socket_addr("http.addr", &pick(&overrides.http_addr, file.http.addr, "0.0.0.0:8080"))?,
@@ -232,6 +248,9 @@ impl Settings {
             jobs,
             channels,
             routes,
+            people,
+            schedules,
+            policies,
             events: EventRules {
                 max_clock_skew: duration_key(
                     "events.max_clock_skew",
@@ -453,7 +472,7 @@ mod tests {
         assert!(smtp.implicit_tls);
         assert_eq!(smtp.port, 465);
         assert_eq!(smtp.credentials.as_ref().unwrap().1.expose(), "p@ss");
-        let reactions = reactions(&settings.routes, &settings.channels, &settings.jobs);
+        let reactions = reactions(&settings);
         assert_eq!(reactions.channel_attempts["ops"], 2);
         assert_eq!(reactions.default_attempts, 5);
     }

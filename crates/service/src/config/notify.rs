@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use lim_domain::escalation::{EscalationPolicy, Target};
 use lim_domain::jobs::Backoff;
 use lim_domain::matcher::{Matchers, OneOrMany};
+use lim_domain::oncall::Schedule;
 use lim_domain::routing::{Route, Routes};
 use lim_domain::{ChannelKind, JobKind, NotifyEvent, Reactions};
 use serde::Deserialize;
@@ -61,6 +63,8 @@ pub(super) struct FileRoute {
     #[serde(default)]
     channels: Vec<String>,
     notify_on: Option<Vec<String>>,
+    escalation_policy: Option<String>,
+    group_wait: Option<String>,
 }
 
 /// How the executor runs jobs.
@@ -371,6 +375,8 @@ fn percent_decode(text: &str) -> Option<String> {
 pub(super) fn routes(
     file: Vec<FileRoute>,
     channels: &BTreeMap<String, ChannelSettings>,
+    schedules: &BTreeMap<String, Schedule>,
+    policies: &BTreeMap<String, EscalationPolicy>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes: Vec<Route> = Vec::with_capacity(file.len());
     for (index, route) in file.into_iter().enumerate() {
@@ -405,29 +411,59 @@ pub(super) fn routes(
                 })
                 .collect::<Result<_, _>>()?,
         };
+        if let Some(schedule) = route.assignee.as_deref().and_then(Target::oncall_schedule)
+            && !schedules.contains_key(schedule)
+        {
+            return Err(invalid(
+                key("assignee"),
+                format!("`oncall:{schedule}` names no schedule; define it as [schedules.{schedule}]"),
+            ));
+        }
+        if let Some(policy) = route.escalation_policy.as_deref()
+            && !policies.contains_key(policy)
+        {
+            return Err(invalid(
+                key("escalation_policy"),
+                format!("`{policy}` is no escalation policy; define it as [escalation_policies.{policy}]"),
+            ));
+        }
+        let group_wait = route
+            .group_wait
+            .map(|text| duration_key(key("group_wait"), Some(text), "0s", 1, 3600))
+            .transpose()?;
         routes.push(Route {
             name,
             matchers,
             team: route.team,
             assignee: route.assignee,
-            escalation_policy: None,
+            escalation_policy: route.escalation_policy,
             channels: route.channels,
             notify_on,
-            group_wait: None,
+            group_wait,
         });
     }
     Ok(routes)
 }
 
-/// What changes cause, from the routes, the channels' attempts and the jobs' default.
-pub fn reactions(routes: &[Route], channels: &BTreeMap<String, ChannelSettings>, jobs: &JobSettings) -> Reactions {
+/// What changes cause, from the routes, channels, schedules, escalation policies and the
+/// jobs' default attempts.
+pub fn reactions(settings: &super::Settings) -> Reactions {
+    let channels = &settings.channels;
     Reactions {
-        routes: Routes::new(routes.to_vec()),
+        routes: Routes::new(settings.routes.to_vec()),
         channel_attempts: channels
             .iter()
             .filter_map(|(name, channel)| channel.max_attempts.map(|attempts| (name.clone(), attempts)))
             .collect(),
-        default_attempts: jobs.max_attempts,
+        default_attempts: settings.jobs.max_attempts,
+        // PagerDuty keeps one alert per incident (its dedup key): grouping is its own.
+        ungrouped_channels: channels
+            .iter()
+            .filter(|(_, channel)| channel.kind() == ChannelKind::Pagerduty)
+            .map(|(name, _)| name.clone())
+            .collect(),
+        policies: settings.policies.clone(),
+        schedules: settings.schedules.clone(),
     }
 }
 

@@ -8,7 +8,9 @@ pub mod extract;
 pub mod incidents;
 pub mod jobs;
 pub mod openapi;
+pub mod schedules;
 pub mod server;
+pub mod silences;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,18 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .route("/v1/jobs", get(jobs::list_jobs))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/retry", post(jobs::retry_job))
+        .route(
+            "/v1/silences",
+            get(silences::list_silences).post(silences::create_silence),
+        )
+        .route(
+            "/v1/silences/{id}",
+            get(silences::get_silence).delete(silences::expire_silence),
+        )
+        .route("/v1/schedules", get(schedules::list_schedules))
+        .route("/v1/schedules/{name}/oncall", get(schedules::oncall))
+        .route("/v1/schedules/{name}/shifts", get(schedules::shifts))
+        .route("/-/reload", post(reload))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi))
@@ -159,6 +173,20 @@ pub async fn live() -> impl IntoResponse {
     responses((status = 200, description = "Ready", body = openapi::Health), (status = 503, body = error::ErrorBody)))]
 pub async fn ready(State(manager): State<Arc<IncidentManager>>) -> Result<impl IntoResponse, ApiError> {
     manager.ready().await?;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}
+
+/// Read the configuration file again (as SIGHUP does): routes, channels, people,
+/// schedules, escalation policies and event rules change at once; a file that does not
+/// load leaves the running configuration and sets `config_last_reload_successful` to 0.
+#[utoipa::path(post, path = "/-/reload", tag = "operations",
+    responses((status = 200, description = "Reloaded", body = openapi::Health),
+              (status = 422, description = "The file was refused; the running configuration stays", body = error::ErrorBody)))]
+pub async fn reload(State(manager): State<Arc<IncidentManager>>) -> Result<impl IntoResponse, ApiError> {
+    manager
+        .reload()
+        .await
+        .map_err(|reason| ApiError::new(ErrorKind::InvalidConfiguration, reason))?;
     Ok(Json(serde_json::json!({"status": "ok"})))
 }
 

@@ -51,8 +51,7 @@ impl Housekeeping {
 
 #[async_trait]
 impl Handler for Housekeeping {
-    async fn run(&self, _job: &Job) -> Attempt {
-        let now = Utc::now();
+    async fn run(&self, _job: &Job, now: DateTime<Utc>) -> Attempt {
         let retention = chrono::TimeDelta::from_std(self.retention).unwrap_or(chrono::TimeDelta::MAX);
         let pruned = self.store.prune_jobs(now - retention).await;
         let counted = async {

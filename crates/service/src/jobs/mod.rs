@@ -5,6 +5,7 @@
 //! each job once; a replica that dies leaves its jobs to the others when their leases run
 //! out. On shutdown, running jobs get the drain period to finish, then are handed back.
 
+mod escalate;
 mod housekeeping;
 mod notify;
 
@@ -13,15 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lim_domain::{ChannelKind, IncidentId, Job, JobKind, JobResult, NewJob, TimelineEntry, TimelineKind};
-use lim_store::{JobFinish, Store};
+use lim_store::{Finished, JobFinish, Store};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+pub use escalate::Escalator;
 pub use housekeeping::Housekeeping;
-pub use notify::Notifier;
+pub use notify::{Notifier, SilenceCache};
 
+use crate::clock::Clock;
 use crate::config::JobSettings;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::Delivery;
@@ -53,35 +56,60 @@ impl Failure {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub result: Result<(), Failure>,
-    /// The incident whose timeline records the attempt, and what was tried
-    /// (`ops-webhook (webhook)`).
-    pub recorded_as: Option<(IncidentId, String)>,
-    /// The channel type of a delivery, for the notification metrics.
-    pub delivery: Option<ChannelKind>,
+    /// A delivery attempted: its outcome goes on the timelines and into the
+    /// notification metrics.
+    pub delivery: Option<DeliveryAttempt>,
+    /// Timeline entries the attempt writes, whatever its outcome.
+    pub entries: Vec<TimelineEntry>,
     /// Jobs that follow this one when it succeeds.
     pub follow_ups: Vec<NewJob>,
+    /// Set by a level of this incident's escalation (see `JobFinish::escalating`).
+    pub escalating: Option<IncidentId>,
+    /// The policy and level reached, counted once the level is recorded.
+    pub escalated: Option<(String, u32)>,
+}
+
+/// One delivery through one channel.
+#[derive(Debug, Clone)]
+pub struct DeliveryAttempt {
+    pub channel: ChannelKind,
+    /// What was tried, as the timeline says it (`ops-webhook (webhook)`, `oncall-mail
+    /// (email) to bo`).
+    pub what: String,
+    /// The incidents whose timelines record the attempt (several for a grouped one).
+    pub incidents: Vec<IncidentId>,
 }
 
 impl Attempt {
     pub fn done() -> Attempt {
         Attempt {
             result: Ok(()),
-            recorded_as: None,
             delivery: None,
+            entries: Vec::new(),
             follow_ups: Vec::new(),
+            escalating: None,
+            escalated: None,
+        }
+    }
+
+    pub fn failed(failure: Failure) -> Attempt {
+        Attempt {
+            result: Err(failure),
+            ..Attempt::done()
         }
     }
 }
 
-/// Runs the jobs of one kind.
+/// Runs the jobs of one kind; `now` is the executor's clock when the job was claimed.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    async fn run(&self, job: &Job) -> Attempt;
+    async fn run(&self, job: &Job, now: DateTime<Utc>) -> Attempt;
 }
 
 pub struct Executor {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     settings: JobSettings,
     handlers: BTreeMap<JobKind, Arc<dyn Handler>>,
     /// This process among the replicas: whose claims are whose.
@@ -93,6 +121,7 @@ impl Executor {
     pub fn new(
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
         settings: JobSettings,
         handlers: BTreeMap<JobKind, Arc<dyn Handler>>,
         drain: Duration,
@@ -100,6 +129,7 @@ impl Executor {
         Executor {
             store,
             metrics,
+            clock,
             settings,
             handlers,
             worker: worker_name(),
@@ -111,9 +141,30 @@ impl Executor {
         &self.worker
     }
 
+    /// One step of the executor, for tests that drive it with a manual clock instead of
+    /// letting it run: claims the jobs of `kind` due now and runs them to the end (one at
+    /// a time); answers how many ran.
+    pub async fn run_due(&self, kind: JobKind) -> usize {
+        let Some(handler) = self.handlers.get(&kind) else {
+            return 0;
+        };
+        let now = self.clock.now();
+        let lease_until = now + chrono::TimeDelta::from_std(self.settings.lease).unwrap_or(chrono::TimeDelta::MAX);
+        let jobs = self
+            .store
+            .claim_jobs(kind, 1000, &self.worker, lease_until, now)
+            .await
+            .expect("due jobs can be claimed");
+        let count = jobs.len();
+        for job in jobs {
+            self.attempt(handler.as_ref(), job).await;
+        }
+        count
+    }
+
     /// Runs until `stop` turns true, then drains (see the module documentation).
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        if let Err(error) = self.store.ensure_job(Housekeeping::first(Utc::now())).await {
+        if let Err(error) = self.store.ensure_job(Housekeeping::first(self.clock.now())).await {
             tracing::warn!(%error, "cannot schedule housekeeping; it is tried again at the next start");
         }
         let mut kinds = JoinSet::new();
@@ -122,7 +173,7 @@ impl Executor {
             kinds.spawn(Arc::clone(&self).run_kind(*kind, Arc::clone(handler), concurrency, stop.clone()));
         }
         while kinds.join_next().await.is_some() {}
-        match self.store.release_jobs(&self.worker, Utc::now()).await {
+        match self.store.release_jobs(&self.worker, self.clock.now()).await {
             Ok(0) => {}
             Ok(released) => tracing::warn!(released, "jobs still running at shutdown were handed back"),
             Err(error) => tracing::error!(%error, "cannot hand back running jobs; their leases will expire"),
@@ -153,7 +204,7 @@ impl Executor {
             let woken = signals.of(kind).notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let now = Utc::now();
+            let now = self.clock.now();
             let lease_until = now + chrono::TimeDelta::from_std(self.settings.lease).unwrap_or(chrono::TimeDelta::MAX);
             match self.store.claim_jobs(kind, free, &self.worker, lease_until, now).await {
                 Ok(jobs) if !jobs.is_empty() => {
@@ -198,10 +249,10 @@ impl Executor {
     async fn attempt(&self, handler: &dyn Handler, job: Job) {
         self.metrics.job_running(job.kind, 1);
         let started = Instant::now();
-        let attempt = handler.run(&job).await;
+        let attempt = handler.run(&job, self.clock.now()).await;
         let elapsed = started.elapsed();
         self.metrics.job_running(job.kind, -1);
-        let now = Utc::now();
+        let now = self.clock.now();
         let result = match &attempt.result {
             Ok(()) => JobResult::Done,
             Err(failure) => self.settings.backoff.after_failure(
@@ -217,13 +268,13 @@ impl Executor {
         let dead = matches!(result, JobResult::Dead { .. });
         self.metrics
             .job_attempted(job.kind, attempt.result.is_ok(), dead, elapsed);
-        if let Some(channel) = attempt.delivery {
-            let delivery = match &result {
+        if let Some(delivery) = &attempt.delivery {
+            let outcome = match &result {
                 JobResult::Done => Delivery::Sent,
                 JobResult::Retry { .. } => Delivery::Failed,
                 JobResult::Dead { .. } => Delivery::Dead,
             };
-            self.metrics.delivery_attempted(channel, delivery, elapsed);
+            self.metrics.delivery_attempted(delivery.channel, outcome, elapsed);
         }
         match &result {
             JobResult::Done => tracing::debug!(job = %job.id, job_type = %job.kind, attempt = job.attempts, "job done"),
@@ -234,10 +285,13 @@ impl Executor {
                 tracing::warn!(job = %job.id, job_type = %job.kind, attempts = job.attempts, %error, "job failed for the last time; it is dead")
             }
         }
-        let entry = attempt
-            .recorded_as
-            .as_ref()
-            .map(|(incident, what)| timeline_entry(*incident, what, &job, &result, now));
+        let mut entries = attempt.entries;
+        if let Some(delivery) = &attempt.delivery {
+            let message = delivery_message(&delivery.what, &job, &result);
+            entries.extend(delivery.incidents.iter().map(|incident| {
+                TimelineEntry::new(*incident, now, TimelineKind::Notified, "notifier", message.clone())
+            }));
+        }
         let follow_ups = if matches!(result, JobResult::Done) {
             attempt.follow_ups
         } else {
@@ -247,13 +301,21 @@ impl Executor {
             id: job.id,
             worker: self.worker.clone(),
             result,
-            entry,
+            entries,
             follow_ups,
+            escalating: attempt.escalating,
             now,
         };
         match self.store.finish_job(finish).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Finished::Recorded) => {
+                if let Some((policy, level)) = &attempt.escalated {
+                    self.metrics.escalated(policy, *level);
+                }
+            }
+            Ok(Finished::Stopped) => {
+                tracing::debug!(job = %job.id, "the incident was acknowledged or resolved while its level ran; it stops")
+            }
+            Ok(Finished::Lost) => {
                 tracing::warn!(job = %job.id, "the job's lease ran out before it finished; another worker has it")
             }
             Err(error) => {
@@ -263,16 +325,10 @@ impl Executor {
     }
 }
 
-/// An attempt as its incident's timeline tells it.
-fn timeline_entry(
-    incident: IncidentId,
-    what: &str,
-    job: &Job,
-    result: &JobResult,
-    now: chrono::DateTime<Utc>,
-) -> TimelineEntry {
+/// A delivery attempt as the timeline tells it.
+fn delivery_message(what: &str, job: &Job, result: &JobResult) -> String {
     let attempt = job.attempts;
-    let message = match result {
+    match result {
         JobResult::Done => format!("notified {what}: delivered (attempt {attempt})"),
         JobResult::Retry { due_at, error } => format!(
             "notifying {what} failed (attempt {attempt} of {}): {error}; next attempt at {}",
@@ -280,8 +336,7 @@ fn timeline_entry(
             due_at.format("%Y-%m-%dT%H:%M:%SZ")
         ),
         JobResult::Dead { error } => format!("notifying {what} failed (attempt {attempt}), given up: {error}"),
-    };
-    TimelineEntry::new(incident, now, TimelineKind::Notified, "notifier", message)
+    }
 }
 
 /// `host-pid-random`: unique among the replicas, readable in the jobs table.

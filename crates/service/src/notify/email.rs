@@ -9,7 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::{Deliver, DeliveryError, Message, headline};
+use super::{About, Deliver, DeliveryError, Message, group_line, headline};
 use crate::config::SmtpServer;
 
 pub struct Email {
@@ -43,7 +43,20 @@ impl Email {
 
 /// The subject and plain-text body of the mail.
 pub fn mail(message: &Message) -> (String, String) {
-    let incident = &message.incident;
+    let incident = match &message.about {
+        About::Incident(incident) => incident,
+        About::Group(group) => {
+            let mut body = format!("{}\n\n", headline(message));
+            for incident in &group.incidents {
+                body.push_str(&format!("{}\n  {}\n", group_line(incident), message.link_to(incident)));
+            }
+            let more = group.total.saturating_sub(group.incidents.len() as u64);
+            if more > 0 {
+                body.push_str(&format!("… and {more} more\n"));
+            }
+            return (headline(message), body);
+        }
+    };
     let mut body = format!(
         "{}\n\nIncident {}\nState: {}\nSeverity: {}\nCategory: {}\nSource: {}\nOccurrences: {}\nFirst seen: {}\n",
         headline(message),
@@ -61,7 +74,7 @@ pub fn mail(message: &Message) -> (String, String) {
     if !incident.description.is_empty() {
         body.push_str(&format!("\n{}\n", incident.description));
     }
-    body.push_str(&format!("\n{}\n", message.link));
+    body.push_str(&format!("\n{}\n", message.link_to(incident)));
     (headline(message), body)
 }
 
@@ -73,8 +86,22 @@ impl Deliver for Email {
             .from(self.from.clone())
             .subject(subject)
             .message_id(Some(format!("<{}@llm-incident-manager>", message.delivery_id)));
-        for recipient in &self.to {
-            builder = builder.to(recipient.clone());
+        // A person reached through the channel gets the mail instead of its recipients.
+        let person = match message.recipient.as_ref().and_then(|person| person.email.as_deref()) {
+            Some(address) => Some(address.parse::<Mailbox>().map_err(|_| DeliveryError {
+                message: "the person's email address is not valid".into(),
+                permanent: true,
+                retry_after: None,
+            })?),
+            None => None,
+        };
+        match person {
+            Some(person) => builder = builder.to(person),
+            None => {
+                for recipient in &self.to {
+                    builder = builder.to(recipient.clone());
+                }
+            }
         }
         let mail = builder.body(body).map_err(|error| DeliveryError {
             message: format!("the mail could not be built: {error}"),

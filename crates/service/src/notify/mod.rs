@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use lim_domain::{ChannelKind, Incident, NotifyEvent};
 use uuid::Uuid;
 
-use crate::config::{ChannelSettings, ChannelSpec};
+use crate::config::{ChannelSettings, ChannelSpec, Person};
 
 /// What one delivery tells.
 #[derive(Debug, Clone)]
@@ -23,12 +23,44 @@ pub struct Message {
     /// The same for every attempt of the delivery.
     pub delivery_id: Uuid,
     pub event: NotifyEvent,
-    /// The incident as it is when the delivery is attempted.
-    pub incident: Incident,
+    pub about: About,
     pub level: Option<u32>,
     pub sent_at: DateTime<Utc>,
-    /// A link to the incident on this service.
-    pub link: String,
+    /// This service's base URL: links to incidents start with it.
+    pub public_url: String,
+    /// The person the delivery reaches instead of the channel's own recipients (an
+    /// escalation to a person, or to whoever is on call).
+    pub recipient: Option<Person>,
+}
+
+/// What a message is about: one incident, or the incidents one route opened within its
+/// `group_wait`.
+#[derive(Debug, Clone)]
+pub enum About {
+    /// As it is when the delivery is attempted.
+    Incident(Box<Incident>),
+    Group(Group),
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub route: String,
+    /// The first incidents of the group (at most [`Group::LISTED`]).
+    pub incidents: Vec<Incident>,
+    /// How many the group holds in all.
+    pub total: u64,
+}
+
+impl Group {
+    /// The most incidents one grouped notification lists; it counts the rest.
+    pub const LISTED: u32 = 1000;
+}
+
+impl Message {
+    /// A link to an incident on this service.
+    pub fn link_to(&self, incident: &Incident) -> String {
+        format!("{}/v1/incidents/{}", self.public_url, incident.id)
+    }
 }
 
 /// Why a delivery failed, and whether trying again can help.
@@ -186,9 +218,19 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
-/// One line on what an incident is, for texts and subjects.
+/// One line on what a message is about, for texts and subjects.
 fn headline(message: &Message) -> String {
-    let incident = &message.incident;
+    let incident = match &message.about {
+        About::Incident(incident) => incident,
+        About::Group(group) => {
+            return format!(
+                "{} incident{} opened by route {}",
+                group.total,
+                if group.total == 1 { "" } else { "s" },
+                group.route
+            );
+        }
+    };
     let what = match (message.event, message.level) {
         (NotifyEvent::Escalated, Some(level)) => format!("escalated to level {level}"),
         (event, _) => event.as_str().to_owned(),
@@ -197,6 +239,11 @@ fn headline(message: &Message) -> String {
         "[{}] {} {}: {}",
         incident.severity, what, incident.state, incident.title
     )
+}
+
+/// `[P1] p95 latency over SLO (ASSIGNED)`: one incident of a group, on one line.
+fn group_line(incident: &Incident) -> String {
+    format!("[{}] {} ({})", incident.severity, incident.title, incident.state)
 }
 
 #[cfg(test)]

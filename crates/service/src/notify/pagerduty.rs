@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use lim_domain::{NotifyEvent, Severity};
 use serde_json::json;
 
-use super::{Deliver, DeliveryError, Message, post_json};
+use super::{About, Deliver, DeliveryError, Message, post_json};
 use crate::config::Secret;
 
 pub struct PagerDuty {
@@ -34,8 +34,12 @@ pub fn severity(severity: Severity) -> &'static str {
     }
 }
 
-pub fn body(message: &Message, routing_key: &str) -> String {
-    let incident = &message.incident;
+/// The event for one incident; a grouped message (which routing never sends to
+/// PagerDuty: it keeps one alert per incident) has none.
+pub fn body(message: &Message, routing_key: &str) -> Option<String> {
+    let About::Incident(incident) = &message.about else {
+        return None;
+    };
     let action = match message.event {
         NotifyEvent::Created | NotifyEvent::Escalated => "trigger",
         NotifyEvent::Acknowledged => "acknowledge",
@@ -61,20 +65,20 @@ pub fn body(message: &Message, routing_key: &str) -> String {
                 "occurrence_count": incident.occurrence_count,
             },
         });
-        event["links"] = json!([{"href": message.link, "text": "Incident in llm-incident-manager"}]);
+        event["links"] = json!([{"href": message.link_to(incident), "text": "Incident in llm-incident-manager"}]);
         event["client"] = json!("llm-incident-manager");
     }
-    event.to_string()
+    Some(event.to_string())
 }
 
 #[async_trait]
 impl Deliver for PagerDuty {
     async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
-        post_json(
-            self.http.post(&self.url),
-            &body(message, self.routing_key.expose()),
-            "PagerDuty",
-        )
-        .await
+        let body = body(message, self.routing_key.expose()).ok_or_else(|| DeliveryError {
+            message: "PagerDuty takes one incident per event, not a group".into(),
+            permanent: true,
+            retry_after: None,
+        })?;
+        post_json(self.http.post(&self.url), &body, "PagerDuty").await
     }
 }

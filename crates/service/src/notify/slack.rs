@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{Deliver, DeliveryError, Message, headline, post_json};
+use super::{About, Deliver, DeliveryError, Message, group_line, headline, post_json};
 use crate::config::Secret;
 
 pub struct Slack {
@@ -20,8 +20,43 @@ impl Slack {
 
 /// The message Slack gets.
 pub fn body(message: &Message) -> String {
-    let text = format!("{} <{}|{}>", headline(message), message.link, message.incident.id);
-    let incident = &message.incident;
+    // A person reached through the channel is mentioned first: `<@U024BE7LH>`, or a
+    // name written with its `@`.
+    let mention = match message.recipient.as_ref().and_then(|person| person.slack.as_deref()) {
+        Some(handle) if handle.starts_with('@') => format!("{handle} "),
+        Some(member) => format!("<@{member}> "),
+        None => String::new(),
+    };
+    let incident = match &message.about {
+        About::Incident(incident) => incident,
+        About::Group(group) => {
+            let text = format!("{mention}{}", headline(message));
+            let mut lines: Vec<String> = group
+                .incidents
+                .iter()
+                .take(LISTED_IN_SLACK)
+                .map(|incident| format!("• <{}|{}>", message.link_to(incident), group_line(incident)))
+                .collect();
+            let more = group.total.saturating_sub(lines.len() as u64);
+            if more > 0 {
+                lines.push(format!("… and {more} more"));
+            }
+            return json!({
+                "text": text,
+                "blocks": [
+                    {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": lines.join("\n")}},
+                ],
+            })
+            .to_string();
+        }
+    };
+    let text = format!(
+        "{mention}{} <{}|{}>",
+        headline(message),
+        message.link_to(incident),
+        incident.id
+    );
     let mut facts = vec![
         format!("*Severity* {}", incident.severity),
         format!("*State* {}", incident.state),
@@ -40,6 +75,9 @@ pub fn body(message: &Message) -> String {
     })
     .to_string()
 }
+
+/// A Slack section holds at most 3,000 characters: a group lists its first incidents.
+const LISTED_IN_SLACK: usize = 20;
 
 #[async_trait]
 impl Deliver for Slack {

@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{Deliver, DeliveryError, Message, post_json};
+use super::{About, Deliver, DeliveryError, Message, post_json};
 use crate::config::Secret;
 
 pub struct Webhook {
@@ -47,13 +47,26 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
 }
 
 /// The body: `{"type", "incident", "level", "sent_at"}` (DESIGN §7).
+/// `{"type", "incident", "level", "sent_at"}`; a grouped notification has `incidents`
+/// (and how many the group holds, `incident_count`, and its `route`) instead of
+/// `incident`.
 pub fn body(message: &Message) -> String {
-    json!({
-        "type": format!("incident.{}", message.event),
-        "incident": message.incident,
-        "level": message.level,
-        "sent_at": message.sent_at,
-    })
+    match &message.about {
+        About::Incident(incident) => json!({
+            "type": format!("incident.{}", message.event),
+            "incident": incident,
+            "level": message.level,
+            "sent_at": message.sent_at,
+        }),
+        About::Group(group) => json!({
+            "type": "incidents.grouped",
+            "incidents": group.incidents,
+            "incident_count": group.total,
+            "route": group.route,
+            "level": message.level,
+            "sent_at": message.sent_at,
+        }),
+    }
     .to_string()
 }
 

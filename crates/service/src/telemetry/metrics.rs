@@ -119,6 +119,13 @@ struct ChannelStatusLabels {
     status: &'static str,
 }
 
+/// A configured escalation policy's name (a bounded set) and a level number.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EscalationLabels {
+    policy: String,
+    level: String,
+}
+
 /// How an attempt of a delivery ended (the `status` of `notifications_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -169,6 +176,9 @@ pub struct Metrics {
     jobs_in_progress: Family<JobTypeLabels, Gauge>,
     notifications: Family<ChannelStatusLabels, Counter>,
     notification_duration: HistogramFamily<ChannelLabels>,
+    escalations: Family<EscalationLabels, Counter>,
+    config_reload_successful: Gauge,
+    config_reload_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -306,6 +316,24 @@ impl Metrics {
                 "notification_duration_seconds",
                 "Time a delivery attempt took, in seconds",
                 histograms(job_histogram),
+            ),
+            escalations: registered(
+                &mut registry,
+                "escalations",
+                "Escalation levels reached, once per incident, by policy and level",
+                Family::default(),
+            ),
+            config_reload_successful: registered(
+                &mut registry,
+                "config_last_reload_successful",
+                "Whether the last configuration load or reload succeeded (1) or was refused (0)",
+                Gauge::default(),
+            ),
+            config_reload_success_time: registered(
+                &mut registry,
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded or reloaded successfully, in Unix seconds",
+                Gauge::default(),
             ),
             registry,
         };
@@ -473,6 +501,24 @@ impl Metrics {
                     job_type: kind.as_str(),
                 })
                 .set(queued);
+        }
+    }
+
+    /// An incident reached `level` of escalation policy `policy` (the first time).
+    pub fn escalated(&self, policy: &str, level: u32) {
+        self.escalations
+            .get_or_create(&EscalationLabels {
+                policy: policy.to_owned(),
+                level: level.to_string(),
+            })
+            .inc();
+    }
+
+    /// The configuration was loaded or reloaded (`succeeded`), or a reload was refused.
+    pub fn config_reloaded(&self, succeeded: bool, at: chrono::DateTime<chrono::Utc>) {
+        self.config_reload_successful.set(i64::from(succeeded));
+        if succeeded {
+            self.config_reload_success_time.set(at.timestamp_micros() as f64 / 1e6);
         }
     }
 

@@ -58,7 +58,7 @@ impl TestApp {
         };
         let mut settings = Settings::load(&overrides).expect("test settings are valid");
         adjust(&mut settings);
-        let application = Application::build(&settings, clock.clone())
+        let application = Application::build(&settings, overrides, clock.clone())
             .await
             .expect("application builds");
         let address = format!("http://{}", application.http_addr());

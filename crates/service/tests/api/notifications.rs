@@ -42,6 +42,41 @@ fn verify(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) 
     signature.split(' ').any(|candidate| candidate == expected)
 }
 
+/// Jobs run on the application's clock: a retry is due only once the manual clock passes
+/// its backoff. Moves the clock on by `step` until the receiver has `count` requests.
+async fn advance_until(
+    app: &TestApp,
+    receiver: &Receiver,
+    count: usize,
+    step: chrono::TimeDelta,
+) -> Vec<crate::receiver::Received> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let received = receiver.received();
+        if received.len() >= count {
+            return received;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} requests arrived",
+            received.len()
+        );
+        app.clock.advance(step);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Nothing more than `count` requests reaches the receiver within half a second, while
+/// the clock stands still.
+async fn stays_at(receiver: &Receiver, count: usize) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        count,
+        "no attempt before its backoff has passed"
+    );
+}
+
 async fn notified_entries(app: &TestApp, id: &str) -> Vec<String> {
     app.timeline(id)
         .await
@@ -196,13 +231,15 @@ async fn a_receiver_that_fails_twice_gets_the_third_attempt_with_one_webhook_id(
 
     let id = id_of(&app.send_event(event("flaky receiver")).await);
 
-    let attempts = receiver.wait_for(3, WAIT).await;
+    receiver.wait_for(1, WAIT).await;
+    // Each retry waits for its backoff (at least 100 ms at first, 200 ms after) on the
+    // application's clock, which stands still until the test moves it.
+    stays_at(&receiver, 1).await;
+    advance_until(&app, &receiver, 2, chrono::TimeDelta::milliseconds(250)).await;
+    stays_at(&receiver, 2).await;
+    let attempts = advance_until(&app, &receiver, 3, chrono::TimeDelta::milliseconds(250)).await;
     let ids: Vec<&str> = attempts.iter().map(|request| request.header("webhook-id")).collect();
     assert_eq!(ids, [ids[0]; 3], "one delivery, three attempts");
-    for pair in attempts.windows(2) {
-        let gap = pair[1].at - pair[0].at;
-        assert!(gap >= Duration::from_millis(100), "backoff between attempts: {gap:?}");
-    }
     let entries = loop {
         let entries = notified_entries(&app, &id).await;
         if entries.len() == 3 {
@@ -247,7 +284,7 @@ async fn a_receiver_always_down_leaves_a_dead_job_that_can_be_retried() {
     let database = TestDatabase::sqlite();
     let app = spawn(&database, &webhook_route(&receiver.url)).await;
     app.send_event(event("down")).await;
-    receiver.wait_for(3, WAIT).await;
+    advance_until(&app, &receiver, 3, chrono::TimeDelta::seconds(1)).await;
 
     let dead = loop {
         let (_, page) = app.get("/v1/jobs?state=dead").await;
@@ -309,14 +346,12 @@ async fn a_refusal_is_not_retried_and_retry_after_is_honoured() {
     let app = spawn(&database, &toml).await;
     app.send_event(event("t")).await;
 
-    let attempts = throttling.wait_for(2, WAIT).await;
-
-    let gap = attempts[1].at - attempts[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 is waited for: {gap:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    throttling.wait_for(1, WAIT).await;
+    // The backoff alone would be at most 200 ms; `Retry-After: 1` asks for a second.
+    app.clock.advance(chrono::TimeDelta::milliseconds(900));
+    stays_at(&throttling, 1).await;
+    app.clock.advance(chrono::TimeDelta::milliseconds(150));
+    throttling.wait_for(2, WAIT).await;
     assert_eq!(refusing.received().len(), 1, "a 400 is final");
     let (_, page) = app.get("/v1/jobs?state=dead").await;
     assert_eq!(page["jobs"][0]["attempts"], 1);

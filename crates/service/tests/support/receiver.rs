@@ -18,7 +18,6 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: String,
-    pub at: Instant,
 }
 
 impl Received {
@@ -117,7 +116,6 @@ async fn receive(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, bod
         path: uri.path().to_owned(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-        at: Instant::now(),
     });
     let status = shared.pending.lock().unwrap().pop_front().unwrap_or(shared.script.then);
     if !shared.script.delay.is_zero() {

@@ -4,13 +4,14 @@
 //! again when the lease runs out.
 
 use chrono::{DateTime, Utc};
-use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry};
+use lim_domain::jobs::ESCALATION_CHAIN;
+use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry, Transition};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::{insert_entry, parse_column};
 use crate::chains::JobChains;
-use crate::{JobCount, JobFilter, JobFinish, JobPageRequest, StoreError};
+use crate::{Finished, JobCount, JobFilter, JobFinish, JobPageRequest, StoreError};
 
 /// The columns `row_to_job` reads (a macro, so that `concat!` can use it).
 macro_rules! job_columns {
@@ -72,7 +73,44 @@ pub(super) async fn write_jobs(
             .bind(chains.to_text())
             .execute(&mut *tx)
             .await?;
+        // A level of the incident's escalation is the level it waits for next.
+        let level = jobs.iter().rev().find_map(|job| match &job.payload {
+            JobPayload::Escalate(escalation) => Some((escalation.level as i32, job.due_at)),
+            _ => None,
+        });
+        if let Some((level, due_at)) = level {
+            sqlx::query("UPDATE incidents SET escalation_level = $2, escalation_due_at = $3 WHERE id = $1")
+                .bind(incident.0)
+                .bind(level)
+                .bind(due_at)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
+    Ok(())
+}
+
+/// Cancels the incident's pending escalation level (the last job of its escalation
+/// chain, while it is queued) when `transition` stopped the escalation. The caller holds
+/// the incident's row lock, which a level's completion takes too.
+pub(super) async fn stop_escalation(
+    tx: &mut PgConnection,
+    transition: &Transition,
+    job_chains: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if transition.before.next_escalation.is_none() || transition.after.next_escalation.is_some() {
+        return Ok(());
+    }
+    let chains = JobChains::parse(job_chains).map_err(|error| sqlx::Error::Decode(error.to_string().into()))?;
+    let Some(pending) = chains.last(ESCALATION_CHAIN) else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $2 WHERE id = $1 AND state = 'queued'")
+        .bind(pending)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -151,7 +189,7 @@ pub(super) async fn claim(
     Ok(jobs)
 }
 
-pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<bool, sqlx::Error> {
+pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<Finished, sqlx::Error> {
     let (state, due_at, error) = match &finish.result {
         JobResult::Done => (JobState::Done, None, None),
         JobResult::Retry { due_at, error } => (JobState::Queued, Some(*due_at), Some(error.as_str())),
@@ -171,13 +209,30 @@ pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<
     .await?
     .rows_affected();
     if changed == 0 {
-        return Ok(false);
+        return Ok(Finished::Lost);
     }
-    if let Some(entry) = &finish.entry {
+    if let Some(incident) = finish.escalating {
+        // The row lock orders this after an acknowledgement that came first, and makes
+        // one that comes later wait for it (and then cancel the level this writes).
+        let escalates: Option<bool> = sqlx::query_scalar(
+            "SELECT state IN ('NEW', 'ASSIGNED') AND acknowledged_at IS NULL FROM incidents WHERE id = $1 FOR UPDATE",
+        )
+        .bind(incident.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE incidents SET escalation_level = NULL, escalation_due_at = NULL WHERE id = $1")
+            .bind(incident.0)
+            .execute(&mut *tx)
+            .await?;
+        if escalates != Some(true) {
+            return Ok(Finished::Stopped);
+        }
+    }
+    for entry in &finish.entries {
         append_if_incident_exists(tx, entry).await?;
     }
     insert_jobs(tx, &finish.follow_ups, finish.now).await?;
-    Ok(true)
+    Ok(Finished::Recorded)
 }
 
 async fn append_if_incident_exists(tx: &mut PgConnection, entry: &TimelineEntry) -> Result<(), sqlx::Error> {
@@ -264,7 +319,7 @@ pub(super) async fn count(pool: &PgPool) -> Result<Vec<JobCount>, sqlx::Error> {
 }
 
 pub(super) async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1")
+    let deleted = sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND updated_at < $1")
         .bind(before)
         .execute(pool)
         .await?;

@@ -1,7 +1,8 @@
 //! The job queue on SQLite. Every statement here runs on the writer thread (claims and
 //! completions are writes), so nothing comes between a look-up and the update after it.
 
-use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob};
+use lim_domain::jobs::ESCALATION_CHAIN;
+use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, Transition};
 
 use super::*;
 use crate::chains::JobChains;
@@ -76,6 +77,42 @@ impl PreparedJob {
     pub(super) fn all(jobs: &[NewJob]) -> Result<Vec<Self>, StoreError> {
         jobs.iter().map(PreparedJob::new).collect()
     }
+
+    /// The level and due time (microseconds) of an escalation level's job.
+    fn escalation_level(&self) -> Option<(u32, i64)> {
+        if self.kind != JobKind::Escalate {
+            return None;
+        }
+        let payload: JobPayload = serde_json::from_str(&self.payload).ok()?;
+        match payload {
+            JobPayload::Escalate(escalation) => Some((escalation.level, self.due_at)),
+            _ => None,
+        }
+    }
+}
+
+/// Cancels the incident's pending escalation level (the last job of its escalation
+/// chain, while it is queued) when `transition` stopped the escalation (acknowledged or
+/// resolved it). A level already running finds the incident stopped when it finishes.
+pub(super) fn stop_escalation(
+    connection: &Connection,
+    transition: &Transition,
+    chains: &JobChains,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if transition.before.next_escalation.is_none() || transition.after.next_escalation.is_some() {
+        return Ok(());
+    }
+    let Some(pending) = chains.last(ESCALATION_CHAIN) else {
+        return Ok(());
+    };
+    prepare(
+        connection,
+        "UPDATE jobs SET state = 'cancelled', updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+    )?
+    .execute(params![pending, now.timestamp_micros()])
+    .map_err(internal)?;
+    Ok(())
 }
 
 /// The number of the next job. The writer numbers jobs itself, as it numbers timeline
@@ -137,6 +174,15 @@ pub(super) fn insert_jobs(connection: &Connection, jobs: &[NewJob], now: DateTim
             prepare(connection, "UPDATE incidents SET job_chains = ?2 WHERE id = ?1")?
                 .execute(params![id_bytes(incident), linked.to_text()])
                 .map_err(internal)?;
+            // A level of the incident's escalation is the level it waits for next.
+            if let Some(level) = group.iter().rev().find_map(PreparedJob::escalation_level) {
+                prepare(
+                    connection,
+                    "UPDATE incidents SET escalation_level = ?2, escalation_due_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id_bytes(incident), level.0, level.1])
+                .map_err(internal)?;
+            }
         }
     }
     prepared.sort_by_key(|job| job.id);
@@ -259,8 +305,9 @@ pub(super) fn claim(
 }
 
 /// Records how an attempt ended, if the worker still holds the job, with its timeline
-/// entry and follow-up jobs.
-pub(super) fn finish(connection: &Connection, finish: &JobFinish) -> Result<bool, StoreError> {
+/// entries and follow-up jobs (for an escalation level, only while its incident still
+/// escalates).
+pub(super) fn finish(connection: &Connection, finish: &JobFinish) -> Result<Finished, StoreError> {
     let (state, due_at, error) = match &finish.result {
         JobResult::Done => (JobState::Done, None, None),
         JobResult::Retry { due_at, error } => (JobState::Queued, Some(due_at.timestamp_micros()), Some(error)),
@@ -281,13 +328,30 @@ pub(super) fn finish(connection: &Connection, finish: &JobFinish) -> Result<bool
     ])
     .map_err(internal)?;
     if changed == 0 {
-        return Ok(false);
+        return Ok(Finished::Lost);
     }
-    if let Some(entry) = &finish.entry {
+    if let Some(incident) = finish.escalating {
+        let escalates = prepare(
+            connection,
+            "SELECT 1 FROM incidents WHERE id = ?1 AND state IN ('NEW', 'ASSIGNED') AND acknowledged_at IS NULL",
+        )?
+        .exists([id_bytes(incident)])
+        .map_err(internal)?;
+        prepare(
+            connection,
+            "UPDATE incidents SET escalation_level = NULL, escalation_due_at = NULL WHERE id = ?1",
+        )?
+        .execute([id_bytes(incident)])
+        .map_err(internal)?;
+        if !escalates {
+            return Ok(Finished::Stopped);
+        }
+    }
+    for entry in &finish.entries {
         append_to_incident(connection, entry)?;
     }
     insert_jobs(connection, &finish.follow_ups, finish.now)?;
-    Ok(true)
+    Ok(Finished::Recorded)
 }
 
 /// Appends `entry` to its incident's timeline, if the incident still exists.
@@ -375,15 +439,20 @@ pub(super) fn select_job(connection: &Connection, id: JobId) -> Result<Option<Jo
 pub(super) fn list(connection: &Connection, filter: &JobFilter, page: JobPageRequest) -> Result<Vec<Job>, StoreError> {
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
-    let mut any_of = |column: &str, options: Vec<&'static str>| {
-        if options.is_empty() {
-            return;
+    // States and kinds are written into the statement (closed vocabularies), not bound:
+    // SQLite uses a partial index only for a condition it can see (`state = 'dead'`).
+    for (column, options) in [
+        (
+            "state",
+            filter.states.iter().map(|state| state.as_str()).collect::<Vec<_>>(),
+        ),
+        ("kind", filter.kinds.iter().map(|kind| kind.as_str()).collect()),
+    ] {
+        if !options.is_empty() {
+            let each: Vec<String> = options.iter().map(|option| format!("{column} = '{option}'")).collect();
+            conditions.push(format!("({})", each.join(" OR ")));
         }
-        conditions.push(format!("{column} IN ({})", vec!["?"; options.len()].join(", ")));
-        values.extend(options.into_iter().map(|option| Value::Text(option.to_owned())));
-    };
-    any_of("state", filter.states.iter().map(|state| state.as_str()).collect());
-    any_of("kind", filter.kinds.iter().map(|kind| kind.as_str()).collect());
+    }
     if let Some(before) = page.before {
         conditions.push("id < ?".to_owned());
         values.push(Value::Integer(before.0));
@@ -420,14 +489,20 @@ pub(super) fn count(connection: &Connection) -> Result<Vec<JobCount>, StoreError
         .map_err(internal)
 }
 
+/// Deletes jobs done or cancelled before `before`, one state at a time so that each
+/// statement can use the index of finished jobs. The newest job is kept, so that job
+/// numbers never go back.
 pub(super) fn prune(connection: &Connection, before: DateTime<Utc>) -> Result<u64, StoreError> {
-    let deleted = prepare(
-        connection,
+    let mut deleted = 0;
+    for sql in [
         "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1 AND id < (SELECT max(id) FROM jobs)",
-    )?
-    .execute([before.timestamp_micros()])
-    .map_err(internal)?;
-    Ok(deleted as u64)
+        "DELETE FROM jobs WHERE state = 'cancelled' AND updated_at < ?1 AND id < (SELECT max(id) FROM jobs)",
+    ] {
+        deleted += prepare(connection, sql)?
+            .execute([before.timestamp_micros()])
+            .map_err(internal)? as u64;
+    }
+    Ok(deleted)
 }
 
 fn row_to_job(row: &Row<'_>) -> rusqlite::Result<Job> {

@@ -1,6 +1,8 @@
 //! What the writer runs: events prepared on the async threads, the statements of an
 //! ingest, and the writes every write job shares (incidents and their timeline chains).
 
+use lim_domain::jobs::GroupWindow;
+
 use super::*;
 use crate::chains::JobChains;
 use jobs::PreparedJob;
@@ -19,23 +21,31 @@ pub(super) enum PreparedEvent {
 /// An incident to insert as routing left it, with its dedup key, labels, timeline
 /// entries and jobs ready.
 pub(super) struct NewIncident {
-    incident: Incident,
+    pub(super) incident: Incident,
     fingerprint_key: [u8; 16],
     labels: String,
     pub(super) entries: Vec<TimelineEntry>,
     pub(super) jobs: Vec<PreparedJob>,
+    /// The route's grouped notification the incident belongs in, with the jobs that tell
+    /// of it when the incident opens the group.
+    pub(super) group: Option<(GroupWindow, Vec<PreparedJob>)>,
 }
 
 impl NewIncident {
     pub(super) fn new(opening: Opening) -> Result<Self, StoreError> {
         let labels =
             serde_json::to_string(&opening.incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
+        let group = match opening.group {
+            Some(group) => Some((group.window, PreparedJob::all(&group.jobs)?)),
+            None => None,
+        };
         Ok(NewIncident {
             fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
             entries: opening.entries,
             jobs: PreparedJob::all(&opening.jobs)?,
             labels,
             incident: opening.incident,
+            group,
         })
     }
 }
@@ -61,11 +71,11 @@ const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = 
      last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5, severity = ?6 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, assignee, team, \
-     route, last_entry, entry_count, job_chains) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+     route, last_entry, entry_count, job_chains, escalation_policy, escalation_level, escalation_due_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11, \
-     entry_count = ?12, job_chains = ?13 WHERE id = ?1";
+     entry_count = ?12, job_chains = ?13, escalation_level = ?14, escalation_due_at = ?15 WHERE id = ?1";
 pub(super) const INSERT_ENTRY: &str = "INSERT INTO timeline (seq, incident_id, at, kind, actor, message, previous, n) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 pub(super) const INSERT_MARK: &str = "INSERT INTO timeline_marks (incident_id, n, seq) VALUES (?1, ?2, ?3)";
@@ -214,6 +224,7 @@ impl<'c> IngestStatements<'c> {
         let chain = tracked.chain;
         let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
         let mut job_chains = tracked.job_chains()?;
+        jobs::stop_escalation(self.connection, &transition, &job_chains, now)?;
         self.queue_jobs(PreparedJob::all(&reactions.after(&transition, now))?, &mut job_chains)?;
         update_incident(
             self.get(IngestSql::UpdateIncident)?,
@@ -259,6 +270,11 @@ impl<'c> IngestStatements<'c> {
                 chain,
                 chains.to_text().as_deref(),
             )?;
+            if let Some((window, jobs)) = opens.group.take()
+                && let Some(jobs) = groups::join(self.connection, &window, jobs, opens.incident.id, now)?
+            {
+                self.queue_jobs(jobs, &mut JobChains::default())?;
+            }
             return Ok(IngestOutcome::Created(opens.incident));
         };
         if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
@@ -352,6 +368,9 @@ pub(super) fn insert_incident(
             chain.last_entry,
             chain.entry_count,
             job_chains,
+            incident.escalation_policy,
+            incident.next_escalation.map(|next| next.level),
+            incident.next_escalation.map(|next| next.due_at.timestamp_micros()),
         ])
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -402,6 +421,8 @@ pub(super) fn update_incident(
             chain.last_entry,
             chain.entry_count,
             job_chains,
+            incident.next_escalation.map(|next| next.level),
+            incident.next_escalation.map(|next| next.due_at.timestamp_micros()),
         ])
         .map_err(internal)?;
     Ok(())
@@ -497,10 +518,10 @@ impl Tracked {
 fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<Tracked> {
     Ok(Tracked {
         chain: Chain {
-            last_entry: row.get(20)?,
-            entry_count: row.get(21)?,
+            last_entry: row.get(23)?,
+            entry_count: row.get(24)?,
         },
-        job_chains: row.get(22)?,
+        job_chains: row.get(25)?,
         incident: row_to_incident(row)?,
     })
 }
