@@ -26,7 +26,28 @@ fi
 work="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
-"$binary" serve --http-addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$(free_port)" \
+# A schedule, so that the schedule routes answer more than 404 (no route notifies anyone:
+# the mail channel is only how its people are reached).
+cat >"$work/conformance.toml" <<'TOML'
+[channels.mail]
+type = "email"
+smtp = "smtp://127.0.0.1:1"
+from = "incidents@example.com"
+to = ["ops@example.com"]
+
+[people.ana]
+email = "ana@example.com"
+
+[people.bo]
+email = "bo@example.com"
+
+[schedules.primary]
+participants = ["ana", "bo"]
+rotation = "daily"
+start = "2026-01-05T09:00:00+01:00"
+overrides = [{ from = "2026-02-01T00:00:00Z", to = "2026-02-02T00:00:00Z", who = "bo" }]
+TOML
+"$binary" serve --config "$work/conformance.toml" --http-addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$(free_port)" \
   --grpc-addr "127.0.0.1:$(free_port)" --database-url "sqlite://$work/conformance.db" --log-level error \
   2>"$work/service.log" &
 service=$!

@@ -1,10 +1,12 @@
 """schemathesis hooks for scripts/api-conformance.sh.
 
-One rule of the API cannot be written in a JSON schema: an event's `occurred_at` may be
-at most `events.max_clock_skew` (10 minutes by default) ahead of the server's clock, a
-bound that moves with time. A generated time later than that is moved a day into the
-past, so that requests the document calls valid are valid; every other generated value
-is sent as generated.
+Some rules of the API cannot be written in a JSON schema, because they depend on the
+server's clock or on a value's meaning: an event's `occurred_at` may be at most
+`events.max_clock_skew` (10 minutes by default) ahead of the server's clock; a silence
+must end in the future, after it starts, and its `match_re` values must be regular
+expressions. Generated values that break
+one of these are changed so that requests the document calls valid are valid; every
+other generated value is sent as generated.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -40,4 +42,48 @@ def map_body(ctx, body):
         if isinstance(body, list):
             return [_fix_event(event) for event in body]
         return _fix_event(body)
+    if ctx.operation.method.upper() == "POST" and ctx.operation.path == "/v1/silences":
+        return _fix_silence(body)
     return body
+
+
+# Silences have rules of the same kind: a silence must end in the future and after it
+# starts. Whether a `match_re` value is a valid regular expression cannot be stated
+# either; generated patterns are replaced by one that is. Everything else is sent as
+# generated.
+
+def _future(value, minimum):
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return value
+    if when.tzinfo is None or when <= minimum:
+        return (minimum + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _fix_silence(silence):
+    if not isinstance(silence, dict):
+        return silence
+    now = datetime.now(timezone.utc) + timedelta(minutes=1)
+    start = now
+    starts_at = silence.get("starts_at")
+    if isinstance(starts_at, str):
+        try:
+            parsed = datetime.fromisoformat(starts_at.replace("Z", "+00:00"))
+            if parsed.tzinfo is not None:
+                start = max(now, parsed)
+        except ValueError:
+            pass
+    if "ends_at" in silence:
+        silence["ends_at"] = _future(silence["ends_at"], start)
+    matchers = silence.get("matchers")
+    if isinstance(matchers, dict) and isinstance(matchers.get("match_re"), dict):
+        table = matchers["match_re"]
+        for key, value in table.items():
+            # Only patterns are replaced; a value of another type stays as generated.
+            if isinstance(value, str):
+                table[key] = ".*"
+            elif isinstance(value, list):
+                table[key] = [".*" if isinstance(item, str) else item for item in value]
+    return silence

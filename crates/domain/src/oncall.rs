@@ -212,6 +212,20 @@ impl Schedule {
     /// call has no shift. A window holding more than `limit` shifts is refused as soon as the
     /// shift past the limit is found, so a long window costs no more than `limit` shifts.
     pub fn shifts(&self, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Result<Vec<Shift>, TooManyShifts> {
+        match self.shift_page(from, to, limit) {
+            (shifts, None) => Ok(shifts),
+            (_, Some(_)) => Err(TooManyShifts { limit }),
+        }
+    }
+
+    /// The first `limit` shifts overlapping [from, to), as [`Schedule::shifts`] lists them,
+    /// and, when the window holds more, the moment to ask from for the rest.
+    pub fn shift_page(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> (Vec<Shift>, Option<DateTime<Utc>>) {
         let mut shifts = Vec::new();
         let mut cursor = from;
         while cursor < to {
@@ -225,7 +239,7 @@ impl Schedule {
                 }
             };
             if shifts.len() == limit {
-                return Err(TooManyShifts { limit });
+                return (shifts, Some(cursor));
             }
             shifts.push(self.shift(stretch));
             // A stretch ends after the moment it covers, except one cut at the end of time:
@@ -235,7 +249,7 @@ impl Schedule {
             }
             cursor = stretch.to;
         }
-        Ok(shifts)
+        (shifts, None)
     }
 
     /// Who is on call at `at`, for as long as the same arrangement holds around it: the
@@ -588,6 +602,19 @@ mod tests {
         assert_eq!(exactly.map(|shifts| shifts.len()), Ok(3));
         let one_more = schedule.shifts(utc("2026-01-05T09:00:00Z"), utc("2026-01-05T09:03:01Z"), 3);
         assert_eq!(one_more, Err(TooManyShifts { limit: 3 }));
+    }
+
+    #[test]
+    fn a_long_window_is_read_page_by_page() {
+        let schedule = schedule(Rotation::Daily, "2026-01-05T09:00:00+01:00", vec![]);
+        let (first, next) = schedule.shift_page(utc("2026-01-05T08:00:00Z"), utc("2026-01-10T08:00:00Z"), 2);
+        assert_eq!(first.len(), 2);
+        assert_eq!(next, Some(utc("2026-01-07T08:00:00Z")));
+        let (rest, after) = schedule.shift_page(next.unwrap(), utc("2026-01-10T08:00:00Z"), 10);
+        assert_eq!(rest.len(), 3);
+        assert_eq!(after, None);
+        assert_eq!(rest[0].person, "cy");
+        assert_eq!(rest[0].from, first[1].to);
     }
 
     #[test]

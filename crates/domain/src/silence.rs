@@ -14,13 +14,15 @@ use uuid::Uuid;
 use crate::event::{FieldError, optional_text, required_text};
 use crate::incident::{Incident, InvalidId};
 use crate::matcher::{Matchers, OneOrMany};
+use crate::vocabulary::{Category, Severity, Source};
 
 /// Longest `comment` (characters).
 pub const MAX_COMMENT_CHARS: usize = 1024;
 /// Longest `created_by` (characters).
 pub const MAX_AUTHOR_CHARS: usize = 128;
-/// Most matchers in one silence (`match` and `match_re` together), and most values in one.
-pub const MAX_MATCHERS: usize = 64;
+/// Most matchers in each of a silence's tables (`match`, `match_re`), and most values in
+/// one matcher.
+pub const MAX_MATCHERS: usize = 32;
 /// Longest matcher key or value (characters); a pattern longer than this is no silence.
 pub const MAX_MATCHER_CHARS: usize = 1024;
 
@@ -99,6 +101,9 @@ impl SilenceMatchers {
             for (key, values) in matchers {
                 let values = values.values();
                 let name = format!("{field}.{table}.{}", crate::text::excerpt(key));
+                if key.contains('\0') {
+                    return Err(FieldError::new(name, "has a NUL character in its key"));
+                }
                 if key.chars().count() > MAX_MATCHER_CHARS {
                     return Err(FieldError::new(
                         name,
@@ -113,6 +118,20 @@ impl SilenceMatchers {
                         name,
                         format!("has a value longer than {MAX_MATCHER_CHARS} characters"),
                     ));
+                }
+                if values.iter().any(|value| value.contains('\0')) {
+                    return Err(FieldError::new(name, "has a value with a NUL character"));
+                }
+                if table == "match" {
+                    let exact = |value: &str| match key.as_str() {
+                        "source" => value.parse::<Source>().map(drop),
+                        "severity" => value.parse::<Severity>().map(drop),
+                        "category" => value.parse::<Category>().map(drop),
+                        _ => Ok(()),
+                    };
+                    if let Some(error) = values.iter().find_map(|value| exact(value).err()) {
+                        return Err(FieldError::new(name, error.to_string()));
+                    }
                 }
             }
         }

@@ -325,11 +325,11 @@ impl IncidentManager {
             .ok_or(CoreError::Store(StoreError::SilenceNotFound(id)))
     }
 
-    /// Ends a silence now; the escalations it held start from level 1.
-    pub async fn expire_silence(&self, id: SilenceId) -> Result<Silence, CoreError> {
+    /// Deletes a silence; the escalations it held start from level 1 now.
+    pub async fn delete_silence(&self, id: SilenceId) -> Result<Silence, CoreError> {
         let (store, silences, now) = (Arc::clone(&self.store), Arc::clone(&self.silences), self.clock.now());
         detached(async move {
-            let silence = store.expire_silence(id, now).await?;
+            let silence = store.delete_silence(id, now).await?;
             silences.invalidate();
             Ok(silence)
         })
@@ -348,12 +348,15 @@ impl IncidentManager {
         Ok((schedule, shift))
     }
 
-    /// The shifts of schedule `name` that overlap `from..to`.
-    pub fn shifts(&self, name: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Shift>, CoreError> {
-        let schedule = self.schedule(name)?;
-        schedule
-            .shifts(from, to, MAX_SHIFTS)
-            .map_err(|error| CoreError::Invalid(FieldError::new("to", error.to_string())))
+    /// The shifts of schedule `name` that overlap `from..to`, at most [`MAX_SHIFTS`], and
+    /// where the rest of the window starts when it holds more.
+    pub fn shifts(
+        &self,
+        name: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Vec<Shift>, Option<DateTime<Utc>>), CoreError> {
+        Ok(self.schedule(name)?.shift_page(from, to, MAX_SHIFTS))
     }
 
     /// The configured schedules, by name.
@@ -554,8 +557,8 @@ mod tests {
         ) -> Result<Vec<Silence>, StoreError> {
             self.inner.list_silences(filter, page).await
         }
-        async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
-            self.inner.expire_silence(id, now).await
+        async fn delete_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+            self.inner.delete_silence(id, now).await
         }
         async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
             self.inner.active_silences(now).await

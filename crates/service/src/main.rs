@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use llm_incident_manager::app::{self, Application};
-use llm_incident_manager::client::{self, EventCommand, IncidentCommand, JobCommand, ServerArgs};
+use llm_incident_manager::client::{
+    self, EventCommand, IncidentCommand, JobCommand, ScheduleCommand, ServerArgs, SilenceCommand,
+};
 use llm_incident_manager::clock::SystemClock;
 use llm_incident_manager::config::{Overrides, Settings};
 use llm_incident_manager::telemetry;
@@ -57,6 +59,25 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Silence incidents for a while, list, show and expire silences on a running server.
+    Silences {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+    /// Who is on call, and the shifts of the on-call schedules of a running server.
+    Schedules {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// Have a running server read its configuration file again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +104,9 @@ fn main() -> ExitCode {
         Command::Events { server, command } => finish(block_on(client::run_event(&server, command))),
         Command::Incidents { server, command } => finish(block_on(client::run_incident(&server, command))),
         Command::Jobs { server, command } => finish(block_on(client::run_job(&server, command))),
+        Command::Silences { server, command } => finish(block_on(client::run_silence(&server, command))),
+        Command::Schedules { server, command } => finish(block_on(client::run_schedule(&server, command))),
+        Command::Reload { server } => finish(block_on(client::run_reload(&server))),
     }
 }
 

@@ -357,3 +357,272 @@ async fn the_log_keeps_one_line_per_event_and_warns_of_alerts_changed_to_fit() {
     );
     assert!(log.contains("fixed\\n2026-12-01T00:00:00.000000Z"), "{log}");
 }
+
+/// A client command that must fail: its exit status and what it wrote to stderr.
+fn failing_client(server: &Server, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .args(["--server", &server.base])
+        .output()
+        .expect("run the client");
+    assert!(!output.status.success(), "{args:?} succeeded");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn time(value: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time")).expect("an RFC 3339 time")
+}
+
+#[tokio::test]
+async fn the_client_creates_lists_and_deletes_a_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+
+    let created = client(
+        &server,
+        &[
+            "silences",
+            "create",
+            "--match",
+            "source=shield",
+            "--match",
+            "severity=P0",
+            "--match",
+            "severity=P1",
+            "--match-re",
+            "labels.model=gpt-4.*",
+            "--comment",
+            "model upgrade",
+            "--created-by",
+            "ana",
+            "--duration",
+            "2h",
+        ],
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let listed = client(&server, &["silences", "list", "--output", "json"]);
+    let table = run_client(&server, &["silences", "list", "--output", "table"]);
+    let shown = client(&server, &["silences", "show", &id]);
+    let expired = client(&server, &["silences", "delete", &id]);
+    let active = client(&server, &["silences", "list", "--state", "active"]);
+    let remaining = client(&server, &["silences", "list", "--output", "json"]);
+    let (status, stderr) = failing_client(
+        &server,
+        &[
+            "silences",
+            "create",
+            "--match",
+            "source=shield",
+            "--comment",
+            "c",
+            "--ends-at",
+            "2030-01-01T00:00:00Z",
+            "--duration",
+            "1h",
+        ],
+    );
+
+    assert_eq!(
+        created["matchers"],
+        serde_json::json!({"match": {"source": "shield", "severity": ["P0", "P1"]},
+                           "match_re": {"labels.model": "gpt-4.*"}})
+    );
+    assert_eq!(created["comment"], "model upgrade");
+    assert_eq!(created["created_by"], "ana");
+    assert_eq!(created["state"], "active");
+    let window = time(&created["ends_at"]) - time(&created["starts_at"]);
+    assert!(
+        window <= chrono::TimeDelta::hours(2) && window > chrono::TimeDelta::hours(2) - chrono::TimeDelta::seconds(30),
+        "--duration 2h from now, by this machine's clock: {window}"
+    );
+    assert_eq!(listed["silences"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["silences"][0]["id"], id.as_str());
+    assert_eq!(listed["silences"][0]["state"], "active");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("ID ") && lines[0].ends_with("COMMENT"), "{table}");
+    assert!(lines[1].starts_with(&format!("{id}  active ")), "{table}");
+    assert!(
+        lines[1].contains("  severity=[P0,P1] source=shield labels.model=~gpt-4.*  ")
+            && lines[1].ends_with("  model upgrade"),
+        "{table}"
+    );
+    assert_eq!(shown, listed["silences"][0]);
+    assert_eq!(expired["id"], id.as_str());
+    assert_eq!(expired["state"], "expired");
+    assert_eq!(active["silences"], serde_json::json!([]));
+    assert_eq!(
+        remaining["silences"],
+        serde_json::json!([]),
+        "a deleted silence is gone"
+    );
+    assert_eq!(status, Some(2), "clap refuses --ends-at with --duration");
+    assert!(
+        stderr.contains("'--ends-at <RFC3339>' cannot be used with '--duration <DURATION>'"),
+        "{stderr}"
+    );
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
+
+/// An email channel, two people it reaches, and a daily rotation between them that
+/// hands over at 09:00 in Paris in winter.
+const ONCALL_CONFIG: &str = "[channels.mail]\ntype = \"email\"\nsmtp = \"smtp://127.0.0.1:2525\"\n\
+     from = \"im@example.com\"\nto = [\"ops@example.com\"]\n\n\
+     [people.ana]\nemail = \"ana@example.com\"\n[people.bo]\nemail = \"bo@example.com\"\n\n\
+     [schedules.primary]\nparticipants = [\"ana\", \"bo\"]\nrotation = \"daily\"\nstart = \"2026-01-05T09:00:00+01:00\"\n";
+
+#[tokio::test]
+async fn the_client_answers_who_is_on_call_and_lists_shifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::launch(
+        dir.path(),
+        service_process::Launch {
+            config: Some(ONCALL_CONFIG.into()),
+            ..service_process::Launch::default()
+        },
+    )
+    .await;
+
+    let monday_noon = client(
+        &server,
+        &["schedules", "oncall", "primary", "--at", "2026-01-05T12:00:00Z"],
+    );
+    let tuesday_morning = client(
+        &server,
+        &["schedules", "oncall", "primary", "--at", "2026-01-06T08:59:59+01:00"],
+    );
+    let shifts = client(
+        &server,
+        &[
+            "schedules",
+            "shifts",
+            "primary",
+            "--from",
+            "2026-01-05T09:00:00+01:00",
+            "--to",
+            "2026-01-07T09:00:00+01:00",
+        ],
+    );
+    let shift_table = run_client(
+        &server,
+        &[
+            "schedules",
+            "shifts",
+            "primary",
+            "--from",
+            "2026-01-05T09:00:00+01:00",
+            "--to",
+            "2026-01-07T09:00:00+01:00",
+            "--output",
+            "table",
+        ],
+    );
+    let schedules = client(&server, &["schedules", "list"]);
+    let schedule_table = run_client(&server, &["schedules", "list", "--output", "table"]);
+    let (_, unknown) = failing_client(&server, &["schedules", "oncall", "secondary"]);
+
+    assert_eq!(
+        monday_noon,
+        serde_json::json!({"schedule": "primary", "person": "ana",
+                           "from": "2026-01-05T09:00:00+01:00", "to": "2026-01-06T09:00:00+01:00"})
+    );
+    assert_eq!(tuesday_morning["person"], "ana");
+    assert_eq!(
+        shifts,
+        serde_json::json!({"schedule": "primary", "shifts": [
+            {"schedule": "primary", "person": "ana", "from": "2026-01-05T09:00:00+01:00", "to": "2026-01-06T09:00:00+01:00"},
+            {"schedule": "primary", "person": "bo", "from": "2026-01-06T09:00:00+01:00", "to": "2026-01-07T09:00:00+01:00"},
+        ]})
+    );
+    assert_eq!(
+        shift_table.lines().collect::<Vec<_>>(),
+        [
+            format!("{:<20}  {:<25}  TO", "PERSON", "FROM"),
+            format!("{:<20}  2026-01-05T09:00:00+01:00  2026-01-06T09:00:00+01:00", "ana"),
+            format!("{:<20}  2026-01-06T09:00:00+01:00  2026-01-07T09:00:00+01:00", "bo"),
+        ]
+    );
+    let primary = &schedules["schedules"][0];
+    assert_eq!(schedules["schedules"].as_array().unwrap().len(), 1);
+    assert_eq!(primary["name"], "primary");
+    assert_eq!(primary["rotation"], "daily");
+    assert_eq!(primary["participants"], serde_json::json!(["ana", "bo"]));
+    assert_eq!(primary["start"], "2026-01-05T09:00:00+01:00");
+    let now_on_call = primary["oncall"]["person"].as_str().unwrap();
+    assert!(["ana", "bo"].contains(&now_on_call), "{primary}");
+    let lines: Vec<&str> = schedule_table.lines().collect();
+    assert_eq!(lines.len(), 2, "{schedule_table}");
+    assert!(
+        lines[0].starts_with("NAME ") && lines[0].ends_with("UNTIL"),
+        "{schedule_table}"
+    );
+    assert!(
+        lines[1].starts_with("primary ") && lines[1].contains("  daily "),
+        "{schedule_table}"
+    );
+    assert!(
+        lines[1].ends_with("+01:00"),
+        "the shift ends in the schedule's offset: {schedule_table}"
+    );
+    assert!(unknown.contains("404 Not Found: "), "{unknown}");
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}
+
+#[tokio::test]
+async fn the_client_reloads_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::launch(
+        dir.path(),
+        service_process::Launch {
+            config: Some(ONCALL_CONFIG.into()),
+            ..service_process::Launch::default()
+        },
+    )
+    .await;
+    let port = server.http_addr.rsplit(':').next().unwrap();
+    let file = dir.path().join(format!("config-{port}.toml"));
+    assert!(file.exists(), "the configuration the server was started with");
+    let names = |server: &Server| -> Vec<String> {
+        client(server, &["schedules", "list"])["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|schedule| schedule["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let secondary =
+        "\n[schedules.secondary]\nparticipants = [\"bo\"]\nrotation = \"weekly\"\nstart = \"2026-01-05T09:00:00Z\"\n";
+    std::fs::write(&file, format!("{ONCALL_CONFIG}{secondary}")).unwrap();
+    let reloaded = client(&server, &["reload"]);
+    let after_reload = names(&server);
+    std::fs::write(
+        &file,
+        format!("{ONCALL_CONFIG}{secondary}\n[[routes]]\nname = \"all\"\nchannels = [\"pager\"]\n"),
+    )
+    .unwrap();
+    let (status, stderr) = failing_client(&server, &["reload"]);
+    let after_refusal = names(&server);
+
+    assert_eq!(reloaded, serde_json::json!({"status": "ok"}));
+    assert_eq!(after_reload, ["primary", "secondary"]);
+    assert_eq!(status, Some(1));
+    assert!(
+        stderr.contains(
+            "error: 422 Unprocessable Entity: invalid configuration: routes[0].channels: `pager` is no channel; define it as [channels.pager]"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        after_refusal,
+        ["primary", "secondary"],
+        "the running configuration stays"
+    );
+    server.signal("-TERM");
+    assert!(server.wait().success());
+}

@@ -55,7 +55,7 @@ pub mod operation {
     pub const PRUNE_JOBS: &str = "prune_jobs";
     pub const CREATE_SILENCE: &str = "insert_silence";
     pub const LIST_SILENCES: &str = "list_silences";
-    pub const EXPIRE_SILENCE: &str = "update_silence";
+    pub const DELETE_SILENCE: &str = "delete_silence";
     pub const GROUP_MEMBERS: &str = "select_group";
 }
 
@@ -309,10 +309,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_silences(&self, filter: &SilenceFilter, page: SilencePageRequest)
     -> Result<Vec<Silence>, StoreError>;
 
-    /// Ends a silence at `now` (a pending one never starts) and, in the same transaction,
-    /// starts the escalations it held back from `now` (level 1 keeps its delay); an ended
-    /// silence is answered as it is.
-    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError>;
+    /// Deletes a silence and, in the same transaction, when it still held (or was still
+    /// to hold) at `now`, starts the escalations it held back from `now` (level 1 keeps its
+    /// delay); answers the silence as it was, ended at `now`.
+    async fn delete_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError>;
 
     /// The silences active at `now`.
     async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError>;

@@ -461,10 +461,10 @@ impl Store for PostgresStore {
         Ok(silences::list(&self.pool, filter, page).await?)
     }
 
-    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
-        let _timer = QueryTimer::start(&self.observer, operation::EXPIRE_SILENCE);
+    async fn delete_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::DELETE_SILENCE);
         let mut tx = self.pool.begin().await?;
-        let (silence, resumed) = silences::expire(&mut tx, id, now).await?;
+        let (silence, resumed) = silences::delete(&mut tx, id, now).await?;
         tx.commit().await?;
         if resumed > 0 {
             self.job_signals.wrote([JobKind::Escalate]);

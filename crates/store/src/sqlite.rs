@@ -610,10 +610,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn expire_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+    async fn delete_silence(&self, id: SilenceId, now: DateTime<Utc>) -> Result<Silence, StoreError> {
         let (silence, resumed) = self
-            .write(operation::EXPIRE_SILENCE, 1, move |connection| {
-                silences::expire(connection, id, now)
+            .write(operation::DELETE_SILENCE, 1, move |connection| {
+                silences::delete(connection, id, now)
             })
             .await?;
         if resumed > 0 {

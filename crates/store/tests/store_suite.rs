@@ -89,8 +89,8 @@ store_tests!(
     an_escalating_incident_shows_its_next_level_and_acknowledging_cancels_it,
     a_level_that_finishes_after_an_acknowledgement_writes_nothing_more,
     a_levels_follow_up_becomes_the_incidents_next_level,
-    silences_are_stored_listed_by_state_and_expired,
-    expiring_a_silence_resumes_the_escalations_it_held,
+    silences_are_stored_listed_by_state_and_deleted,
+    deleting_a_silence_resumes_the_escalations_it_held,
     incidents_a_grouping_route_opens_within_its_wait_share_one_group,
 );
 
@@ -312,7 +312,7 @@ fn silence_of(equal: &[(&str, &str)], from: DateTime<Utc>, minutes: i64) -> Sile
     .unwrap()
 }
 
-async fn silences_are_stored_listed_by_state_and_expired(db: TestDb) {
+async fn silences_are_stored_listed_by_state_and_deleted(db: TestDb) {
     let store = db.connect().await;
     let now = now();
     let active = silence_of(&[("severity", "P1")], now, 60);
@@ -354,23 +354,23 @@ async fn silences_are_stored_listed_by_state_and_expired(db: TestDb) {
         .unwrap();
     assert_eq!(page, std::slice::from_ref(&active));
 
+    // One that ends by its own time stays listed, as expired.
+    let ended = now + Duration::minutes(61);
+    assert_eq!(listed(vec![SilenceState::Expired], ended).await, [active.id]);
+    assert_eq!(store.active_silences(ended).await.unwrap(), []);
+
     let later = now + Duration::minutes(5);
-    let expired = store.expire_silence(active.id, later).await.unwrap();
-    assert_eq!(expired.ends_at, later);
-    assert_eq!(store.active_silences(later).await.unwrap(), []);
-    assert_eq!(listed(vec![SilenceState::Expired], later).await, [active.id]);
-    assert_eq!(
-        store
-            .expire_silence(active.id, later + Duration::minutes(1))
-            .await
-            .unwrap(),
-        expired
-    );
-    let unknown = store.expire_silence(SilenceId::generate(), later).await;
+    let deleted = store.delete_silence(pending.id, later).await.unwrap();
+    assert_eq!(deleted.ends_at, later);
+    assert_eq!(store.get_silence(pending.id).await.unwrap(), None);
+    assert_eq!(listed(vec![], later).await, [active.id]);
+    let again = store.delete_silence(pending.id, later).await;
+    assert!(matches!(again, Err(StoreError::SilenceNotFound(_))), "{again:?}");
+    let unknown = store.delete_silence(SilenceId::generate(), later).await;
     assert!(matches!(unknown, Err(StoreError::SilenceNotFound(_))), "{unknown:?}");
 }
 
-async fn expiring_a_silence_resumes_the_escalations_it_held(db: TestDb) {
+async fn deleting_a_silence_resumes_the_escalations_it_held(db: TestDb) {
     let store = db.connect().await;
     let now = now();
     let reactions = escalating();
@@ -420,7 +420,7 @@ async fn expiring_a_silence_resumes_the_escalations_it_held(db: TestDb) {
     );
 
     let expired_at = due + Duration::seconds(30);
-    store.expire_silence(silence.id, expired_at).await.unwrap();
+    store.delete_silence(silence.id, expired_at).await.unwrap();
 
     let incident = store.get_incident(id).await.unwrap().unwrap();
     assert_eq!(incident.next_escalation.map(|next| next.due_at), Some(expired_at));

@@ -68,7 +68,7 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         )
         .route(
             "/v1/silences/{id}",
-            get(silences::get_silence).delete(silences::expire_silence),
+            get(silences::get_silence).delete(silences::delete_silence),
         )
         .route("/v1/schedules", get(schedules::list_schedules))
         .route("/v1/schedules/{name}/oncall", get(schedules::oncall))

@@ -19,6 +19,7 @@ use lim_domain::event::{
 };
 use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::lifecycle::MAX_NOTE_CHARS;
+use lim_domain::silence::{MAX_AUTHOR_CHARS, MAX_COMMENT_CHARS, MAX_MATCHER_CHARS, MAX_MATCHERS, SilenceState};
 use lim_domain::{Category, ErrorKind, EventStatus, JobKind, JobState, Severity, Source, State};
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
@@ -30,7 +31,7 @@ pub struct Health {
     status: String,
 }
 
-use super::{alertmanager, docs, events, incidents, jobs};
+use super::{alertmanager, docs, events, incidents, jobs, schedules, silences};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +57,14 @@ use super::{alertmanager, docs, events, incidents, jobs};
         jobs::list_jobs,
         jobs::get_job,
         jobs::retry_job,
+        silences::create_silence,
+        silences::list_silences,
+        silences::get_silence,
+        silences::delete_silence,
+        schedules::list_schedules,
+        schedules::oncall,
+        schedules::shifts,
+        super::reload,
         super::live,
         super::ready,
         super::openapi,
@@ -313,6 +322,7 @@ fn exact_schemas() -> Map<String, Value> {
             "example": {"author": "ana", "body": "rolling back the model"},
         }),
     );
+    schemas.insert("SilenceBody".into(), silence_body());
     schemas.insert(
         "AlertmanagerWebhook".into(),
         json!({
@@ -382,6 +392,88 @@ fn exact_schemas() -> Map<String, Value> {
     schemas
 }
 
+/// A silence as the API takes it: matchers of exact spellings, a window, a comment.
+fn silence_body() -> Value {
+    let one_or_many = |value: Value| {
+        json!({"oneOf": [
+            value.clone(),
+            {"type": "array", "minItems": 1, "maxItems": MAX_MATCHERS, "items": value},
+        ]})
+    };
+    let text = json!({"type": "string", "maxLength": MAX_MATCHER_CHARS, "pattern": NO_NUL});
+    let vocabulary = |spellings: &[(&str, &[&str])]| {
+        let values: Vec<&str> = spellings
+            .iter()
+            .flat_map(|(text, aliases)| std::iter::once(*text).chain(aliases.iter().copied()))
+            .collect();
+        one_or_many(json!({"type": "string", "enum": values}))
+    };
+    let label_key = format!("^labels\\.[^\\u0000]{{1,{}}}$", MAX_MATCHER_CHARS - "labels.".len());
+    let table = |equal: bool, description: &str| {
+        let field = |spellings: &[(&str, &[&str])]| {
+            if equal {
+                vocabulary(spellings)
+            } else {
+                one_or_many(text.clone())
+            }
+        };
+        json!({
+            "type": "object",
+            "description": description,
+            "maxProperties": MAX_MATCHERS,
+            "properties": {
+                "source": field(Source::SPELLINGS),
+                "severity": field(Severity::SPELLINGS),
+                "category": field(Category::SPELLINGS),
+            },
+            "patternProperties": {label_key.clone(): one_or_many(text.clone())},
+            "additionalProperties": false,
+        })
+    };
+    json!({
+        "type": "object",
+        "description": "A silence: while it holds, a matching incident is recorded and counted but notifies \
+                        and escalates nobody. Unknown fields are refused.",
+        "additionalProperties": false,
+        "required": ["matchers", "ends_at", "comment"],
+        "properties": {
+            "matchers": {
+                "type": "object",
+                "description": "Matchers as in routes, all of which must hold; at least one.",
+                "additionalProperties": false,
+                "properties": {
+                    "match": table(true, "Equality with one of the values: `source`, `severity`, `category` \
+                                          (exact spellings) or `labels.NAME`."),
+                    "match_re": table(false, "Fully anchored regular expressions over the same keys; each must \
+                                              be a valid expression."),
+                },
+                "anyOf": [
+                    {"required": ["match"], "properties": {"match": {"minProperties": 1}}},
+                    {"required": ["match_re"], "properties": {"match_re": {"minProperties": 1}}},
+                ],
+            },
+            "starts_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "RFC 3339; default: now.",
+            },
+            "ends_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "RFC 3339; after `starts_at`, and in the future.",
+            },
+            "comment": required_text(MAX_COMMENT_CHARS, "Why; trimmed."),
+            "created_by": optional_text(MAX_AUTHOR_CHARS, "Who; `api` when absent or blank."),
+        },
+        "example": {
+            "matchers": {"match": {"labels.model": "gpt-4o"}, "match_re": {"severity": "P[2-4]"}},
+            "ends_at": "2030-01-01T02:00:00Z",
+            "comment": "model upgrade",
+            "created_by": "ana",
+        },
+    })
+}
+
 fn parameters() -> Value {
     let filter = |name: &str, spellings: &[(&str, &[&str])], description: &str| {
         let values: Vec<&str> = spellings
@@ -449,6 +541,45 @@ fn parameters() -> Value {
             "description": "The `next_cursor` of the previous page.",
             "schema": {"type": "string", "pattern": ENTRY_CURSOR_PATTERN},
         },
+        "SilenceId": {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "description": "The silence's id (a hyphenated UUID).",
+            "schema": {"type": "string", "format": "uuid", "pattern": UUID_PATTERN},
+            "example": "01932f3e-8a4b-7c3d-9e2f-0a1b2c3d4e5f",
+        },
+        "SilenceState": filter("state", SilenceState::SPELLINGS, "Comma-separated silence states now; any when absent."),
+        "SilenceCursor": {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The `next_cursor` of the previous page.",
+            "schema": {"type": "string", "pattern": UUID_PATTERN},
+        },
+        "ScheduleName": {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "description": "The schedule's name, as configured (`[schedules.NAME]`).",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+            "example": "primary",
+        },
+        "At": time_parameter("at", "The moment to ask about; default: now."),
+        "From": time_parameter("from", "The window's start; default: a week before `to`, or now."),
+        "To": time_parameter("to", "The window's end; default: a week after `from`. A window that ends before it \
+                                     starts holds no shift; an answer lists 1,000 at most (see `next_from`)."),
+    })
+}
+
+/// An optional RFC 3339 time in the query.
+fn time_parameter(name: &str, description: &str) -> Value {
+    json!({
+        "name": name,
+        "in": "query",
+        "required": false,
+        "description": description,
+        "schema": {"type": "string", "format": "date-time"},
     })
 }
 
@@ -498,7 +629,11 @@ fn shared_responses() -> Value {
             "Malformed JSON (`malformed_json`), an invalid field, id, query or unknown field (`invalid_field`), or \
              a request that is not HTTP (`malformed_request`); the message names the problem."
         ),
-        "NotFound": error("No incident (or job) with that id (`not_found`)."),
+        "NotFound": error("No incident, job, silence or schedule with that id or name (`not_found`)."),
+        "InvalidConfiguration": error(
+            "The configuration file was refused (`invalid_configuration`); the message says why, and the running \
+             configuration stays."
+        ),
         "RequestTimeout": error("The body did not arrive within `http.body_timeout` (`request_timeout`)."),
         "Conflict": error(
             "The incident's state does not allow this action, or the job is not dead (`illegal_transition`); \
@@ -512,22 +647,33 @@ fn shared_responses() -> Value {
     })
 }
 
+/// The component parameter of a path's `{id}` or `{name}`.
+fn path_parameter(path: &str) -> &'static str {
+    if path.starts_with("/v1/jobs/") {
+        "JobId"
+    } else if path.starts_with("/v1/silences/") {
+        "SilenceId"
+    } else if path.starts_with("/v1/schedules/") {
+        "ScheduleName"
+    } else {
+        "IncidentId"
+    }
+}
+
 /// One operation: its parameters and every answer it can give.
 fn make_exact(path: &str, method: &str, operation: &mut Value) {
-    let with_id = path.contains("{id}");
+    let with_id = path.contains("{id}") || path.contains("{name}");
     let mut parameters: Vec<Value> = Vec::new();
     if with_id {
-        let id = if path.starts_with("/v1/jobs/") {
-            "JobId"
-        } else {
-            "IncidentId"
-        };
-        parameters.push(json!({"$ref": format!("#/components/parameters/{id}")}));
+        parameters.push(json!({"$ref": format!("#/components/parameters/{}", path_parameter(path))}));
     }
     let query: &[&str] = match (method, path) {
         ("get", "/v1/incidents") => &["State", "Severity", "Source", "Category", "Limit", "IncidentCursor"],
         ("get", "/v1/incidents/{id}/timeline" | "/v1/incidents/{id}/comments") => &["Limit", "EntryCursor"],
         ("get", "/v1/jobs") => &["JobState", "JobKind", "Limit", "JobCursor"],
+        ("get", "/v1/silences") => &["SilenceState", "Limit", "SilenceCursor"],
+        ("get", "/v1/schedules/{name}/oncall") => &["At"],
+        ("get", "/v1/schedules/{name}/shifts") => &["From", "To"],
         _ => &[],
     };
     for name in query {
@@ -551,6 +697,23 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
         }
         ("post", "/v1/incidents") => {
             operation["responses"]["201"]["links"] = links_to_the_incident("$response.body#/id");
+        }
+        ("post", "/v1/silences") => {
+            operation["requestBody"]["content"]["application/json"]["schema"] =
+                json!({"$ref": "#/components/schemas/SilenceBody"});
+            operation["responses"]["201"]["links"] = json!({
+                "GetSilence": {"operationId": "get_silence", "parameters": {"id": "$response.body#/id"}},
+                "DeleteSilence": {"operationId": "delete_silence", "parameters": {"id": "$response.body#/id"}},
+            });
+        }
+        ("get", "/v1/schedules") => {
+            operation["responses"]["200"]["links"] = json!({
+                "OnCall": {"operationId": "oncall", "parameters": {"name": "$response.body#/schedules/0/name"}},
+                "Shifts": {"operationId": "shifts", "parameters": {"name": "$response.body#/schedules/0/name"}},
+            });
+        }
+        ("post", "/-/reload") => {
+            operation["responses"]["422"] = json!({"$ref": "#/components/responses/InvalidConfiguration"});
         }
         ("post", "/v1/integrations/alertmanager") => {
             operation["requestBody"]["content"]["application/json"]["schema"] =
@@ -605,16 +768,11 @@ mod tests {
                 for status in ["400", "413", "414", "431", "503"] {
                     assert!(responses.contains_key(status), "{method} {path} lacks {status}");
                 }
-                if path.contains("{id}") {
+                if path.contains("{id}") || path.contains("{name}") {
                     assert!(responses.contains_key("404"), "{method} {path} lacks 404");
-                    let id = if path.starts_with("/v1/jobs/") {
-                        "JobId"
-                    } else {
-                        "IncidentId"
-                    };
                     assert_eq!(
                         operation["parameters"][0]["$ref"],
-                        format!("#/components/parameters/{id}").as_str()
+                        format!("#/components/parameters/{}", path_parameter(path)).as_str()
                     );
                 }
                 if operation.get("requestBody").is_some() {

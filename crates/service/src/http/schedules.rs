@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::silences::time_field;
-use crate::incidents::{IncidentManager, MAX_SHIFTS};
+use crate::incidents::IncidentManager;
 
 type Manager = State<Arc<IncidentManager>>;
 
@@ -43,8 +43,11 @@ impl OnCall {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ShiftList {
     pub schedule: String,
-    /// In order; each shift whole, also where it reaches beyond the window.
+    /// In order; each shift whole, also where it reaches beyond the window. At most 1,000.
     pub shifts: Vec<OnCall>,
+    /// When the window holds more shifts: pass as `from` (with the same `to`) for the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_from: Option<DateTime<Utc>>,
 }
 
 /// A schedule as configured, with who is on call now.
@@ -132,8 +135,9 @@ pub async fn oncall(
     Ok(Json(OnCall::of(schedule.name(), shift)))
 }
 
-/// The shifts that overlap `from` (default now) to `to` (default a week later), at most
-/// 1,000.
+/// The shifts that overlap `from` to `to` (a week from `from`, a week up to `to`, or the
+/// coming week when neither is given), 1,000 at most: `next_from` says where the rest
+/// starts.
 #[utoipa::path(get, path = "/v1/schedules/{name}/shifts", tag = "schedules",
     responses((status = 200, description = "The shifts of the window, in order", body = ShiftList)))]
 pub async fn shifts(
@@ -141,20 +145,20 @@ pub async fn shifts(
     ScheduleName(name): ScheduleName,
     ApiQuery(params): ApiQuery<ShiftParams>,
 ) -> Result<Json<ShiftList>, ApiError> {
-    let from = time_field(params.from, "from")?.unwrap_or_else(|| manager.now());
-    let to = match time_field(params.to, "to")? {
-        Some(to) => to,
-        None => from
-            .checked_add_signed(TimeDelta::days(7))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    let week = TimeDelta::days(7);
+    let (from, to) = match (time_field(params.from, "from")?, time_field(params.to, "to")?) {
+        (Some(from), Some(to)) => (from, to),
+        (Some(from), None) => (from, from.checked_add_signed(week).unwrap_or(DateTime::<Utc>::MAX_UTC)),
+        (None, Some(to)) => (to.checked_sub_signed(week).unwrap_or(DateTime::<Utc>::MIN_UTC), to),
+        (None, None) => {
+            let now = manager.now();
+            (now, now + week)
+        }
     };
-    if to <= from {
-        return Err(ApiError::new(ErrorKind::InvalidField, "to: is not after from"));
-    }
-    let shifts = manager.shifts(&name, from, to)?;
-    debug_assert!(shifts.len() <= MAX_SHIFTS);
+    let (shifts, next_from) = manager.shifts(&name, from, to)?;
     Ok(Json(ShiftList {
         shifts: shifts.into_iter().map(|shift| OnCall::of(&name, Some(shift))).collect(),
         schedule: name.clone(),
+        next_from,
     }))
 }

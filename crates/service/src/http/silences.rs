@@ -198,14 +198,15 @@ pub async fn get_silence(
     Ok(Json(SilenceView::of(silence, manager.now())))
 }
 
-/// Expire a silence now (a pending one never starts); the escalations it held start
-/// from level 1. An expired silence is answered as it is.
+/// Delete a silence: it no longer holds (a pending one never starts), and the
+/// escalations it held start from level 1 now. Answers the silence as it was, ended now.
+/// (A silence that ends by its own `ends_at` stays listed as `expired`.)
 #[utoipa::path(delete, path = "/v1/silences/{id}", tag = "silences",
-    responses((status = 200, description = "Expired", body = SilenceView)))]
-pub async fn expire_silence(
+    responses((status = 200, description = "Deleted", body = SilenceView)))]
+pub async fn delete_silence(
     State(manager): Manager,
     SilenceIdPath(id): SilenceIdPath,
 ) -> Result<Json<SilenceView>, ApiError> {
-    let silence = manager.expire_silence(id).await?;
+    let silence = manager.delete_silence(id).await?;
     Ok(Json(SilenceView::of(silence, manager.now())))
 }

@@ -85,9 +85,10 @@ pub(super) async fn active(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Sile
     rows.iter().map(row_to_silence).collect()
 }
 
-/// Ends the silence at `now`, and starts the escalations it held back from now (level 1
-/// keeps its delay); answers the silence and how many escalations resumed.
-pub(super) async fn expire(
+/// Deletes the silence and, when it had not ended yet, starts the escalations it held
+/// back from now (level 1 keeps its delay); answers the silence, ended at `now`, and how
+/// many escalations resumed.
+pub(super) async fn delete(
     tx: &mut PgConnection,
     id: SilenceId,
     now: DateTime<Utc>,
@@ -108,13 +109,6 @@ pub(super) async fn expire(
         return Ok((silence, 0));
     }
     let silence = silence.expire(now);
-    sqlx::query("UPDATE silences SET starts_at = $2, ends_at = $3, updated_at = $4 WHERE id = $1")
-        .bind(id.0)
-        .bind(silence.starts_at)
-        .bind(silence.ends_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     let held = sqlx::query(
         "SELECT id, payload::text AS payload, incident_id, due_at FROM jobs \
          WHERE kind = 'escalate' AND state = 'queued' AND payload->>'held_by' = $1 FOR UPDATE",

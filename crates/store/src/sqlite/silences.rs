@@ -96,25 +96,18 @@ pub(super) fn active(connection: &Connection, now: DateTime<Utc>) -> Result<Vec<
     .map_err(internal)
 }
 
-/// Ends the silence at `now`, and starts the escalations it held back from now (level 1
-/// keeps its delay); answers the silence and how many escalations resumed.
-pub(super) fn expire(connection: &Connection, id: SilenceId, now: DateTime<Utc>) -> Result<(Silence, u64), StoreError> {
+/// Deletes the silence and, when it had not ended yet, starts the escalations it held
+/// back from now (level 1 keeps its delay); answers the silence, ended at `now`, and how
+/// many escalations resumed.
+pub(super) fn delete(connection: &Connection, id: SilenceId, now: DateTime<Utc>) -> Result<(Silence, u64), StoreError> {
     let silence = select(connection, id)?.ok_or(StoreError::SilenceNotFound(id))?;
+    prepare(connection, "DELETE FROM silences WHERE id = ?1")?
+        .execute([id.0.as_bytes()])
+        .map_err(internal)?;
     if silence.state(now) == SilenceState::Expired {
         return Ok((silence, 0));
     }
     let silence = silence.expire(now);
-    prepare(
-        connection,
-        "UPDATE silences SET starts_at = ?2, ends_at = ?3, updated_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![
-        id.0.as_bytes(),
-        silence.starts_at.timestamp_micros(),
-        silence.ends_at.timestamp_micros(),
-        now.timestamp_micros()
-    ])
-    .map_err(internal)?;
     let held: Vec<(i64, String, Option<[u8; 16]>, i64)> = prepare(
         connection,
         "SELECT id, payload, incident_id, due_at FROM jobs WHERE kind = 'escalate' AND state = 'queued'",
