@@ -312,8 +312,23 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     })?;
     toml::from_str(&text).map_err(|error| ConfigError::Malformed {
         path: display,
-        reason: error.to_string(),
+        reason: toml_problem(&text, &error),
     })
+}
+
+/// What is wrong with the file and where, without quoting it: the line may hold a secret
+/// written literally, and this message reaches logs and the reload endpoint.
+fn toml_problem(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message.to_owned(),
+    }
 }
 
 fn socket_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -422,6 +437,71 @@ mod tests {
             config: Some(path),
             ..Overrides::default()
         })
+    }
+
+    #[test]
+    fn people_schedules_and_policies_are_checked_naming_the_key() {
+        let mail = "[channels.mail]\ntype = \"email\"\nsmtp = \"smtp://127.0.0.1:25\"\nfrom = \"a@example.com\"\n\
+                    to = [\"b@example.com\"]\n[people.ana]\nemail = \"ana@example.com\"\n";
+        let schedule = "[schedules.primary]\nparticipants = [\"ana\"]\nrotation = \"daily\"\n\
+                        start = \"2026-01-05T09:00:00+01:00\"\n";
+        let refused = |text: String| match load_toml(&text).unwrap_err() {
+            ConfigError::Invalid { key, reason } => (key, reason),
+            other => panic!("{other}"),
+        };
+        let (key, _) = refused(format!("{mail}[people.bo]\n"));
+        assert_eq!(key, "people.bo");
+        let (key, reason) = refused(format!(
+            "{mail}[schedules.primary]\nparticipants = [\"zed\"]\nrotation = \"daily\"\n\
+                                              start = \"2026-01-05T09:00:00Z\"\n"
+        ));
+        assert_eq!(key, "schedules.primary");
+        assert!(reason.contains("`zed` is no person"), "{reason}");
+        let (key, _) = refused(format!("{mail}{schedule}").replace("daily", "fortnightly"));
+        assert_eq!(key, "schedules.primary.rotation");
+        let (key, reason) = refused(format!(
+            "{mail}{schedule}[escalation_policies.urgent]\nlevels = [{{ after = \"5m\", notify = [\"oncall:nosuch\"] }}]\n"
+        ));
+        assert_eq!(key, "escalation_policies.urgent.levels[0].notify");
+        assert!(reason.contains("names no schedule"), "{reason}");
+        let (key, reason) = refused(format!(
+            "{mail}[escalation_policies.urgent]\nlevels = [{{ after = \"5m\", notify = [\"nobody\"] }}]\n"
+        ));
+        assert_eq!(key, "escalation_policies.urgent.levels[0].notify");
+        assert!(
+            reason.contains("neither a channel, a person nor oncall:SCHEDULE"),
+            "{reason}"
+        );
+        let (key, _) = refused(format!(
+            "{mail}[[routes]]\nname = \"r\"\nescalation_policy = \"nosuch\"\n"
+        ));
+        assert_eq!(key, "routes[0].escalation_policy");
+        let (key, _) = refused(format!(
+            "{mail}[[routes]]\nname = \"r\"\nassignee = \"oncall:nosuch\"\n"
+        ));
+        assert_eq!(key, "routes[0].assignee");
+        let (key, _) = refused(format!("{mail}[[routes]]\nname = \"r\"\ngroup_wait = \"soon\"\n"));
+        assert_eq!(key, "routes[0].group_wait");
+        let settings = load_toml(&format!(
+            "{mail}{schedule}[escalation_policies.urgent]\nrepeat = 2\n\
+             levels = [{{ after = \"0s\", notify = [\"mail\"] }}, {{ after = \"10m\", notify = [\"ana\", \"oncall:primary\"] }}]\n\
+             [[routes]]\nname = \"r\"\nassignee = \"oncall:primary\"\nescalation_policy = \"urgent\"\ngroup_wait = \"30s\"\n"
+        ))
+        .unwrap();
+        let policy = &settings.policies["urgent"];
+        assert_eq!((policy.levels.len(), policy.repeat), (2, 2));
+        assert_eq!(settings.routes[0].group_wait, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_malformed_file_is_refused_with_where_but_not_what_it_says() {
+        let error = load_toml("[channels.ops]\ntype = \"webhook\"\nsecret = \"s3cret-value").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("line 3"), "{message}");
+        assert!(
+            !message.contains("s3cret-value"),
+            "a secret on the line is not quoted: {message}"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct TestApp {
     pub metrics_address: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    /// The configuration file the application reads (again, at a reload).
+    pub config: tempfile::TempPath,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -45,10 +47,12 @@ impl TestApp {
         toml: &str,
         adjust: impl FnOnce(&mut Settings),
     ) -> TestApp {
-        let file = tempfile::NamedTempFile::new().expect("a configuration file");
-        std::fs::write(file.path(), toml).expect("write the configuration");
+        let file = tempfile::NamedTempFile::new()
+            .expect("a configuration file")
+            .into_temp_path();
+        std::fs::write(&file, toml).expect("write the configuration");
         let overrides = Overrides {
-            config: Some(file.path().to_owned()),
+            config: Some(file.to_path_buf()),
             http_addr: Some("127.0.0.1:0".into()),
             grpc_addr: Some("127.0.0.1:0".into()),
             metrics_addr: Some("127.0.0.1:0".into()),
@@ -72,6 +76,7 @@ impl TestApp {
             metrics_address,
             client: reqwest::Client::new(),
             clock,
+            config: file,
             shutdown: Some(shutdown),
             server: Some(server),
         }
@@ -113,6 +118,17 @@ impl TestApp {
             request = request.header("content-type", content_type);
         }
         read(request.send().await.expect("request")).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        read(
+            self.client
+                .delete(format!("{}{path}", self.address))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

@@ -3,12 +3,14 @@
 mod alertmanager;
 mod bad_input;
 mod concurrency;
+mod escalation;
 mod events;
 mod helpers;
 mod lifecycle;
 mod limits;
 mod metrics;
 mod notifications;
+mod oncall;
 mod pages;
 #[path = "../support/receiver.rs"]
 mod receiver;
