@@ -29,6 +29,8 @@ pub struct ServiceProcess {
     pub metrics: String,
     pub http_addr: String,
     pub log: PathBuf,
+    /// The configuration file given with `--config`, if any (rewrite it, then SIGHUP).
+    pub config: Option<PathBuf>,
 }
 
 impl ServiceProcess {
@@ -59,11 +61,12 @@ impl ServiceProcess {
             .env_remove("LIM_CONFIG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create the log file"));
-        if let Some(config) = launch.config {
+        let config = launch.config.map(|config| {
             let path = dir.join(format!("config-{http}.toml"));
             std::fs::write(&path, config).expect("write the configuration");
-            command.arg("--config").arg(path);
-        }
+            command.arg("--config").arg(&path);
+            path
+        });
         let child = command.spawn().expect("start the binary");
         let server = ServiceProcess {
             child,
@@ -71,6 +74,7 @@ impl ServiceProcess {
             metrics: format!("http://127.0.0.1:{metrics}/metrics"),
             http_addr: format!("127.0.0.1:{http}"),
             log,
+            config,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
