@@ -20,9 +20,11 @@ use crate::vocabulary::{Category, Severity, Source};
 pub const MAX_COMMENT_CHARS: usize = 1024;
 /// Longest `created_by` (characters).
 pub const MAX_AUTHOR_CHARS: usize = 128;
-/// Most matchers in each of a silence's tables (`match`, `match_re`), and most values in
-/// one matcher.
+/// Most matchers in each of a silence's tables (`match`, `match_re`).
 pub const MAX_MATCHERS: usize = 32;
+/// Most values of one matcher: every active silence is compiled again when it is read,
+/// so a silence's regular expressions stay few.
+pub const MAX_MATCHER_VALUES: usize = 16;
 /// Longest matcher key or value (characters); a pattern longer than this is no silence.
 pub const MAX_MATCHER_CHARS: usize = 1024;
 
@@ -82,22 +84,23 @@ pub struct SilenceMatchers {
 }
 
 impl SilenceMatchers {
-    /// Compiles the matchers; `field` prefixes the key in errors (`matchers`).
+    /// Compiles the matchers as the API takes them; `field` prefixes the key in errors
+    /// (`matchers`). Values of `source`, `severity` and `category` are exact spellings, as
+    /// everywhere in the API (a route in the configuration may write them loosely).
     fn compile(&self, field: &str) -> Result<Matchers, FieldError> {
-        let count = self.equal.len() + self.match_re.len();
-        if count == 0 {
+        if self.equal.is_empty() && self.match_re.is_empty() {
             return Err(FieldError::new(
                 field,
                 "names no matcher; a silence must say which incidents it holds (match or match_re)",
             ));
         }
-        if count > MAX_MATCHERS {
-            return Err(FieldError::new(
-                field,
-                format!("has {count} matchers; the limit is {MAX_MATCHERS}"),
-            ));
-        }
         for (table, matchers) in [("match", &self.equal), ("match_re", &self.match_re)] {
+            if matchers.len() > MAX_MATCHERS {
+                return Err(FieldError::new(
+                    format!("{field}.{table}"),
+                    format!("has {} matchers; the limit is {MAX_MATCHERS}", matchers.len()),
+                ));
+            }
             for (key, values) in matchers {
                 let values = values.values();
                 let name = format!("{field}.{table}.{}", crate::text::excerpt(key));
@@ -110,8 +113,8 @@ impl SilenceMatchers {
                         format!("is longer than {MAX_MATCHER_CHARS} characters"),
                     ));
                 }
-                if values.is_empty() || values.len() > MAX_MATCHERS {
-                    return Err(FieldError::new(name, format!("needs 1 to {MAX_MATCHERS} values")));
+                if values.is_empty() || values.len() > MAX_MATCHER_VALUES {
+                    return Err(FieldError::new(name, format!("needs 1 to {MAX_MATCHER_VALUES} values")));
                 }
                 if values.iter().any(|value| value.chars().count() > MAX_MATCHER_CHARS) {
                     return Err(FieldError::new(

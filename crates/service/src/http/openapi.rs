@@ -19,7 +19,9 @@ use lim_domain::event::{
 };
 use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::lifecycle::MAX_NOTE_CHARS;
-use lim_domain::silence::{MAX_AUTHOR_CHARS, MAX_COMMENT_CHARS, MAX_MATCHER_CHARS, MAX_MATCHERS, SilenceState};
+use lim_domain::silence::{
+    MAX_AUTHOR_CHARS, MAX_COMMENT_CHARS, MAX_MATCHER_CHARS, MAX_MATCHER_VALUES, MAX_MATCHERS, SilenceState,
+};
 use lim_domain::{Category, ErrorKind, EventStatus, JobKind, JobState, Severity, Source, State};
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
@@ -397,7 +399,7 @@ fn silence_body() -> Value {
     let one_or_many = |value: Value| {
         json!({"oneOf": [
             value.clone(),
-            {"type": "array", "minItems": 1, "maxItems": MAX_MATCHERS, "items": value},
+            {"type": "array", "minItems": 1, "maxItems": MAX_MATCHER_VALUES, "items": value},
         ]})
     };
     let text = json!({"type": "string", "maxLength": MAX_MATCHER_CHARS, "pattern": NO_NUL});

@@ -45,7 +45,8 @@ pub enum About {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub route: String,
-    /// The first incidents of the group (at most [`Group::LISTED`]).
+    /// The first incidents of the group (at most [`Group::LISTED`]: each is a whole
+    /// incident, description included, and a receiver takes the body in one request).
     pub incidents: Vec<Incident>,
     /// How many the group holds in all.
     pub total: u64,
@@ -53,7 +54,7 @@ pub struct Group {
 
 impl Group {
     /// The most incidents one grouped notification lists; it counts the rest.
-    pub const LISTED: u32 = 1000;
+    pub const LISTED: u32 = 200;
 }
 
 impl Message {

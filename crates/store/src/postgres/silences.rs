@@ -105,6 +105,10 @@ pub(super) async fn delete(
         Some(row) => row_to_silence(&row)?,
         None => return Err(StoreError::SilenceNotFound(id)),
     };
+    sqlx::query("DELETE FROM silences WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
     if silence.state(now) == SilenceState::Expired {
         return Ok((silence, 0));
     }
