@@ -219,6 +219,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// `limit` of a list within 1..=500, 100 when absent.
+pub fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(lim_domain::incident::DEFAULT_PAGE_SIZE);
+    let max = lim_domain::incident::MAX_PAGE_SIZE;
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(
+            ErrorKind::InvalidField,
+            format!("limit: must be 1 to {max}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// The `cursor` of a list, read by `parse`; refused when it is not one the list gave.
+pub fn cursor<T>(cursor: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    cursor
+        .map(|cursor| parse(cursor).ok_or_else(|| invalid_cursor(cursor)))
+        .transpose()
+}
+
+pub fn invalid_cursor(cursor: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidField,
+        format!("cursor: `{}` is not a cursor this list gave", excerpt(cursor)),
+    )
+}
+
+/// A page read one past its `limit` (so that a next cursor is given only when a next page
+/// has something on it): the page, and the cursor of the next one, made by `cursor_of`
+/// from the page's last item.
+pub fn one_page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = more.then(|| items.last().map(cursor_of)).flatten();
+    (items, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,15 +6,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use lim_domain::text::excerpt;
-use lim_domain::{
-    Action, EntryCursor, EntryPage, EntryPageRequest, ErrorKind, Incident, IncidentId, PageRequest, TimelineEntry,
-};
+use lim_domain::{Action, EntryCursor, EntryPage, EntryPageRequest, Incident, IncidentId, PageRequest, TimelineEntry};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{ApiQuery, IncidentIdPath, JsonBody, OptionalJson};
+use super::extract::{ApiQuery, IncidentIdPath, JsonBody, OptionalJson, cursor, one_page, page_size};
 use crate::incidents::{IncidentManager, NewIncident, incident_filter};
 
 type Manager = State<Arc<IncidentManager>>;
@@ -122,36 +118,12 @@ pub struct CommentBody {
     body: Option<String>,
 }
 
-/// `limit` within 1..=500, 100 when absent.
-fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::new(
-            ErrorKind::InvalidField,
-            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
-        ));
-    }
-    Ok(limit)
-}
-
-fn invalid_cursor(cursor: &str) -> ApiError {
-    ApiError::new(
-        ErrorKind::InvalidField,
-        format!("cursor: `{}` is not a cursor this list gave", excerpt(cursor)),
-    )
-}
-
 /// The page of entries `params` asks for.
 fn entry_page(params: EntryParams) -> Result<EntryPageRequest, ApiError> {
     let limit = page_size(params.limit)?;
-    let after = params
-        .cursor
-        .as_deref()
-        .map(|cursor| match cursor.parse::<i64>() {
-            Ok(seq) if seq > 0 => Ok(EntryCursor(seq)),
-            _ => Err(invalid_cursor(cursor)),
-        })
-        .transpose()?;
+    let after = cursor(params.cursor.as_deref(), |cursor| {
+        cursor.parse::<i64>().ok().filter(|seq| *seq > 0).map(EntryCursor)
+    })?;
     Ok(EntryPageRequest { limit, after })
 }
 
@@ -169,13 +141,8 @@ pub async fn list_incidents(
         params.category.as_deref(),
     )?;
     let limit = page_size(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|cursor| cursor.parse::<IncidentId>().map_err(|_| invalid_cursor(cursor)))
-        .transpose()?;
-    // One more than the page: a next cursor only when a next page has something on it.
-    let mut incidents = manager
+    let before = cursor(params.cursor.as_deref(), |cursor| cursor.parse::<IncidentId>().ok())?;
+    let incidents = manager
         .list(
             &filter,
             PageRequest {
@@ -184,11 +151,7 @@ pub async fn list_incidents(
             },
         )
         .await?;
-    let more = incidents.len() > limit as usize;
-    incidents.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| incidents.last().map(|incident| incident.id.to_string()))
-        .flatten();
+    let (incidents, next_cursor) = one_page(incidents, limit, |incident| incident.id.to_string());
     Ok(Json(IncidentPage { incidents, next_cursor }))
 }
 

@@ -6,14 +6,13 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::text::excerpt;
 use lim_domain::{ErrorKind, IncidentId, Job, JobId, JobKind, JobState};
 use lim_store::{JobFilter, JobPageRequest};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, cursor, one_page, page_size};
 use crate::incidents::{IncidentManager, parse_list};
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,26 +109,9 @@ pub async fn list_jobs(
         states: parse_list(params.state.as_deref(), "state")?,
         kinds: parse_list(params.kind.as_deref(), "kind")?,
     };
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::new(
-            ErrorKind::InvalidField,
-            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
-        ));
-    }
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            parse_job_id(cursor).ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::InvalidField,
-                    format!("cursor: `{}` is not a cursor this list gave", excerpt(cursor)),
-                )
-            })
-        })
-        .transpose()?;
-    let mut jobs = manager
+    let limit = page_size(params.limit)?;
+    let before = cursor(params.cursor.as_deref(), parse_job_id)?;
+    let jobs = manager
         .jobs(
             &filter,
             JobPageRequest {
@@ -138,9 +120,7 @@ pub async fn list_jobs(
             },
         )
         .await?;
-    let more = jobs.len() > limit as usize;
-    jobs.truncate(limit as usize);
-    let next_cursor = more.then(|| jobs.last().map(|job| job.id.to_string())).flatten();
+    let (jobs, next_cursor) = one_page(jobs, limit, |job| job.id.to_string());
     Ok(Json(JobPage {
         jobs: jobs.into_iter().map(JobView::from).collect(),
         next_cursor,

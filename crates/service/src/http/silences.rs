@@ -7,7 +7,6 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use lim_domain::incident::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use lim_domain::silence::{NewSilence, Silence, SilenceId, SilenceMatchers, SilenceState};
 use lim_domain::text::excerpt;
 use lim_domain::{ErrorKind, FieldError};
@@ -15,7 +14,7 @@ use lim_store::SilencePageRequest;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{ApiQuery, JsonBody};
+use super::extract::{ApiQuery, JsonBody, cursor, one_page, page_size};
 use crate::incidents::{IncidentManager, parse_list};
 
 type Manager = State<Arc<IncidentManager>>;
@@ -144,26 +143,9 @@ pub async fn list_silences(
     ApiQuery(params): ApiQuery<SilenceListParams>,
 ) -> Result<Json<SilencePage>, ApiError> {
     let states = parse_list(params.state.as_deref(), "state")?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::new(
-            ErrorKind::InvalidField,
-            format!("limit: must be 1 to {MAX_PAGE_SIZE}"),
-        ));
-    }
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|cursor| {
-            cursor.parse::<SilenceId>().map_err(|_| {
-                ApiError::new(
-                    ErrorKind::InvalidField,
-                    format!("cursor: `{}` is not a cursor this list gave", excerpt(cursor)),
-                )
-            })
-        })
-        .transpose()?;
-    let mut silences = manager
+    let limit = page_size(params.limit)?;
+    let before = cursor(params.cursor.as_deref(), |cursor| cursor.parse::<SilenceId>().ok())?;
+    let silences = manager
         .silences(
             states,
             SilencePageRequest {
@@ -172,11 +154,7 @@ pub async fn list_silences(
             },
         )
         .await?;
-    let more = silences.len() > limit as usize;
-    silences.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| silences.last().map(|silence| silence.id.to_string()))
-        .flatten();
+    let (silences, next_cursor) = one_page(silences, limit, |silence| silence.id.to_string());
     let now = manager.now();
     Ok(Json(SilencePage {
         silences: silences

@@ -46,7 +46,7 @@ impl Handler for Escalator {
         let incident = match self.store.get_incident(incident_id).await {
             Ok(Some(incident)) => incident,
             Ok(None) => return Attempt::done(),
-            Err(error) => return Attempt::failed(transient(format!("cannot read the incident: {error}"))),
+            Err(error) => return Attempt::failed(Failure::transient(format!("cannot read the incident: {error}"))),
         };
         let stopped = Attempt {
             escalating: Some(incident_id),
@@ -55,6 +55,7 @@ impl Handler for Escalator {
         if !incident.escalates() {
             return stopped;
         }
+        let entry = |kind, message| TimelineEntry::new(incident_id, now, kind, ACTOR, message);
         let live = self.live.current();
         let Some(policy) = live.reactions.policies.get(&escalation.policy) else {
             let message = format!(
@@ -62,23 +63,17 @@ impl Handler for Escalator {
                 escalation.level, escalation.policy
             );
             return Attempt {
-                entries: vec![TimelineEntry::new(
-                    incident_id,
-                    now,
-                    TimelineKind::Escalated,
-                    ACTOR,
-                    message,
-                )],
+                entries: vec![entry(TimelineKind::Escalated, message)],
                 ..stopped
             };
         };
         let silences = match self.silences.active(self.store.as_ref(), now).await {
             Ok(silences) => silences,
-            Err(error) => return Attempt::failed(transient(format!("cannot read the silences: {error}"))),
+            Err(error) => return Attempt::failed(Failure::transient(format!("cannot read the silences: {error}"))),
         };
         if let Some(silence) = silence::holding(&silences, &incident, now) {
             // The escalation starts again from level 1 when the silence ends (sooner,
-            // if the silence is expired by hand: the store then makes this level due).
+            // if the silence is deleted: the store then makes this level due).
             let held = Escalation {
                 policy: policy.name.clone(),
                 level: 1,
@@ -93,13 +88,7 @@ impl Handler for Escalator {
                 held_by(silence)
             );
             return Attempt {
-                entries: vec![TimelineEntry::new(
-                    incident_id,
-                    now,
-                    TimelineKind::Silenced,
-                    ACTOR,
-                    message,
-                )],
+                entries: vec![entry(TimelineKind::Silenced, message)],
                 follow_ups: vec![NewJob::escalate(incident_id, held, first.due_at, job.max_attempts)],
                 ..stopped
             };
@@ -144,13 +133,7 @@ impl Handler for Escalator {
             notified.join(", ")
         );
         Attempt {
-            entries: vec![TimelineEntry::new(
-                incident_id,
-                now,
-                TimelineKind::Escalated,
-                ACTOR,
-                message,
-            )],
+            entries: vec![entry(TimelineKind::Escalated, message)],
             follow_ups,
             // Each level reached counts once per incident: a repeat is not a new level.
             escalated: (escalation.run == 0).then(|| (policy.name.clone(), escalation.level)),
@@ -205,13 +188,5 @@ fn notify(
             Some(shift) => person(&shift.person, &format!(" (on call on {schedule})"), jobs),
             None => format!("nobody: no one is on call on {schedule}"),
         },
-    }
-}
-
-fn transient(message: String) -> Failure {
-    Failure {
-        message,
-        permanent: false,
-        retry_after: None,
     }
 }

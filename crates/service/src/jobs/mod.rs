@@ -43,6 +43,15 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A failure another attempt may get past (the store unreachable, say).
+    pub fn transient(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            permanent: false,
+            retry_after: None,
+        }
+    }
+
     pub fn permanent(message: impl Into<String>) -> Failure {
         Failure {
             message: message.into(),

@@ -56,7 +56,7 @@ impl Handler for Notifier {
         };
         let silences = match self.silences.active(self.store.as_ref(), now).await {
             Ok(silences) => silences,
-            Err(error) => return Attempt::failed(transient(format!("cannot read the silences: {error}"))),
+            Err(error) => return Attempt::failed(Failure::transient(format!("cannot read the silences: {error}"))),
         };
         if let Some(window) = &notification.group {
             return self.run_group(job, notification, window, channel, &silences, now).await;
@@ -82,7 +82,7 @@ impl Handler for Notifier {
             Ok(None) => {
                 return Attempt::failed(Failure::permanent(format!("incident {incident_id} no longer exists")));
             }
-            Err(error) => return Attempt::failed(transient(format!("cannot read the incident: {error}"))),
+            Err(error) => return Attempt::failed(Failure::transient(format!("cannot read the incident: {error}"))),
         };
         if let Some(silence) = silence::holding(&silences, &incident, now) {
             let message = format!("not sent to {what}: {}", held_by(silence));
@@ -140,7 +140,7 @@ impl Notifier {
         let what = format!("{} ({}) in a group", channel.name, channel.kind);
         let members = match self.store.group_members(window.id, Group::LISTED).await {
             Ok(members) => members,
-            Err(error) => return Attempt::failed(transient(format!("cannot read the group: {error}"))),
+            Err(error) => return Attempt::failed(Failure::transient(format!("cannot read the group: {error}"))),
         };
         let (held, incidents): (Vec<Incident>, Vec<Incident>) = members
             .incidents
@@ -202,14 +202,6 @@ fn skipped(entry: TimelineEntry) -> Attempt {
     Attempt {
         entries: vec![entry],
         ..Attempt::done()
-    }
-}
-
-fn transient(message: String) -> Failure {
-    Failure {
-        message,
-        permanent: false,
-        retry_after: None,
     }
 }
 
