@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::duration::format_duration;
 use crate::fingerprint::derive_fingerprint;
 use crate::text::excerpt;
+use crate::triage::{Classification, ClassificationStatus, OFFLINE_PROVIDER};
 use crate::vocabulary::{Category, EventStatus, Severity, Source, UnknownValue};
 
 pub const MAX_TITLE_CHARS: usize = 512;
@@ -59,6 +60,9 @@ pub struct Event {
     /// fingerprint and time (a retry, an Alertmanager group re-sent), is recognised as the
     /// same occurrence and not counted twice.
     pub occurred_at_given: bool,
+    /// What the offline classifier decided, for a firing event that named no severity or
+    /// no category (the severity and category above already carry it).
+    pub classification: Option<Classification>,
 }
 
 /// Why an event (or one of its fields) was refused. `field` is the JSON path.
@@ -109,10 +113,19 @@ impl RawEvent {
         let source: Source = parse_required(self.source, "source")?;
         let title = required_text(self.title, "title", MAX_TITLE_CHARS)?;
         let description = optional_text(self.description, "description", MAX_DESCRIPTION_CHARS)?;
-        let severity = parse_optional(self.severity, "severity")?.unwrap_or_default();
-        let category = parse_optional(self.category, "category")?.unwrap_or_default();
+        let severity: Option<Severity> = parse_optional(self.severity, "severity")?;
+        let category: Option<Category> = parse_optional(self.category, "category")?;
         let status = parse_optional(self.status, "status")?.unwrap_or(EventStatus::Firing);
         validate_labels(&self.labels)?;
+        // Triage decides what the sender left out; a resolving event opens nothing.
+        let classification = (status == EventStatus::Firing && (severity.is_none() || category.is_none()))
+            .then(|| offline_classification(&title, &description, &self.labels, severity, category));
+        let severity = severity
+            .or_else(|| classification.as_ref().and_then(|decided| decided.severity))
+            .unwrap_or_default();
+        let category = category
+            .or_else(|| classification.as_ref().and_then(|decided| decided.category))
+            .unwrap_or_default();
         let fingerprint = match self.fingerprint {
             Some(given) => {
                 let fingerprint = required_text(Some(given), "fingerprint", MAX_FINGERPRINT_CHARS)?;
@@ -140,7 +153,29 @@ impl RawEvent {
             status,
             occurred_at: self.occurred_at.unwrap_or(now),
             occurred_at_given: self.occurred_at.is_some(),
+            classification,
         })
+    }
+}
+
+/// The offline classifier's decision on what the sender left out (`given` values stand).
+fn offline_classification(
+    title: &str,
+    description: &str,
+    labels: &BTreeMap<String, String>,
+    given_severity: Option<Severity>,
+    given_category: Option<Category>,
+) -> Classification {
+    // TEMPORARY until the classifier lands: every event P2, other.
+    let _ = (title, description, labels);
+    Classification {
+        status: ClassificationStatus::Done,
+        severity: given_severity.is_none().then_some(Severity::P2),
+        category: given_category.is_none().then_some(Category::Other),
+        confidence: 0.3,
+        reasoning: "no signal".into(),
+        provider: OFFLINE_PROVIDER.to_owned(),
+        model: crate::triage::OFFLINE_MODEL.to_owned(),
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::Event;
+use crate::triage::{Classification, Insights};
 use crate::vocabulary::{Category, Severity, Source, State};
 
 /// An incident id: a UUIDv7, so ids sort by creation time (the list cursor relies on it).
@@ -77,6 +78,11 @@ pub struct Incident {
     /// The escalation level due next, while the incident escalates (open, unacknowledged,
     /// and its policy has a level left).
     pub next_escalation: Option<PendingEscalation>,
+    /// What triage decided, when the sender left the severity or the category to it (or a
+    /// person reclassified the incident).
+    pub classification: Option<Classification>,
+    /// A model's summary, probable cause and remediation steps, once generated.
+    pub insights: Option<Insights>,
 }
 
 /// The next level of an incident's escalation, and when it is due.
@@ -114,6 +120,8 @@ impl Incident {
             route: None,
             escalation_policy: None,
             next_escalation: None,
+            classification: event.classification.clone(),
+            insights: None,
         }
     }
 
@@ -141,6 +149,8 @@ pub enum TimelineKind {
     Acknowledged,
     Started,
     Notified,
+    /// A model's summary, probable cause and remediation steps (or why there are none).
+    Insights,
     /// A level of the incident's escalation ran (or was held back by a silence).
     Escalated,
     /// A silence held a notification or an escalation back.
@@ -160,6 +170,7 @@ impl TimelineKind {
             TimelineKind::Acknowledged => "acknowledged",
             TimelineKind::Started => "started",
             TimelineKind::Notified => "notified",
+            TimelineKind::Insights => "insights",
             TimelineKind::Escalated => "escalated",
             TimelineKind::Silenced => "silenced",
             TimelineKind::Comment => "comment",

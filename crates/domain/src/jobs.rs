@@ -64,6 +64,10 @@ impl std::fmt::Display for JobId {
 pub enum JobPayload {
     Notify(Notification),
     Escalate(Escalation),
+    /// Ask the configured LLM provider for the incident's classification.
+    LlmClassify,
+    /// Ask the configured LLM provider for the incident's insights.
+    LlmInsights,
     Housekeeping,
 }
 
@@ -72,6 +76,8 @@ impl JobPayload {
         match self {
             JobPayload::Notify(_) => JobKind::Notify,
             JobPayload::Escalate(_) => JobKind::Escalate,
+            JobPayload::LlmClassify => JobKind::LlmClassify,
+            JobPayload::LlmInsights => JobKind::LlmInsights,
             JobPayload::Housekeeping => JobKind::Housekeeping,
         }
     }
@@ -195,6 +201,18 @@ impl NewJob {
                 group: Some(window),
             }),
             incident_id: None,
+            max_attempts,
+            chain: None,
+        }
+    }
+
+    /// A question to the LLM provider about `incident` (`LlmClassify` or `LlmInsights`),
+    /// due at once.
+    pub fn llm(incident: IncidentId, payload: JobPayload, max_attempts: u32, now: DateTime<Utc>) -> NewJob {
+        NewJob {
+            payload,
+            incident_id: Some(incident),
+            due_at: now,
             max_attempts,
             chain: None,
         }

@@ -22,6 +22,7 @@ pub mod reactions;
 pub mod routing;
 pub mod silence;
 pub mod text;
+pub mod triage;
 
 pub use errors::ErrorKind;
 pub use event::{Event, EventRules, FieldError, RawBatch, RawEvent};

@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 
 use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, parse_optional, required_text};
 use crate::incident::{Incident, IncidentId, TimelineEntry, TimelineKind};
+use crate::triage::{Classification, ClassificationStatus, Insights};
 use crate::vocabulary::{Category, Severity, State};
 
 pub const MAX_NOTE_CHARS: usize = 4096;
 
 /// A person's (or a system's) request to move an incident along.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Assign {
         assignee: String,
@@ -21,11 +22,23 @@ pub enum Action {
     Resolve {
         note: Option<String>,
     },
-    /// Change severity and/or category of an open incident (a person, or the classifier).
+    /// Change severity and/or category of an open incident (a person).
     Reclassify {
         severity: Option<Severity>,
         category: Option<Category>,
     },
+    /// A model's answer on an open incident's classification, or why there is none.
+    Classify(Result<Classification, TriageFailure>),
+    /// A model's insights on an incident, or why there are none.
+    Explain(Result<Insights, TriageFailure>),
+}
+
+/// Why triage through a provider gave up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriageFailure {
+    pub provider: String,
+    pub model: String,
+    pub reason: String,
 }
 
 impl Action {
@@ -62,6 +75,8 @@ impl Action {
             Action::Start => "start",
             Action::Resolve { .. } => "resolve",
             Action::Reclassify { .. } => "reclassify",
+            Action::Classify(_) => "classify",
+            Action::Explain(_) => "explain",
         }
     }
 
@@ -72,7 +87,7 @@ impl Action {
             Action::Acknowledge => State::Acknowledged,
             Action::Start => State::InProgress,
             Action::Resolve { .. } => State::Resolved,
-            Action::Reclassify { .. } => from,
+            Action::Reclassify { .. } | Action::Classify(_) | Action::Explain(_) => from,
         }
     }
 }
@@ -127,7 +142,9 @@ pub fn apply(
     let to = action.target(from);
     let allowed = match action {
         // Reclassifying leaves the state alone; a closed incident keeps its record.
-        Action::Reclassify { .. } => from.is_open(),
+        Action::Reclassify { .. } | Action::Classify(_) => from.is_open(),
+        // Insights help after the fact too.
+        Action::Explain(_) => true,
         _ => transition_allowed(from, to),
     };
     if !allowed {
@@ -177,8 +194,27 @@ pub fn apply(
                 changes.push(format!("category {} → {category}", incident.category));
                 after.category = category;
             }
+            after.classification = Some(Classification::manual(after.severity, after.category, actor));
             (TimelineKind::Classified, format!("{} by {actor}", changes.join(", ")))
         }
+        Action::Classify(outcome) => classify(incident, &mut after, outcome),
+        Action::Explain(Ok(insights)) => {
+            after.insights = Some(insights.clone());
+            let message = format!(
+                "insights by {}/{}: {}",
+                insights.provider,
+                insights.model,
+                crate::text::shortened(&insights.summary, 200)
+            );
+            (TimelineKind::Insights, message)
+        }
+        Action::Explain(Err(failure)) => (
+            TimelineKind::Insights,
+            format!(
+                "insights by {}/{} failed: {}",
+                failure.provider, failure.model, failure.reason
+            ),
+        ),
     };
     // Acknowledgement and resolution stop the escalation (the store cancels its pending
     // level in the same transaction).
@@ -191,6 +227,60 @@ pub fn apply(
         after,
         entry,
     })
+}
+
+/// A model's classification applied to an open incident: the severity and category it
+/// decides (those the sender left to triage) change, unless a person has reclassified the
+/// incident, whose judgement a model never overwrites.
+fn classify(
+    incident: &Incident,
+    after: &mut Incident,
+    outcome: &Result<Classification, TriageFailure>,
+) -> (TimelineKind, String) {
+    let previous = incident.classification.as_ref();
+    let answer = match outcome {
+        Ok(answer) => answer,
+        Err(failure) => {
+            if let Some(kept) = after.classification.as_mut().filter(|kept| !kept.is_manual()) {
+                kept.status = ClassificationStatus::Failed;
+            }
+            let message = format!(
+                "classification by {}/{} failed: {}; the severity and category stay",
+                failure.provider, failure.model, failure.reason
+            );
+            return (TimelineKind::Classified, message);
+        }
+    };
+    let who = format!("{}/{}", answer.provider, answer.model);
+    if previous.is_some_and(Classification::is_manual) {
+        let message = format!(
+            "{who} suggested {} and {}; the classification a person made stays",
+            answer.severity.map_or("-", Severity::as_str),
+            answer.category.map_or("-", Category::as_str),
+        );
+        return (TimelineKind::Classified, message);
+    }
+    let mut changes = Vec::new();
+    if let Some(severity) = answer.severity.filter(|severity| *severity != incident.severity) {
+        changes.push(format!("severity {} → {severity}", incident.severity));
+        after.severity = severity;
+    }
+    if let Some(category) = answer.category.filter(|category| *category != incident.category) {
+        changes.push(format!("category {} → {category}", incident.category));
+        after.category = category;
+    }
+    after.classification = Some(answer.clone());
+    let what = if changes.is_empty() {
+        "severity and category confirmed".to_owned()
+    } else {
+        changes.join(", ")
+    };
+    let message = format!(
+        "classified by {who}: {what} (confidence {:.2}): {}",
+        answer.confidence,
+        crate::text::shortened(&answer.reasoning, 200)
+    );
+    (TimelineKind::Classified, message)
 }
 
 // Dedup itself is decided by the store, atomically: a unique index on the fingerprint of
@@ -234,12 +324,30 @@ pub fn severity_raised_entry(
 
 /// The timeline entry of a new incident.
 pub fn created_entry(incident: &Incident) -> TimelineEntry {
+    let mut message = format!("{} incident opened: {}", incident.severity, incident.title);
+    // What triage decided is said in the same entry, not in one more per incident.
+    if let Some(classification) = &incident.classification {
+        let decided: Vec<String> = [
+            classification.severity.map(|severity| severity.to_string()),
+            classification.category.map(|category| category.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        message.push_str(&format!(
+            " [classified {} by {}/{}, confidence {:.2}]",
+            decided.join(" and "),
+            classification.provider,
+            classification.model,
+            classification.confidence
+        ));
+    }
     TimelineEntry::new(
         incident.id,
         incident.created_at,
         TimelineKind::Created,
         incident.source.as_str(),
-        format!("{} incident opened: {}", incident.severity, incident.title),
+        message,
     )
 }
 
@@ -281,6 +389,7 @@ mod tests {
             status,
             occurred_at: at(0),
             occurred_at_given: false,
+            classification: None,
         }
     }
 
@@ -401,5 +510,86 @@ mod tests {
         assert_eq!(entry.kind, TimelineKind::EventAttached);
         assert_eq!(entry.message, "occurrence 2 of `drift`");
         assert_eq!(entry.actor, "sentinel");
+    }
+
+    fn model_answer(severity: Severity, category: Category) -> Classification {
+        Classification {
+            status: ClassificationStatus::Done,
+            severity: Some(severity),
+            category: Some(category),
+            confidence: 0.9,
+            reasoning: "jailbreak attempts".into(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+        }
+    }
+
+    #[test]
+    fn a_model_classification_changes_what_it_decides_and_says_so() {
+        let incident = incident_in(State::New);
+        let action = Action::Classify(Ok(model_answer(Severity::P0, Category::Security)));
+        let transition = apply(&incident, &action, "openai/gpt-4o", at(5)).unwrap();
+        assert_eq!(
+            (transition.after.severity, transition.after.category),
+            (Severity::P0, Category::Security)
+        );
+        assert_eq!(transition.after.state, State::New);
+        assert_eq!(transition.entry.kind, TimelineKind::Classified);
+        assert_eq!(
+            transition.entry.message,
+            "classified by openai/gpt-4o: severity P1 → P0, category model_drift → security (confidence 0.90): \
+             jailbreak attempts"
+        );
+        let resolved = incident_in(State::Resolved);
+        assert!(
+            apply(&resolved, &action, "openai/gpt-4o", at(5)).is_err(),
+            "a closed incident keeps its record"
+        );
+    }
+
+    #[test]
+    fn a_person_reclassification_is_never_overwritten_by_a_model() {
+        let incident = incident_in(State::Assigned);
+        let reclassify = Action::Reclassify {
+            severity: Some(Severity::P3),
+            category: None,
+        };
+        let by_ana = apply(&incident, &reclassify, "ana", at(1)).unwrap().after;
+        assert!(by_ana.classification.as_ref().unwrap().is_manual());
+        let action = Action::Classify(Ok(model_answer(Severity::P0, Category::Security)));
+        let transition = apply(&by_ana, &action, "openai/gpt-4o", at(2)).unwrap();
+        assert_eq!(transition.after.severity, Severity::P3);
+        assert_eq!(transition.after.classification, by_ana.classification);
+        assert!(
+            transition
+                .entry
+                .message
+                .ends_with("the classification a person made stays")
+        );
+    }
+
+    #[test]
+    fn a_failed_classification_keeps_the_values_and_marks_the_status() {
+        let mut incident = incident_in(State::New);
+        incident.classification = Some(Classification {
+            status: ClassificationStatus::Pending,
+            severity: Some(Severity::P1),
+            category: None,
+            confidence: 0.5,
+            reasoning: "offline".into(),
+            provider: "offline".into(),
+            model: "rules-v1".into(),
+        });
+        let failure = TriageFailure {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            reason: "401 Unauthorized".into(),
+        };
+        let transition = apply(&incident, &Action::Classify(Err(failure)), "openai/gpt-4o", at(3)).unwrap();
+        assert_eq!(transition.after.severity, Severity::P1);
+        assert_eq!(
+            transition.after.classification.unwrap().status,
+            ClassificationStatus::Failed
+        );
     }
 }

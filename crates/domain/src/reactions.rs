@@ -13,10 +13,11 @@ use uuid::Uuid;
 
 use crate::escalation::{EscalationPolicy, Target};
 use crate::incident::{Incident, PendingEscalation, TimelineEntry};
-use crate::jobs::{Escalation, GroupWindow, NewJob, NotifyEvent};
+use crate::jobs::{Escalation, GroupWindow, JobPayload, NewJob, NotifyEvent};
 use crate::lifecycle::{self, Action, Transition};
 use crate::oncall::Schedule;
 use crate::routing::{Route, Routes};
+use crate::triage::ClassificationStatus;
 use crate::vocabulary::State;
 
 /// The configured consequences of changes.
@@ -31,6 +32,21 @@ pub struct Reactions {
     pub ungrouped_channels: BTreeSet<String>,
     pub policies: BTreeMap<String, EscalationPolicy>,
     pub schedules: BTreeMap<String, Schedule>,
+    /// What a configured LLM provider is asked of every new incident; none with the
+    /// offline classifier alone.
+    pub llm: Option<LlmTriage>,
+}
+
+/// The LLM questions a new incident causes, each a background job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmTriage {
+    /// Refine the classification of an incident whose sender left its severity or
+    /// category to triage.
+    pub classify: bool,
+    /// Explain every new incident.
+    pub insights: bool,
+    /// Attempts of each question (the provider's `max_retries` + 1).
+    pub max_attempts: u32,
 }
 
 /// A new incident as routing leaves it, and what to write beside it.
@@ -61,6 +77,34 @@ impl Reactions {
     /// incident is then ASSIGNED, by the route) and escalation policy (whose first level
     /// becomes a job), and a delivery to each of its channels when it notifies of creation.
     pub fn open(&self, incident: Incident, now: DateTime<Utc>) -> Opening {
+        let mut opening = self.route(incident, now);
+        self.ask_the_model(&mut opening, now);
+        opening
+    }
+
+    /// The LLM questions about a new incident: its classification, when the sender left
+    /// the severity or category to triage (pending until the answer), and its insights.
+    fn ask_the_model(&self, opening: &mut Opening, now: DateTime<Utc>) {
+        let Some(llm) = self.llm else {
+            return;
+        };
+        let incident = &mut opening.incident;
+        if llm.classify
+            && let Some(classification) = incident.classification.as_mut()
+        {
+            classification.status = ClassificationStatus::Pending;
+            opening
+                .jobs
+                .push(NewJob::llm(incident.id, JobPayload::LlmClassify, llm.max_attempts, now));
+        }
+        if llm.insights {
+            opening
+                .jobs
+                .push(NewJob::llm(incident.id, JobPayload::LlmInsights, llm.max_attempts, now));
+        }
+    }
+
+    fn route(&self, incident: Incident, now: DateTime<Utc>) -> Opening {
         let Some(route) = self.routes.first_match(&incident) else {
             return Opening {
                 entries: vec![lifecycle::created_entry(&incident)],
@@ -261,6 +305,7 @@ mod tests {
             source: Some("sentinel".into()),
             title: Some("drift".into()),
             severity: Some(severity.into()),
+            category: Some("model_drift".into()),
             ..RawEvent::default()
         }
         .validate(now(), &EventRules::default())
@@ -467,5 +512,40 @@ mod tests {
         let [job] = group.jobs.as_slice() else { panic!() };
         assert_eq!(job.incident_id, None);
         assert_eq!(job.due_at, group.window.to);
+    }
+
+    #[test]
+    fn a_configured_provider_is_asked_to_classify_what_triage_decided_and_to_explain() {
+        let mut reactions = reactions(vec![]);
+        reactions.llm = Some(LlmTriage {
+            classify: true,
+            insights: true,
+            max_attempts: 3,
+        });
+        let given = reactions.open(incident("P1"), now());
+        let kinds: Vec<_> = given.jobs.iter().map(|job| job.payload.kind()).collect();
+        assert_eq!(
+            kinds,
+            [crate::jobs::JobKind::LlmInsights],
+            "the sender decided both: nothing to classify"
+        );
+        let event = RawEvent {
+            source: Some("sentinel".into()),
+            title: Some("drift".into()),
+            ..RawEvent::default()
+        }
+        .validate(now(), &EventRules::default())
+        .unwrap();
+        let left_to_triage = reactions.open(Incident::open(IncidentId::generate(), &event, now()), now());
+        let kinds: Vec<_> = left_to_triage.jobs.iter().map(|job| job.payload.kind()).collect();
+        assert_eq!(
+            kinds,
+            [crate::jobs::JobKind::LlmClassify, crate::jobs::JobKind::LlmInsights]
+        );
+        assert_eq!(
+            left_to_triage.incident.classification.unwrap().status,
+            ClassificationStatus::Pending
+        );
+        assert!(left_to_triage.jobs.iter().all(|job| job.max_attempts == 3));
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{Overrides, Settings};
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, HttpOptions};
 use crate::incidents::IncidentManager;
-use crate::jobs::{Escalator, Executor, Handler, Housekeeping, Notifier, SilenceCache};
+use crate::jobs::{Escalator, Executor, Handler, Housekeeping, Notifier, SilenceCache, Triage};
 use crate::live::{Live, LiveConfig, Reloader};
 use crate::telemetry::{Metrics, exporter};
 
@@ -54,7 +54,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&settings.database.url)))?;
         crate::tls::install_crypto_provider();
-        let live = Arc::new(LiveConfig::new(Live::from_settings(settings)?));
+        let live = Arc::new(LiveConfig::new(Live::from_settings(settings, Arc::clone(&metrics))?));
         let silences = Arc::new(SilenceCache::new());
         let handlers: BTreeMap<JobKind, Arc<dyn Handler>> = BTreeMap::from([
             (
@@ -73,6 +73,14 @@ impl Application {
                     Arc::clone(&live),
                     Arc::clone(&silences),
                 )),
+            ),
+            (
+                JobKind::LlmClassify,
+                Arc::new(Triage::new(Arc::clone(&store), Arc::clone(&live), Arc::clone(&metrics))),
+            ),
+            (
+                JobKind::LlmInsights,
+                Arc::new(Triage::new(Arc::clone(&store), Arc::clone(&live), Arc::clone(&metrics))),
             ),
             (
                 JobKind::Housekeeping,

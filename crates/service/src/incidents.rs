@@ -566,6 +566,15 @@ mod tests {
         async fn group_members(&self, group: uuid::Uuid, limit: u32) -> Result<lim_store::GroupMembers, StoreError> {
             self.inner.group_members(group, limit).await
         }
+        async fn llm_cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+            self.inner.llm_cache_get(key).await
+        }
+        async fn llm_cache_put(&self, key: &str, value: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+            self.inner.llm_cache_put(key, value, now).await
+        }
+        async fn prune_llm_cache(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.prune_llm_cache(before).await
+        }
         async fn release_jobs(&self, worker: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
             self.inner.release_jobs(worker, now).await
         }

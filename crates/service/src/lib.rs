@@ -9,6 +9,7 @@ pub mod http;
 pub mod incidents;
 pub mod jobs;
 pub mod live;
+pub mod llm;
 pub mod notify;
 pub mod telemetry;
 pub mod tls;

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::clock::Clock;
 use crate::config::{self, Overrides, Person, Settings};
+use crate::llm::LlmClient;
 use crate::notify::Channels;
 use crate::telemetry::Metrics;
 
@@ -26,6 +27,8 @@ pub struct Live {
     /// The channels that reach each person, one per contact.
     pub contact_channels: BTreeMap<String, Vec<String>>,
     pub rules: EventRules,
+    /// The configured LLM provider; none with the offline classifier alone.
+    pub llm: Option<Arc<LlmClient>>,
 }
 
 impl Live {
@@ -37,10 +40,11 @@ impl Live {
             people: BTreeMap::new(),
             contact_channels: BTreeMap::new(),
             rules,
+            llm: None,
         }
     }
 
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Live> {
+    pub fn from_settings(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Live> {
         let channels = Channels::new(&settings.channels).context("cannot set up the channels")?;
         let contact_channels = settings
             .people
@@ -50,7 +54,11 @@ impl Live {
                 (name.clone(), channels.into_iter().map(str::to_owned).collect())
             })
             .collect();
+        let llm = LlmClient::new(&settings.llm, metrics)
+            .context("cannot set up the LLM provider")?
+            .map(Arc::new);
         Ok(Live {
+            llm,
             reactions: Arc::new(config::reactions(settings)),
             channels: Arc::new(channels),
             people: settings.people.clone(),
@@ -117,11 +125,11 @@ impl Reloader {
     /// The error says why the file was refused; the running configuration then stays.
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.running.lock().await;
-        let source = self.source.clone();
+        let (source, metrics) = (self.source.clone(), Arc::clone(&self.metrics));
         // Reading files and secrets is blocking work.
         let loaded = tokio::task::spawn_blocking(move || {
             let settings = Settings::load(&source).map_err(|error| error.to_string())?;
-            let live = Live::from_settings(&settings).map_err(|error| format!("{error:#}"))?;
+            let live = Live::from_settings(&settings, metrics).map_err(|error| format!("{error:#}"))?;
             Ok::<_, String>((settings, live))
         })
         .await

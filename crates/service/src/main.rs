@@ -125,7 +125,8 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
         match task {
             ServiceTask::CheckConfig => {
                 // What a reload would build too: channels with their clients and servers.
-                llm_incident_manager::live::Live::from_settings(&settings)?;
+                let metrics = std::sync::Arc::new(llm_incident_manager::telemetry::Metrics::new("check"));
+                llm_incident_manager::live::Live::from_settings(&settings, metrics)?;
                 println!(
                     "configuration is valid: http {}, grpc {} (reserved, not served yet), metrics {}, database {}; \
                      {} channels, {} routes, {} people, {} schedules, {} escalation policies",

@@ -143,6 +143,7 @@ async fn main() {
                                 status,
                                 occurred_at: Utc::now(),
                                 occurred_at_given: false,
+                                classification: None,
                             }
                         })
                         .collect();

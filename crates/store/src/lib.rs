@@ -57,6 +57,9 @@ pub mod operation {
     pub const LIST_SILENCES: &str = "list_silences";
     pub const DELETE_SILENCE: &str = "delete_silence";
     pub const GROUP_MEMBERS: &str = "select_group";
+    pub const LLM_CACHE_GET: &str = "select_llm_cache";
+    pub const LLM_CACHE_PUT: &str = "insert_llm_cache";
+    pub const PRUNE_LLM_CACHE: &str = "prune_llm_cache";
 }
 
 /// Told the duration of every store operation (the metrics layer records it).
@@ -316,6 +319,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// The silences active at `now`.
     async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError>;
+
+    /// A provider's answer kept under `key` (see the LLM client), if any.
+    async fn llm_cache_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Keeps a provider's answer under `key` (replacing one kept before).
+    async fn llm_cache_put(&self, key: &str, value: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Forgets answers kept before `before`; how many.
+    async fn prune_llm_cache(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// The incidents of the grouped notification `group`, oldest first, at most `limit`.
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError>;

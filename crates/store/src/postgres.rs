@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_escalations_silences_groups.sql"),
     ),
+    (6, include_str!("../migrations/postgres/0006_triage.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -54,7 +55,8 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels::text AS labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at"
+         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at, \
+         classification, insights"
     };
 }
 
@@ -68,9 +70,10 @@ macro_rules! insert_incident {
     () => {
         "INSERT INTO incidents (id, title, description, severity, category, source, state, fingerprint, labels, \
          occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
-         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at) \
+         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at, \
+         classification, insights) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-         $21, $22, $23)"
+         $21, $22, $23, $24, $25)"
     };
 }
 
@@ -81,7 +84,7 @@ mod silences;
 
 const INSERT_INCIDENT: &str = insert_incident!();
 /// The database decides dedup: the insert loses to the open incident with the same
-/// fingerprint. An event that names its time (`$24`) and repeats the incident's last one
+/// fingerprint. An event that names its time (`$26`) and repeats the incident's last one
 /// is a redelivery: the conflicting row is locked but not updated, and nothing returns.
 const UPSERT_INCIDENT: &str = concat!(
     insert_incident!(),
@@ -89,7 +92,7 @@ const UPSERT_INCIDENT: &str = concat!(
      occurrence_count = incidents.occurrence_count + 1, \
      last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
      updated_at = EXCLUDED.updated_at \
-     WHERE NOT ($24 AND incidents.last_seen = EXCLUDED.last_seen) \
+     WHERE NOT ($26 AND incidents.last_seen = EXCLUDED.last_seen) \
      RETURNING ",
     incident_columns!()
 );
@@ -477,6 +480,37 @@ impl Store for PostgresStore {
         Ok(silences::active(&self.pool, now).await?)
     }
 
+    async fn llm_cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LLM_CACHE_GET);
+        Ok(sqlx::query_scalar("SELECT value FROM llm_cache WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn llm_cache_put(&self, key: &str, value: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LLM_CACHE_PUT);
+        sqlx::query(
+            "INSERT INTO llm_cache (key, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, created_at = EXCLUDED.created_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn prune_llm_cache(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::PRUNE_LLM_CACHE);
+        let deleted = sqlx::query("DELETE FROM llm_cache WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::GROUP_MEMBERS);
         Ok(groups::members(&self.pool, group, limit).await?)
@@ -618,7 +652,7 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     sqlx::query(
         "UPDATE incidents SET state = $2, assignee = $3, team = $4, updated_at = $5, \
          acknowledged_at = $6, resolved_at = $7, resolution_note = $8, severity = $9, category = $10, \
-         escalation_level = $11, escalation_due_at = $12 WHERE id = $1",
+         escalation_level = $11, escalation_due_at = $12, classification = $13, insights = $14 WHERE id = $1",
     )
     .bind(incident.id.0)
     .bind(incident.state.as_str())
@@ -632,6 +666,8 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     .bind(incident.category.as_str())
     .bind(incident.next_escalation.map(|next| next.level as i32))
     .bind(incident.next_escalation.map(|next| next.due_at))
+    .bind(json_text(incident.classification.as_ref()))
+    .bind(json_text(incident.insights.as_ref()))
     .execute(&mut *tx)
     .await?;
     insert_entry(tx, &transition.entry).await
@@ -649,7 +685,7 @@ pub(crate) async fn insert_entry(tx: &mut PgConnection, entry: &TimelineEntry) -
     Ok(())
 }
 
-/// Binds the twenty-three parameters of `insert_incident!()`.
+/// Binds the twenty-five parameters of `insert_incident!()`.
 fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Incident) -> Query<'q, Postgres, PgArguments> {
     query
         .bind(incident.id.0)
@@ -675,6 +711,20 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
         .bind(&incident.escalation_policy)
         .bind(incident.next_escalation.map(|next| next.level as i32))
         .bind(incident.next_escalation.map(|next| next.due_at))
+        .bind(json_text(incident.classification.as_ref()))
+        .bind(json_text(incident.insights.as_ref()))
+}
+
+/// A value of a JSON column (none stays NULL).
+fn json_text<T: serde::Serialize>(value: Option<&T>) -> Option<String> {
+    value.map(|value| serde_json::to_string(value).expect("triage's values always serialize"))
+}
+
+/// An optional JSON column.
+fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, column: &str) -> Result<Option<T>, sqlx::Error> {
+    let text: Option<&str> = row.try_get(column)?;
+    text.map(|text| serde_json::from_str(text).map_err(|error| column_error(column, error)))
+        .transpose()
 }
 
 fn labels_json(incident: &Incident) -> String {
@@ -728,6 +778,8 @@ pub(crate) fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
             }),
             _ => None,
         },
+        classification: json_column(row, "classification")?,
+        insights: json_column(row, "insights")?,
     })
 }
 

@@ -38,7 +38,7 @@ macro_rules! incident_columns {
     () => {
         "id, title, description, severity, category, source, state, fingerprint, labels, occurrence_count, \
          first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, resolved_at, \
-         resolution_note, route, escalation_policy, escalation_level, escalation_due_at"
+         resolution_note, route, escalation_policy, escalation_level, escalation_due_at, classification, insights"
     };
 }
 const INCIDENT_COLUMNS: &str = incident_columns!();
@@ -68,6 +68,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../migrations/sqlite/0007_escalations_silences_groups.sql"),
     ),
+    (8, include_str!("../migrations/sqlite/0008_triage.sql")),
 ];
 
 pub struct SqliteStore {
@@ -343,6 +344,7 @@ impl Store for SqliteStore {
                     chain,
                     job_chains.to_text().as_deref(),
                 )?;
+                writes::update_triage(connection, &transition)?;
                 jobs::insert_prepared(connection, &prepared, now)?;
                 Ok((transition, jobs))
             })
@@ -629,6 +631,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn llm_cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(operation::LLM_CACHE_GET, move |connection| {
+            prepare(connection, "SELECT value FROM llm_cache WHERE key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()
+                .map_err(internal)
+        })
+        .await
+    }
+
+    async fn llm_cache_put(&self, key: &str, value: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(operation::LLM_CACHE_PUT, 1, move |connection| {
+            prepare(
+                connection,
+                "INSERT OR REPLACE INTO llm_cache (key, value, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![key, value, now.timestamp_micros()])
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune_llm_cache(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(operation::PRUNE_LLM_CACHE, 1, move |connection| {
+            let deleted = prepare(connection, "DELETE FROM llm_cache WHERE created_at < ?1")?
+                .execute([before.timestamp_micros()])
+                .map_err(internal)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
         self.read(operation::GROUP_MEMBERS, move |connection| {
             groups::members(connection, group, limit)
@@ -878,7 +915,22 @@ fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
             }),
             _ => None,
         },
+        classification: json_column(row, 23, "classification")?,
+        insights: json_column(row, 24, "insights")?,
     })
+}
+
+/// An optional JSON column.
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize, what: &str) -> rusqlite::Result<Option<T>> {
+    let Some(text) = row.get_ref(index)?.as_str_or_null().map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
+    })?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|_| corrupt(index, what, text))
 }
 
 fn id_bytes(id: IncidentId) -> [u8; 16] {

@@ -16,6 +16,7 @@ use lim_domain::matcher::Matchers;
 use lim_domain::matcher::OneOrMany;
 use lim_domain::routing::{Route, Routes};
 use lim_domain::silence::{NewSilence, Silence, SilenceId, SilenceMatchers, SilenceState};
+use lim_domain::triage::{Classification, ClassificationStatus, Insights};
 use lim_domain::{
     Action, Category, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job, JobId, JobKind,
     JobPayload, JobResult, JobState, NewJob, NotifyEvent, Opening, PageRequest, Reactions, Severity, Source, State,
@@ -92,11 +93,102 @@ store_tests!(
     silences_are_stored_listed_by_state_and_deleted,
     deleting_a_silence_resumes_the_escalations_it_held,
     incidents_a_grouping_route_opens_within_its_wait_share_one_group,
+    a_classification_and_insights_are_stored_with_the_incident,
+    llm_answers_are_kept_replaced_and_pruned,
 );
 
 // ---------------------------------------------------------------------------------------
 // The tests
 // ---------------------------------------------------------------------------------------
+
+async fn a_classification_and_insights_are_stored_with_the_incident(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let mut event = firing("fp", now);
+    event.classification = Some(Classification {
+        status: ClassificationStatus::Pending,
+        severity: Some(Severity::P2),
+        category: None,
+        confidence: 0.4,
+        reasoning: "latency signal".into(),
+        provider: "offline".into(),
+        model: "rules-v1".into(),
+    });
+    let id = created_id(&store.ingest(vec![event.clone()], now, no_reactions()).await.unwrap()[0]);
+    let stored = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(stored.classification, event.classification);
+    assert_eq!(stored.insights, None);
+
+    let answer = Classification {
+        status: ClassificationStatus::Done,
+        severity: Some(Severity::P0),
+        category: None,
+        confidence: 0.9,
+        reasoning: "total outage".into(),
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+    };
+    let classified = store
+        .transition(
+            id,
+            Action::Classify(Ok(answer.clone())),
+            "openai/gpt-4o".into(),
+            now,
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(classified.after.severity, Severity::P0);
+    let insights = Insights {
+        summary: "GPU memory exhausted".into(),
+        probable_cause: "a batch too large".into(),
+        remediation: vec!["lower the batch size".into(), "restart the worker".into()],
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+    };
+    store
+        .transition(
+            id,
+            Action::Explain(Ok(insights.clone())),
+            "openai/gpt-4o".into(),
+            now,
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+
+    let stored = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(stored.severity, Severity::P0);
+    assert_eq!(stored.classification, Some(answer));
+    assert_eq!(stored.insights, Some(insights));
+    let kinds = kinds(&whole_timeline(&*store, id).await);
+    assert_eq!(kinds[1..], [TimelineKind::Classified, TimelineKind::Insights]);
+    // A later resolve keeps them.
+    store
+        .ingest(vec![resolved("fp", now)], now, no_reactions())
+        .await
+        .unwrap();
+    assert!(store.get_incident(id).await.unwrap().unwrap().insights.is_some());
+}
+
+async fn llm_answers_are_kept_replaced_and_pruned(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    assert_eq!(store.llm_cache_get("k").await.unwrap(), None);
+    store.llm_cache_put("k", "{\"a\":1}", now).await.unwrap();
+    store
+        .llm_cache_put("k", "{\"a\":2}", now + Duration::seconds(1))
+        .await
+        .unwrap();
+    store
+        .llm_cache_put("old", "{}", now - Duration::days(10))
+        .await
+        .unwrap();
+    assert_eq!(store.llm_cache_get("k").await.unwrap().as_deref(), Some("{\"a\":2}"));
+    assert_eq!(store.prune_llm_cache(now - Duration::days(1)).await.unwrap(), 1);
+    assert_eq!(store.llm_cache_get("old").await.unwrap(), None);
+    assert!(store.llm_cache_get("k").await.unwrap().is_some());
+}
 
 fn escalating() -> Arc<Reactions> {
     let mut reactions = (*routed(&[], None)).clone();
@@ -1218,6 +1310,7 @@ async fn a_redelivered_event_is_recognised_and_not_counted(db: TestDb) {
     let now = now();
     let stated = |occurred_at| Event {
         occurred_at_given: true,
+        classification: None,
         ..firing("fp", occurred_at)
     };
     let first = now - Duration::minutes(5);
@@ -1922,7 +2015,7 @@ mod postgres_only {
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
         })
         .await;
     }
@@ -2003,6 +2096,7 @@ fn firing(fingerprint: &str, occurred_at: DateTime<Utc>) -> Event {
         occurred_at,
         // Tests send many events at one instant; the redelivery tests say when they name it.
         occurred_at_given: false,
+        classification: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! environment variables and flags (clap merges those two; a flag wins).
 //! Everything is validated at start-up; a wrong value names its key and the reason.
 
+mod llm;
 mod notify;
 mod oncall;
 mod secret;
@@ -18,6 +19,7 @@ use lim_domain::oncall::Schedule;
 use lim_domain::routing::Route;
 use serde::Deserialize;
 
+pub use llm::{DEFAULT_PRICES, LlmSettings, Price};
 pub use notify::{ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL, SmtpServer, reactions};
 pub use oncall::Person;
 pub use secret::Secret;
@@ -71,6 +73,7 @@ pub struct Settings {
     pub people: BTreeMap<String, Person>,
     pub schedules: BTreeMap<String, Schedule>,
     pub policies: BTreeMap<String, EscalationPolicy>,
+    pub llm: LlmSettings,
     pub log: LogSettings,
 }
 
@@ -145,6 +148,8 @@ struct FileSettings {
     #[serde(default)]
     escalation_policies: BTreeMap<String, oncall::FilePolicy>,
     #[serde(default)]
+    llm: llm::FileLlm,
+    #[serde(default)]
     log: FileLog,
 }
 
@@ -204,6 +209,7 @@ impl Settings {
         let schedules = oncall::schedules(file.schedules, &people)?;
         let policies = oncall::policies(file.escalation_policies, &channels, &people, &schedules)?;
         let routes = notify::routes(file.routes, &channels, &schedules, &policies)?;
+        let llm = llm::llm(file.llm)?;
         let mut settings = Settings {
             http: HttpSettings {
                 addr: socket_addr("http.addr", &pick(&overrides.http_addr, file.http.addr, "0.0.0.0:8080"))?,
@@ -251,6 +257,7 @@ impl Settings {
             people,
             schedules,
             policies,
+            llm,
             events: EventRules {
                 max_clock_skew: duration_key(
                     "events.max_clock_skew",

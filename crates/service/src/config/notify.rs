@@ -9,7 +9,9 @@ use lim_domain::escalation::{EscalationPolicy, Target};
 use lim_domain::jobs::Backoff;
 use lim_domain::matcher::{Matchers, OneOrMany};
 use lim_domain::oncall::Schedule;
+use lim_domain::reactions::LlmTriage;
 use lim_domain::routing::{Route, Routes};
+use lim_domain::triage::LlmProvider;
 use lim_domain::{ChannelKind, JobKind, NotifyEvent, Reactions};
 use serde::Deserialize;
 
@@ -464,6 +466,11 @@ pub fn reactions(settings: &super::Settings) -> Reactions {
             .collect(),
         policies: settings.policies.clone(),
         schedules: settings.schedules.clone(),
+        llm: (settings.llm.provider != LlmProvider::Offline).then_some(LlmTriage {
+            classify: settings.llm.classify,
+            insights: settings.llm.insights,
+            max_attempts: settings.llm.max_retries + 1,
+        }),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The recurring `housekeeping` job: deletes finished jobs past their retention and
-//! brings the gauges that mirror the store up to date, then schedules its next run. One
+//! The recurring `housekeeping` job: deletes finished jobs (and cached LLM answers) past
+//! their retention and brings the gauges that mirror the store up to date, then schedules
+//! its next run. One
 //! runs at a time across every replica: it is written only while no other job of its kind
 //! is queued or running (`Store::ensure_job`), and each run writes the next.
 
@@ -54,6 +55,12 @@ impl Handler for Housekeeping {
     async fn run(&self, _job: &Job, now: DateTime<Utc>) -> Attempt {
         let retention = chrono::TimeDelta::from_std(self.retention).unwrap_or(chrono::TimeDelta::MAX);
         let pruned = self.store.prune_jobs(now - retention).await;
+        // LLM answers are kept as long as finished jobs.
+        match self.store.prune_llm_cache(now - retention).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "LLM answers past their retention forgotten"),
+            Err(error) => tracing::warn!(%error, "cannot forget old LLM answers; trying at the next run"),
+        }
         let counted = async {
             self.metrics.set_active(&self.store.count_open().await?);
             self.metrics.set_queued(&self.store.count_jobs().await?);

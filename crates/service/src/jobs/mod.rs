@@ -7,6 +7,7 @@
 
 mod escalate;
 mod housekeeping;
+mod llm;
 mod notify;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 
 pub use escalate::Escalator;
 pub use housekeeping::Housekeeping;
+pub use llm::Triage;
 pub use notify::{Notifier, SilenceCache};
 
 use crate::clock::Clock;

@@ -177,7 +177,7 @@ async fn post_json(request: reqwest::RequestBuilder, body: &str, what: &str) -> 
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(seconds) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }

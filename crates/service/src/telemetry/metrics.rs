@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use lim_domain::triage::LlmErrorType;
 use lim_domain::{
     Category, ChannelKind, Incident, IncidentId, JobKind, Severity, Source, State, TimelineKind, Transition,
 };
@@ -31,6 +32,8 @@ const DB_BUCKETS: [f64; 12] = [
 ];
 /// Jobs and deliveries: 1 ms to a minute.
 const JOB_BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+/// LLM requests: 100 ms to a minute.
+const LLM_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
 /// Time to acknowledge or resolve: 1 minute to 1 day.
 const LIFECYCLE_BUCKETS: [f64; 10] = [
     60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14_400.0, 28_800.0, 43_200.0, 86_400.0,
@@ -119,6 +122,57 @@ struct ChannelStatusLabels {
     status: &'static str,
 }
 
+/// One LLM request: the provider, the configured model (a bounded set: the operator's),
+/// the operation, and how it ended (`success`, `error`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LlmRequestLabels {
+    pub provider: &'static str,
+    pub model: String,
+    pub operation: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmOperationLabels {
+    provider: &'static str,
+    model: String,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmTokenLabels {
+    provider: &'static str,
+    model: String,
+    token_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmModelLabels {
+    provider: &'static str,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmErrorLabels {
+    provider: &'static str,
+    model: String,
+    error_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+/// What one successful LLM request used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LlmUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD.
+    pub cost: f64,
+}
+
 /// A configured escalation policy's name (a bounded set) and a level number.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EscalationLabels {
@@ -177,6 +231,13 @@ pub struct Metrics {
     notifications: Family<ChannelStatusLabels, Counter>,
     notification_duration: HistogramFamily<ChannelLabels>,
     escalations: Family<EscalationLabels, Counter>,
+    llm_requests: Family<LlmRequestLabels, Counter>,
+    llm_duration: HistogramFamily<LlmOperationLabels>,
+    llm_tokens: Family<LlmTokenLabels, Counter>,
+    llm_cost: Family<LlmModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    llm_errors: Family<LlmErrorLabels, Counter>,
+    cache_hits: Family<CacheLabels, Counter>,
+    cache_misses: Family<CacheLabels, Counter>,
     config_reload_successful: Gauge,
     config_reload_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
@@ -323,6 +384,48 @@ impl Metrics {
                 "Escalation levels reached, once per incident, by policy and level",
                 Family::default(),
             ),
+            llm_requests: registered(
+                &mut registry,
+                "llm_requests",
+                "HTTP requests to LLM providers, by outcome (a retry is another request)",
+                Family::default(),
+            ),
+            llm_duration: registered(
+                &mut registry,
+                "llm_request_duration_seconds",
+                "Time an LLM provider request took, in seconds",
+                histograms(llm_histogram),
+            ),
+            llm_tokens: registered(
+                &mut registry,
+                "llm_tokens",
+                "Tokens LLM providers counted, by type (prompt, completion)",
+                Family::default(),
+            ),
+            llm_cost: registered(
+                &mut registry,
+                "llm_cost_dollars",
+                "What LLM requests cost, in USD, from the price table",
+                Family::default(),
+            ),
+            llm_errors: registered(
+                &mut registry,
+                "llm_errors",
+                "Failed LLM operations' attempts, by error type",
+                Family::default(),
+            ),
+            cache_hits: registered(
+                &mut registry,
+                "cache_hits",
+                "Answers served from a cache",
+                Family::default(),
+            ),
+            cache_misses: registered(
+                &mut registry,
+                "cache_misses",
+                "Answers a cache did not have",
+                Family::default(),
+            ),
             config_reload_successful: registered(
                 &mut registry,
                 "config_last_reload_successful",
@@ -337,6 +440,10 @@ impl Metrics {
             ),
             registry,
         };
+        // The LLM answers' cache is exported from the start too.
+        let llm_cache = CacheLabels { cache: "llm" };
+        let _ = metrics.cache_hits.get_or_create(&llm_cache);
+        let _ = metrics.cache_misses.get_or_create(&llm_cache);
         // Every job type is exported from the start, at zero while idle.
         for kind in JobKind::ALL {
             let labels = JobTypeLabels {
@@ -514,6 +621,68 @@ impl Metrics {
             .inc();
     }
 
+    /// A request to an LLM provider ended: with the tokens it used and what they cost, or
+    /// with an error.
+    pub fn llm_requested(
+        &self,
+        request: &LlmRequestLabels,
+        elapsed: Duration,
+        outcome: Result<LlmUsage, LlmErrorType>,
+    ) {
+        let status = if outcome.is_ok() { "success" } else { "error" };
+        self.llm_requests
+            .get_or_create(&LlmRequestLabels {
+                status,
+                ..request.clone()
+            })
+            .inc();
+        self.llm_duration
+            .get_or_create(&LlmOperationLabels {
+                provider: request.provider,
+                model: request.model.clone(),
+                operation: request.operation,
+            })
+            .observe(elapsed.as_secs_f64());
+        match outcome {
+            Ok(usage) => {
+                for (token_type, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
+                    self.llm_tokens
+                        .get_or_create(&LlmTokenLabels {
+                            provider: request.provider,
+                            model: request.model.clone(),
+                            token_type,
+                        })
+                        .inc_by(count);
+                }
+                self.llm_cost
+                    .get_or_create(&LlmModelLabels {
+                        provider: request.provider,
+                        model: request.model.clone(),
+                    })
+                    .inc_by(usage.cost);
+            }
+            Err(error_type) => self.llm_failed(request, error_type),
+        }
+    }
+
+    /// An LLM operation failed without a request (its provider's circuit is open), or its
+    /// request's answer was refused.
+    pub fn llm_failed(&self, request: &LlmRequestLabels, error_type: LlmErrorType) {
+        self.llm_errors
+            .get_or_create(&LlmErrorLabels {
+                provider: request.provider,
+                model: request.model.clone(),
+                error_type: error_type.as_str(),
+            })
+            .inc();
+    }
+
+    /// A cache answered (`hit`) or did not.
+    pub fn cache_looked_up(&self, cache: &'static str, hit: bool) {
+        let family = if hit { &self.cache_hits } else { &self.cache_misses };
+        family.get_or_create(&CacheLabels { cache }).inc();
+    }
+
     /// The configuration was loaded or reloaded (`succeeded`), or a reload was refused.
     pub fn config_reloaded(&self, succeeded: bool, at: chrono::DateTime<chrono::Utc>) {
         self.config_reload_successful.set(i64::from(succeeded));
@@ -549,6 +718,10 @@ fn db_histogram() -> Histogram {
 
 fn job_histogram() -> Histogram {
     Histogram::new(JOB_BUCKETS)
+}
+
+fn llm_histogram() -> Histogram {
+    Histogram::new(LLM_BUCKETS)
 }
 
 fn lifecycle_histogram() -> Histogram {

@@ -8,6 +8,9 @@ mod events;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod llm;
+#[path = "../support/llm_server.rs"]
+mod llm_server;
 mod metrics;
 mod notifications;
 mod oncall;

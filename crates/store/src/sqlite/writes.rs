@@ -24,6 +24,8 @@ pub(super) struct NewIncident {
     pub(super) incident: Incident,
     fingerprint_key: [u8; 16],
     labels: String,
+    /// The classification as its column holds it (JSON), made off the writer.
+    classification: Option<String>,
     pub(super) entries: Vec<TimelineEntry>,
     pub(super) jobs: Vec<PreparedJob>,
     /// The route's grouped notification the incident belongs in, with the jobs that tell
@@ -39,7 +41,9 @@ impl NewIncident {
             Some(group) => Some((group.window, PreparedJob::all(&group.jobs)?)),
             None => None,
         };
+        let classification = json_text(opening.incident.classification.as_ref())?;
         Ok(NewIncident {
+            classification,
             fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
             entries: opening.entries,
             jobs: PreparedJob::all(&opening.jobs)?,
@@ -71,8 +75,9 @@ const COUNT_OCCURRENCE_RAISING: &str = "UPDATE incidents SET occurrence_count = 
      last_seen = max(last_seen, ?2), updated_at = ?3, last_entry = ?4, entry_count = ?5, severity = ?6 WHERE id = ?1";
 pub(super) const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, description, severity, category, source, state, \
      fingerprint, fingerprint_key, labels, occurrence_count, first_seen, last_seen, created_at, updated_at, assignee, team, \
-     route, last_entry, entry_count, job_chains, escalation_policy, escalation_level, escalation_due_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+     route, last_entry, entry_count, job_chains, escalation_policy, escalation_level, escalation_due_at, classification) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+     ?25)";
 pub(super) const UPDATE_INCIDENT: &str = "UPDATE incidents SET state = ?2, assignee = ?3, team = ?4, updated_at = ?5, \
      acknowledged_at = ?6, resolved_at = ?7, resolution_note = ?8, severity = ?9, category = ?10, last_entry = ?11, \
      entry_count = ?12, job_chains = ?13, escalation_level = ?14, escalation_due_at = ?15 WHERE id = ?1";
@@ -371,6 +376,7 @@ pub(super) fn insert_incident(
             incident.escalation_policy,
             incident.next_escalation.map(|next| next.level),
             incident.next_escalation.map(|next| next.due_at.timestamp_micros()),
+            new.classification,
         ])
         .map_err(|error| match error.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => {
@@ -397,6 +403,33 @@ impl Chain {
             entry_count: self.entry_count + 1,
         }
     }
+}
+
+/// A value of a JSON column (none stays NULL).
+pub(super) fn json_text<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>, StoreError> {
+    value
+        .map(|value| serde_json::to_string(value).map_err(|error| StoreError::Internal(error.to_string())))
+        .transpose()
+}
+
+/// Writes what triage decided when a transition changed it (its own statement: most
+/// changes leave it alone, and serializing it on the writer for each would cost).
+pub(super) fn update_triage(connection: &Connection, transition: &Transition) -> Result<(), StoreError> {
+    let (before, after) = (&transition.before, &transition.after);
+    if before.classification == after.classification && before.insights == after.insights {
+        return Ok(());
+    }
+    prepare(
+        connection,
+        "UPDATE incidents SET classification = ?2, insights = ?3 WHERE id = ?1",
+    )?
+    .execute(params![
+        id_bytes(after.id),
+        json_text(after.classification.as_ref())?,
+        json_text(after.insights.as_ref())?
+    ])
+    .map_err(internal)?;
+    Ok(())
 }
 
 /// Writes the fields an action can change, and where the incident's timeline now ends.
@@ -518,10 +551,10 @@ impl Tracked {
 fn row_to_tracked_incident(row: &Row<'_>) -> rusqlite::Result<Tracked> {
     Ok(Tracked {
         chain: Chain {
-            last_entry: row.get(23)?,
-            entry_count: row.get(24)?,
+            last_entry: row.get(25)?,
+            entry_count: row.get(26)?,
         },
-        job_chains: row.get(25)?,
+        job_chains: row.get(27)?,
         incident: row_to_incident(row)?,
     })
 }
