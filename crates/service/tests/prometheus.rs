@@ -5,6 +5,9 @@
 #[path = "api/helpers.rs"]
 #[allow(dead_code)] // this target uses part of the API tests' harness
 mod helpers;
+#[path = "support/llm_server.rs"]
+#[allow(dead_code)] // shared with the API tests
+mod llm_server;
 #[path = "support/receiver.rs"]
 #[allow(dead_code)] // shared with the API tests
 mod receiver;
@@ -60,6 +63,24 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("jobs_dead_total", "counter", &["job_type"]),
     ("notifications_total", "counter", &["channel", "status"]),
     ("notification_duration_seconds", "histogram", &["channel"]),
+    ("escalations_total", "counter", &["policy", "level"]),
+    (
+        "llm_requests_total",
+        "counter",
+        &["provider", "model", "operation", "status"],
+    ),
+    (
+        "llm_request_duration_seconds",
+        "histogram",
+        &["provider", "model", "operation"],
+    ),
+    ("llm_tokens_total", "counter", &["provider", "model", "token_type"]),
+    ("llm_cost_dollars_total", "counter", &["provider", "model"]),
+    ("llm_errors_total", "counter", &["provider", "model", "error_type"]),
+    ("cache_hits_total", "counter", &["cache"]),
+    ("cache_misses_total", "counter", &["cache"]),
+    ("config_last_reload_successful", "gauge", &[]),
+    ("config_last_reload_success_timestamp_seconds", "gauge", &[]),
     ("build_info", "gauge", &["version", "backend"]),
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_resident_memory_bytes", "gauge", &[]),
@@ -262,28 +283,36 @@ async fn target_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess) 
         .is_some_and(|data| data["result"][0]["value"][1] == "1")
 }
 
-/// The app with a route to a receiver that refuses every delivery: each new incident
-/// makes a notification job that fails once and is dead, so every job and notification
-/// family has a series.
-async fn spawn_with_a_refusing_channel(database: &TestDatabase) -> (TestApp, receiver::Receiver) {
+/// The app with a route to a receiver that refuses every delivery (each new incident
+/// makes a notification job that fails once and is dead) and escalates to it, and an LLM
+/// provider that refuses the first question and answers the others: every job,
+/// notification, escalation, LLM and cache family has a series.
+async fn spawn_with_a_refusing_channel(
+    database: &TestDatabase,
+) -> (TestApp, receiver::Receiver, llm_server::LlmServer) {
     let refusing = receiver::Receiver::start(receiver::Script {
         then: 400,
         ..receiver::Script::default()
     })
     .await;
+    let llm = llm_server::LlmServer::start(llm_server::Format::OpenAi, vec![llm_server::Reply::Status(401, None)]).await;
     let toml = format!(
-        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[routes]]\nname = \"all\"\nchannels = [\"hook\"]\n",
-        refusing.url
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+         [escalation_policies.page]\nlevels = [{{ after = \"0s\", notify = [\"hook\"] }}]\n\
+         [[routes]]\nname = \"all\"\nchannels = [\"hook\"]\nescalation_policy = \"page\"\n\
+         [llm]\nprovider = \"openai-compatible\"\nmodel = \"local\"\nbase_url = \"{}/v1\"\n\
+         [llm.prices.local]\nprompt_per_million = 1.0\ncompletion_per_million = 2.0\n",
+        refusing.url, llm.url
     );
     let clock = std::sync::Arc::new(llm_incident_manager::clock::ManualClock::new(helpers::start_time()));
     let app = TestApp::spawn_configured(database, clock, &toml, |_| {}).await;
-    (app, refusing)
+    (app, refusing, llm)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
     let database = TestDatabase::sqlite();
-    let (app, refusing) = spawn_with_a_refusing_channel(&database).await;
+    let (app, refusing, _llm) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
     refusing.wait_for(1, DEADLINE).await;
     let work_dir = tempfile::tempdir().expect("temp dir");
@@ -336,7 +365,7 @@ async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
 #[tokio::test]
 async fn promtool_finds_no_problem_in_a_scrape() {
     let database = TestDatabase::sqlite();
-    let (app, refusing) = spawn_with_a_refusing_channel(&database).await;
+    let (app, refusing, _llm) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
     refusing.wait_for(1, DEADLINE).await;
     let scrape = app.scrape().await;
