@@ -166,16 +166,15 @@ fn offline_classification(
     given_severity: Option<Severity>,
     given_category: Option<Category>,
 ) -> Classification {
-    // TEMPORARY until the classifier lands: every event P2, other.
-    let _ = (title, description, labels);
+    let verdict = crate::classifier::classify(title, description, labels);
     Classification {
         status: ClassificationStatus::Done,
-        severity: given_severity.is_none().then_some(Severity::P2),
-        category: given_category.is_none().then_some(Category::Other),
-        confidence: 0.3,
-        reasoning: "no signal".into(),
+        severity: given_severity.is_none().then_some(verdict.severity),
+        category: given_category.is_none().then_some(verdict.category),
+        confidence: f64::from(verdict.confidence),
+        reasoning: verdict.reasoning,
         provider: OFFLINE_PROVIDER.to_owned(),
-        model: crate::triage::OFFLINE_MODEL.to_owned(),
+        model: crate::classifier::MODEL.to_owned(),
     }
 }
 
@@ -419,16 +418,53 @@ mod tests {
     }
 
     #[test]
-    fn a_minimal_event_gets_the_defaults() {
+    fn a_minimal_event_gets_the_defaults_and_triage_decides_severity_and_category() {
         let event = raw("sentinel", "  Latency high ")
             .validate(now(), &EventRules::default())
             .unwrap();
         assert_eq!(event.title, "Latency high");
-        assert_eq!(event.severity, Severity::P2);
-        assert_eq!(event.category, Category::Other);
+        assert_eq!(
+            event.category,
+            Category::Performance,
+            "the offline classifier read the title"
+        );
+        let classification = event.classification.expect("triage decided");
+        assert_eq!(classification.severity, Some(event.severity));
+        assert_eq!(classification.category, Some(Category::Performance));
+        assert_eq!(
+            (classification.provider.as_str(), classification.model.as_str()),
+            ("offline", "rules-v1")
+        );
         assert_eq!(event.status, EventStatus::Firing);
         assert_eq!(event.occurred_at, now());
         assert_eq!(event.fingerprint.len(), 32);
+    }
+
+    #[test]
+    fn a_sender_severity_and_category_stand_and_a_resolution_is_not_classified() {
+        let mut given = raw("sentinel", "Total outage of the API");
+        given.severity = Some("P3".into());
+        let event = given.validate(now(), &EventRules::default()).unwrap();
+        assert_eq!(event.severity, Severity::P3, "the sender's");
+        let classification = event.classification.unwrap();
+        assert_eq!(classification.severity, None, "triage did not decide the severity");
+        assert!(classification.category.is_some());
+        let mut both = raw("sentinel", "Total outage of the API");
+        both.severity = Some("P3".into());
+        both.category = Some("cost".into());
+        assert_eq!(
+            both.validate(now(), &EventRules::default()).unwrap().classification,
+            None
+        );
+        let mut resolution = raw("sentinel", "Total outage of the API");
+        resolution.status = Some("resolved".into());
+        assert_eq!(
+            resolution
+                .validate(now(), &EventRules::default())
+                .unwrap()
+                .classification,
+            None
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #[macro_use]
 pub mod vocabulary;
 
+pub mod classifier;
 pub mod duration;
 pub mod errors;
 pub mod escalation;

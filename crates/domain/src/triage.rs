@@ -62,7 +62,7 @@ pub const MANUAL_PROVIDER: &str = "manual";
 /// The provider name of the rules that run inline at ingest.
 pub const OFFLINE_PROVIDER: &str = "offline";
 /// The offline classifier's name and version, as a model would be named.
-pub const OFFLINE_MODEL: &str = "rules-v1";
+pub const OFFLINE_MODEL: &str = crate::classifier::MODEL;
 
 /// Longest `reasoning` kept (characters); a longer one is shortened.
 pub const MAX_REASONING_CHARS: usize = 500;

@@ -446,3 +446,48 @@ async fn a_repeated_incident_is_answered_from_the_cache_across_a_restart() {
     assert_eq!(app.metric(r#"cache_hits_total{cache="llm"}"#).await, Some(2.0));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_no_configuration_an_event_without_severity_is_answered_stored_and_counted_as_classified() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn_configured(&database, Arc::new(ManualClock::new(start_time())), "", |_| {}).await;
+    let title = "All requests to the chat API fail with 503: service unavailable";
+    let labels = std::collections::BTreeMap::from([("model".to_owned(), "gpt-4o".to_owned())]);
+    let verdict = lim_domain::classifier::classify(title, "", &labels);
+    let (severity, category) = (verdict.severity.as_str(), verdict.category.as_str());
+
+    let answer = app
+        .send_event(json!({"source": "sentinel", "title": title, "labels": {"model": "gpt-4o"}}))
+        .await;
+
+    assert_eq!(
+        (answer["severity"].as_str(), answer["category"].as_str()),
+        (Some(severity), Some(category))
+    );
+    assert_eq!(severity, "P0", "a total outage");
+    let incident = app.incident(&id_of(&answer)).await;
+    assert_eq!(
+        (incident["severity"].as_str(), incident["category"].as_str()),
+        (Some(severity), Some(category))
+    );
+    assert_eq!(incident["classification"]["status"], "done");
+    assert_eq!(incident["classification"]["provider"], "offline");
+    assert_eq!(incident["classification"]["model"], "rules-v1");
+    assert_eq!(
+        app.metric(&format!(
+            r#"incidents_total{{severity="{severity}",source="sentinel",category="{category}"}}"#
+        ))
+        .await,
+        Some(1.0)
+    );
+    let (_, jobs) = app.get("/v1/jobs").await;
+    assert!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|job| job["kind"] == "housekeeping"),
+        "no provider, no question: {jobs}"
+    );
+    app.stop().await;
+}
