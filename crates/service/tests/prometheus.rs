@@ -295,7 +295,8 @@ async fn spawn_with_a_refusing_channel(
         ..receiver::Script::default()
     })
     .await;
-    let llm = llm_server::LlmServer::start(llm_server::Format::OpenAi, vec![llm_server::Reply::Status(401, None)]).await;
+    let llm =
+        llm_server::LlmServer::start(llm_server::Format::OpenAi, vec![llm_server::Reply::Status(401, None)]).await;
     let toml = format!(
         "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
          [escalation_policies.page]\nlevels = [{{ after = \"0s\", notify = [\"hook\"] }}]\n\
