@@ -2,6 +2,7 @@
 //! pure functions.
 
 use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
 
 use crate::event::{Event, FieldError, MAX_TITLE_CHARS, optional_text, parse_optional, required_text};
 use crate::incident::{Incident, IncidentId, TimelineEntry, TimelineKind};
@@ -327,20 +328,18 @@ pub fn created_entry(incident: &Incident) -> TimelineEntry {
     let mut message = format!("{} incident opened: {}", incident.severity, incident.title);
     // What triage decided is said in the same entry, not in one more per incident.
     if let Some(classification) = &incident.classification {
-        let decided: Vec<String> = [
-            classification.severity.map(|severity| severity.to_string()),
-            classification.category.map(|category| category.to_string()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        message.push_str(&format!(
-            " [classified {} by {}/{}, confidence {:.2}]",
-            decided.join(" and "),
-            classification.provider,
-            classification.model,
-            classification.confidence
-        ));
+        // Written straight into the message: this runs for most new incidents.
+        let decided = match (classification.severity, classification.category) {
+            (Some(severity), Some(category)) => format!("{severity} and {category}"),
+            (Some(severity), None) => severity.to_string(),
+            (None, Some(category)) => category.to_string(),
+            (None, None) => String::new(),
+        };
+        let _ = write!(
+            message,
+            " [classified {decided} by {}/{}, confidence {:.2}]",
+            classification.provider, classification.model, classification.confidence
+        );
     }
     TimelineEntry::new(
         incident.id,

@@ -61,6 +61,8 @@ closed_vocabulary! {
 pub const MANUAL_PROVIDER: &str = "manual";
 /// The provider name of the rules that run inline at ingest.
 pub const OFFLINE_PROVIDER: &str = "offline";
+/// How the store marks an offline classification (see [`Classification::to_column`]).
+const OFFLINE_MARK: &str = "offline:";
 /// The offline classifier's name and version, as a model would be named.
 pub const OFFLINE_MODEL: &str = crate::classifier::MODEL;
 
@@ -92,6 +94,65 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// How the store keeps the classification. The offline classifier's is kept as a mark
+    /// (`offline:` and its status and what it decided: `offline:done,severity,category`),
+    /// not as JSON: it is written for most new incidents, on the ingest path, and its
+    /// confidence and reasoning follow from the incident's own text, so they are worked
+    /// out again when it is read ([`Classification::from_column`]). Any other is JSON.
+    pub fn to_column(&self) -> String {
+        if self.provider == OFFLINE_PROVIDER && self.model == OFFLINE_MODEL {
+            let mut mark = format!("{OFFLINE_MARK}{}", self.status);
+            if self.severity.is_some() {
+                mark.push_str(",severity");
+            }
+            if self.category.is_some() {
+                mark.push_str(",category");
+            }
+            return mark;
+        }
+        serde_json::to_string(self).expect("a classification always serializes")
+    }
+
+    /// A classification as [`Classification::to_column`] kept it, for the incident whose
+    /// text, severity and category are given (an offline one is worked out again from
+    /// them; what it decided is the incident's own severity and category).
+    pub fn from_column(
+        text: &str,
+        title: &str,
+        description: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        severity: Severity,
+        category: Category,
+    ) -> Result<Classification, String> {
+        let Some(mark) = text.strip_prefix(OFFLINE_MARK) else {
+            return serde_json::from_str(text).map_err(|error| error.to_string());
+        };
+        let mut parts = mark.split(',');
+        let status: ClassificationStatus = parts
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|error: crate::vocabulary::UnknownValue| error.to_string())?;
+        let (mut decided_severity, mut decided_category) = (None, None);
+        for part in parts {
+            match part {
+                "severity" => decided_severity = Some(severity),
+                "category" => decided_category = Some(category),
+                other => return Err(format!("`{other}` is not severity or category")),
+            }
+        }
+        let verdict = crate::classifier::classify(title, description, labels);
+        Ok(Classification {
+            status,
+            severity: decided_severity,
+            category: decided_category,
+            confidence: f64::from(verdict.confidence),
+            reasoning: verdict.reasoning,
+            provider: OFFLINE_PROVIDER.to_owned(),
+            model: OFFLINE_MODEL.to_owned(),
+        })
+    }
+
     /// A person's classification (a reclassification), which no model answer overwrites.
     pub fn manual(severity: Severity, category: Category, actor: &str) -> Classification {
         Classification {
@@ -278,5 +339,36 @@ mod tests {
         let json = serde_json::to_value(&manual).unwrap();
         assert_eq!(json["status"], "done");
         assert_eq!(json["severity"], "P0");
+    }
+
+    #[test]
+    fn an_offline_classification_is_kept_as_a_mark_and_worked_out_again() {
+        let labels = std::collections::BTreeMap::new();
+        let title = "Disk 97% full on db-1";
+        let verdict = crate::classifier::classify(title, "", &labels);
+        let offline = Classification {
+            status: ClassificationStatus::Pending,
+            severity: Some(verdict.severity),
+            category: None,
+            confidence: f64::from(verdict.confidence),
+            reasoning: verdict.reasoning.clone(),
+            provider: OFFLINE_PROVIDER.into(),
+            model: OFFLINE_MODEL.into(),
+        };
+        let column = offline.to_column();
+        assert_eq!(column, "offline:pending,severity");
+        let read = Classification::from_column(&column, title, "", &labels, verdict.severity, Category::Cost).unwrap();
+        assert_eq!(read, offline);
+        let manual = Classification::manual(Severity::P0, Category::Security, "ana");
+        let column = manual.to_column();
+        assert!(column.starts_with('{'));
+        assert_eq!(
+            Classification::from_column(&column, title, "", &labels, Severity::P3, Category::Cost).unwrap(),
+            manual
+        );
+        assert!(
+            Classification::from_column("offline:done,colour", title, "", &labels, Severity::P3, Category::Cost)
+                .is_err()
+        );
     }
 }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle;
 use lim_domain::silence::{Silence, SilenceId};
+use lim_domain::triage::Classification;
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job,
     JobId, JobKind, NewJob, Opening, PageRequest, PendingEscalation, Reactions, Severity, Source, State, TimelineEntry,
@@ -666,7 +667,7 @@ async fn write_transition(tx: &mut PgConnection, transition: &Transition) -> Res
     .bind(incident.category.as_str())
     .bind(incident.next_escalation.map(|next| next.level as i32))
     .bind(incident.next_escalation.map(|next| next.due_at))
-    .bind(json_text(incident.classification.as_ref()))
+    .bind(incident.classification.as_ref().map(Classification::to_column))
     .bind(json_text(incident.insights.as_ref()))
     .execute(&mut *tx)
     .await?;
@@ -711,7 +712,7 @@ fn bind_incident<'q>(query: Query<'q, Postgres, PgArguments>, incident: &Inciden
         .bind(&incident.escalation_policy)
         .bind(incident.next_escalation.map(|next| next.level as i32))
         .bind(incident.next_escalation.map(|next| next.due_at))
-        .bind(json_text(incident.classification.as_ref()))
+        .bind(incident.classification.as_ref().map(Classification::to_column))
         .bind(json_text(incident.insights.as_ref()))
 }
 
@@ -778,9 +779,30 @@ pub(crate) fn row_to_incident(row: &PgRow) -> Result<Incident, sqlx::Error> {
             }),
             _ => None,
         },
-        classification: json_column(row, "classification")?,
+        classification: None,
         insights: json_column(row, "insights")?,
     })
+    .and_then(|mut incident| {
+        incident.classification = classification_column(row, &incident)?;
+        Ok(incident)
+    })
+}
+
+/// The classification column ([`Classification::to_column`]) of the incident read.
+fn classification_column(row: &PgRow, incident: &Incident) -> Result<Option<Classification>, sqlx::Error> {
+    let text: Option<&str> = row.try_get("classification")?;
+    text.map(|text| {
+        Classification::from_column(
+            text,
+            &incident.title,
+            &incident.description,
+            &incident.labels,
+            incident.severity,
+            incident.category,
+        )
+        .map_err(|error| column_error("classification", error))
+    })
+    .transpose()
 }
 
 fn row_to_open_count(row: &PgRow) -> Result<OpenCount, sqlx::Error> {

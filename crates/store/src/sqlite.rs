@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 use lim_domain::fingerprint::fingerprint_key;
+use lim_domain::triage::Classification;
 use lim_domain::{EventStatus, TimelineKind, lifecycle};
 use rusqlite::types::Value;
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Row, Statement, params};
@@ -915,9 +916,33 @@ fn row_to_incident(row: &Row<'_>) -> rusqlite::Result<Incident> {
             }),
             _ => None,
         },
-        classification: json_column(row, 23, "classification")?,
+        classification: None,
         insights: json_column(row, 24, "insights")?,
     })
+    .and_then(|mut incident| {
+        incident.classification = classification_column(row, 23, &incident)?;
+        Ok(incident)
+    })
+}
+
+/// The classification column ([`Classification::to_column`]) of the incident read.
+fn classification_column(row: &Row<'_>, index: usize, incident: &Incident) -> rusqlite::Result<Option<Classification>> {
+    let Some(text) = row.get_ref(index)?.as_str_or_null().map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
+    })?
+    else {
+        return Ok(None);
+    };
+    Classification::from_column(
+        text,
+        &incident.title,
+        &incident.description,
+        &incident.labels,
+        incident.severity,
+        incident.category,
+    )
+    .map(Some)
+    .map_err(|_| corrupt(index, "classification", text))
 }
 
 /// An optional JSON column.

@@ -105,14 +105,17 @@ async fn a_classification_and_insights_are_stored_with_the_incident(db: TestDb) 
     let store = db.connect().await;
     let now = now();
     let mut event = firing("fp", now);
+    // The offline classifier's verdict is kept as a mark and worked out again on read.
+    let verdict = lim_domain::classifier::classify(&event.title, &event.description, &event.labels);
+    event.severity = verdict.severity;
     event.classification = Some(Classification {
         status: ClassificationStatus::Pending,
-        severity: Some(Severity::P2),
+        severity: Some(verdict.severity),
         category: None,
-        confidence: 0.4,
-        reasoning: "latency signal".into(),
+        confidence: f64::from(verdict.confidence),
+        reasoning: verdict.reasoning,
         provider: "offline".into(),
-        model: "rules-v1".into(),
+        model: lim_domain::classifier::MODEL.into(),
     });
     let id = created_id(&store.ingest(vec![event.clone()], now, no_reactions()).await.unwrap()[0]);
     let stored = store.get_incident(id).await.unwrap().unwrap();

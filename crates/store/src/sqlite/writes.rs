@@ -2,6 +2,7 @@
 //! ingest, and the writes every write job shares (incidents and their timeline chains).
 
 use lim_domain::jobs::GroupWindow;
+use lim_domain::triage::Classification;
 
 use super::*;
 use crate::chains::JobChains;
@@ -24,7 +25,8 @@ pub(super) struct NewIncident {
     pub(super) incident: Incident,
     fingerprint_key: [u8; 16],
     labels: String,
-    /// The classification as its column holds it (JSON), made off the writer.
+    /// The classification as its column holds it ([`Classification::to_column`]), made
+    /// off the writer.
     classification: Option<String>,
     pub(super) entries: Vec<TimelineEntry>,
     pub(super) jobs: Vec<PreparedJob>,
@@ -41,7 +43,7 @@ impl NewIncident {
             Some(group) => Some((group.window, PreparedJob::all(&group.jobs)?)),
             None => None,
         };
-        let classification = json_text(opening.incident.classification.as_ref())?;
+        let classification = opening.incident.classification.as_ref().map(Classification::to_column);
         Ok(NewIncident {
             classification,
             fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
@@ -425,7 +427,7 @@ pub(super) fn update_triage(connection: &Connection, transition: &Transition) ->
     )?
     .execute(params![
         id_bytes(after.id),
-        json_text(after.classification.as_ref())?,
+        after.classification.as_ref().map(Classification::to_column),
         json_text(after.insights.as_ref())?
     ])
     .map_err(internal)?;
