@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::{Overrides, Settings};
+use crate::grpc::{GrpcOptions, WatchHub};
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::{self, HttpOptions};
 use crate::incidents::IncidentManager;
@@ -22,6 +23,9 @@ use crate::telemetry::{Metrics, exporter};
 
 pub struct Application {
     http_listener: TcpListener,
+    grpc_listener: TcpListener,
+    grpc_options: GrpcOptions,
+    hub: Arc<WatchHub>,
     metrics_listener: TcpListener,
     manager: Arc<IncidentManager>,
     reloader: Arc<Reloader>,
@@ -106,6 +110,7 @@ impl Application {
             Arc::clone(&metrics),
             Arc::clone(&clock),
         ));
+        let hub = WatchHub::new(Arc::clone(&store));
         let manager = Arc::new(
             IncidentManager::new(store, clock, Arc::clone(&metrics), live, silences)
                 .with_reloader(Arc::clone(&reloader)),
@@ -116,6 +121,13 @@ impl Application {
         let http_listener = TcpListener::bind(settings.http.addr)
             .await
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
+        let grpc_listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on grpc.addr {}", settings.grpc_addr))?;
+        let grpc_options = GrpcOptions {
+            max_message_bytes: settings.grpc_max_message_bytes,
+            idle_timeout: settings.http.body_timeout,
+        };
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("cannot listen on metrics.addr {}", settings.metrics_addr))?;
@@ -131,6 +143,9 @@ impl Application {
         };
         Ok(Application {
             http_listener,
+            grpc_listener,
+            grpc_options,
+            hub,
             metrics_listener,
             manager,
             reloader,
@@ -143,6 +158,10 @@ impl Application {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().expect("bound listener has an address")
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
@@ -165,18 +184,38 @@ impl Application {
         };
         let api = http::router(Arc::clone(&self.manager), Arc::clone(&self.metrics), &self.http_options);
         let metrics_api = exporter::metrics_router(Arc::clone(&self.manager));
-        tracing::info!(http = %self.http_addr(), metrics = %self.metrics_addr(), "serving");
+        let (grpc_api, health) = crate::grpc::router(
+            Arc::clone(&self.manager),
+            Arc::clone(&self.hub),
+            Arc::clone(&self.metrics),
+            self.grpc_options,
+        );
+        tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), metrics = %self.metrics_addr(), "serving");
         let limits = self.connection_limits;
         let api_server = server::serve(self.http_listener, api, limits, until(stopped.clone()));
+        // Watches end at the signal (UNAVAILABLE), so that none holds the drain.
+        let hub = Arc::clone(&self.hub);
+        let grpc_stopped = until(stopped.clone());
+        let grpc_server = server::serve(self.grpc_listener, grpc_api, limits, async move {
+            grpc_stopped.await;
+            hub.close();
+        });
+        let health_reports = tokio::spawn(crate::grpc::report_health(
+            Arc::clone(&self.manager),
+            health,
+            stopped.clone(),
+        ));
         let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped.clone()));
         // SIGHUP reads the configuration again, as `POST /-/reload` does.
         let reloads = tokio::spawn(reload_on_hangup(Arc::clone(&self.reloader), stopped.clone()));
         // The executor stops claiming at the signal too; its running jobs get the same
         // drain period, then are handed back.
         let jobs = Arc::clone(&self.executor).run(stopped);
-        let (api_result, metrics_result, ()) = tokio::join!(api_server, metrics_server, jobs);
+        let (api_result, grpc_result, metrics_result, ()) = tokio::join!(api_server, grpc_server, metrics_server, jobs);
         reloads.abort();
+        health_reports.abort();
         api_result.context("HTTP API server failed")?;
+        grpc_result.context("gRPC API server failed")?;
         metrics_result.context("metrics server failed")?;
         tracing::info!("stopped");
         Ok(())

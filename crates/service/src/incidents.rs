@@ -135,6 +135,20 @@ impl IncidentManager {
         self.store_events(events, now).await
     }
 
+    /// Validates one event as it arrives (an event of a gRPC stream), to be stored with
+    /// others by [`IncidentManager::ingest_valid`].
+    pub fn validate(&self, raw: RawEvent) -> Result<lim_domain::Event, FieldError> {
+        raw.validate(self.clock.now(), &self.rules())
+    }
+
+    /// Stores events [`IncidentManager::validate`] passed, in one transaction.
+    pub async fn ingest_valid(&self, events: Vec<lim_domain::Event>) -> Result<Vec<IngestOutcome>, CoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store_events(events, self.clock.now()).await
+    }
+
     /// Events of a third party (Alertmanager) that must never be lost over a limit: each is
     /// made to fit first (see `lim_domain::fit`), what changed is logged, and however many
     /// there are they are stored together.
@@ -499,6 +513,12 @@ mod tests {
         }
         async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
             self.inner.get_incident(id).await
+        }
+        async fn get_incidents(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+            self.inner.get_incidents(ids).await
+        }
+        fn changes(&self) -> Arc<lim_store::ChangeFeed> {
+            self.inner.changes()
         }
         async fn list_incidents(
             &self,

@@ -5,6 +5,7 @@ pub mod app;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod incidents;
 pub mod jobs;

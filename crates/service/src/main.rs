@@ -128,7 +128,7 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
                 let metrics = std::sync::Arc::new(llm_incident_manager::telemetry::Metrics::new("check"));
                 llm_incident_manager::live::Live::from_settings(&settings, metrics)?;
                 println!(
-                    "configuration is valid: http {}, grpc {} (reserved, not served yet), metrics {}, database {}; \
+                    "configuration is valid: http {}, grpc {}, metrics {}, database {}; \
                      {} channels, {} routes, {} people, {} schedules, {} escalation policies",
                     settings.http.addr,
                     settings.grpc_addr,

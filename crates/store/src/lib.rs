@@ -23,11 +23,13 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 mod chains;
+mod changes;
 mod postgres;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use changes::{ChangeFeed, ChangeKind, ChangeNotice, FEED_CAPACITY};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -39,6 +41,7 @@ pub mod operation {
     pub const TRANSITION: &str = "update_incident";
     pub const ADD_COMMENT: &str = "insert_comment";
     pub const GET_INCIDENT: &str = "select_incident";
+    pub const GET_INCIDENTS: &str = "select_incidents";
     pub const LIST_INCIDENTS: &str = "list_incidents";
     pub const TIMELINE: &str = "select_timeline";
     pub const COMMENTS: &str = "select_comments";
@@ -61,6 +64,9 @@ pub mod operation {
     pub const LLM_CACHE_PUT: &str = "insert_llm_cache";
     pub const PRUNE_LLM_CACHE: &str = "prune_llm_cache";
 }
+
+/// The most incidents one `get_incidents` reads.
+pub const MAX_INCIDENTS_READ: usize = 1000;
 
 /// Told the duration of every store operation (the metrics layer records it).
 pub type QueryObserver = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
@@ -252,6 +258,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
 
+    /// The incidents of `ids` that exist, in no particular order (ids past
+    /// [`MAX_INCIDENTS_READ`] are not read).
+    async fn get_incidents(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError>;
+
     /// Newest first, at most `page.limit`, strictly older than `page.before`.
     async fn list_incidents(&self, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError>;
 
@@ -335,6 +345,10 @@ pub trait Store: Send + Sync + 'static {
     /// Notified after a commit that wrote jobs, per kind, so that workers need not poll
     /// to find them.
     fn job_signals(&self) -> Arc<JobSignals>;
+
+    /// Every committed change to an incident, made through this store and, on
+    /// PostgreSQL, through the other replicas of its database.
+    fn changes(&self) -> Arc<ChangeFeed>;
 
     /// Answers when a write would succeed: the database answers and takes writes (on
     /// SQLite, the writer thread and its syncer run; on PostgreSQL, the server is no

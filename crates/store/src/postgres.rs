@@ -22,9 +22,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::{
-    Finished, GroupMembers, IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, JobSignals, OpenCount,
-    PoolStats, QueryObserver, QueryTimer, SilenceFilter, SilencePageRequest, Store, StoreError, StoreOptions,
-    operation, page_of,
+    ChangeFeed, ChangeKind, ChangeNotice, Finished, GroupMembers, IngestOutcome, JobCount, JobFilter, JobFinish,
+    JobPageRequest, JobSignals, MAX_INCIDENTS_READ, OpenCount, PoolStats, QueryObserver, QueryTimer, SilenceFilter,
+    SilencePageRequest, Store, StoreError, StoreOptions, operation, page_of,
 };
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
@@ -79,6 +79,7 @@ macro_rules! insert_incident {
 }
 
 // After the macros above, which they use.
+mod feed;
 mod groups;
 mod jobs;
 mod silences;
@@ -121,6 +122,9 @@ pub struct PostgresStore {
     pool: PgPool,
     max_connections: u32,
     job_signals: Arc<JobSignals>,
+    changes: Arc<ChangeFeed>,
+    /// Sends this replica's changes to the others and passes theirs on.
+    replicas: feed::Replicas,
     observer: Option<QueryObserver>,
 }
 
@@ -134,16 +138,20 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(connect_options)
+            .connect_with(connect_options.clone())
             .await
             .map_err(|error| StoreError::Unavailable(format!("cannot connect to PostgreSQL at {endpoint}: {error}")))?;
         let timer = QueryTimer::start(&options.observer, operation::MIGRATE);
         migrate(&pool).await?;
         drop(timer);
+        let changes = Arc::new(ChangeFeed::default());
+        let replicas = feed::Replicas::start(pool.clone(), connect_options, Arc::clone(&changes));
         Ok(PostgresStore {
             pool,
             max_connections: options.max_connections,
             job_signals: Arc::default(),
+            changes,
+            replicas,
             observer: options.observer,
         })
     }
@@ -170,6 +178,12 @@ impl PostgresStore {
             .map(|row| Ok((row.try_get("seq")?, row_to_entry(row)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(page_of(entries, page.limit))
+    }
+
+    /// Tells the watchers of this replica and, through the relay, of the others.
+    fn changed(&self, notices: Vec<ChangeNotice>) {
+        self.replicas.send(&notices);
+        self.changes.publish(notices);
     }
 
     async fn incident_exists(&self, id: IncidentId) -> Result<bool, sqlx::Error> {
@@ -225,6 +239,7 @@ impl Store for PostgresStore {
                 result => {
                     let (outcomes, wrote) = result?;
                     self.job_signals.wrote(wrote);
+                    self.changed(ChangeNotice::of_ingest(&outcomes, now));
                     return Ok(outcomes);
                 }
             }
@@ -260,6 +275,11 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         self.job_signals.wrote(wrote);
+        self.changed(vec![ChangeNotice {
+            kind: ChangeKind::Created,
+            incident_id: opening.incident.id,
+            at: opening.incident.created_at,
+        }]);
         Ok(())
     }
 
@@ -288,6 +308,7 @@ impl Store for PostgresStore {
         jobs::write_jobs(&mut tx, Some(id), &jobs, job_chains, now).await?;
         tx.commit().await?;
         self.job_signals.wrote(jobs.iter().map(|job| job.payload.kind()));
+        self.changed(ChangeNotice::of_transition(&transition).into_iter().collect());
         Ok(transition)
     }
 
@@ -298,7 +319,15 @@ impl Store for PostgresStore {
             Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
                 Err(StoreError::NotFound(entry.incident_id))
             }
-            result => Ok(result?),
+            Err(error) => Err(error.into()),
+            Ok(()) => {
+                self.changed(vec![ChangeNotice {
+                    kind: ChangeKind::Commented,
+                    incident_id: entry.incident_id,
+                    at: entry.at,
+                }]);
+                Ok(())
+            }
         }
     }
 
@@ -306,6 +335,16 @@ impl Store for PostgresStore {
         let _timer = QueryTimer::start(&self.observer, operation::GET_INCIDENT);
         let row = sqlx::query(SELECT_BY_ID).bind(id.0).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(row_to_incident).transpose()?)
+    }
+
+    async fn get_incidents(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::GET_INCIDENTS);
+        let ids: Vec<Uuid> = ids.iter().take(MAX_INCIDENTS_READ).map(|id| id.0).collect();
+        let rows = sqlx::query(select_incidents!("WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(row_to_incident).collect::<Result<_, _>>()?)
     }
 
     async fn list_incidents(&self, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError> {
@@ -515,6 +554,10 @@ impl Store for PostgresStore {
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::GROUP_MEMBERS);
         Ok(groups::members(&self.pool, group, limit).await?)
+    }
+
+    fn changes(&self) -> Arc<ChangeFeed> {
+        Arc::clone(&self.changes)
     }
 
     fn job_signals(&self) -> Arc<JobSignals> {

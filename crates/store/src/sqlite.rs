@@ -84,6 +84,7 @@ pub struct SqliteStore {
     queue_permits: Arc<Semaphore>,
     max_queued_events: u32,
     job_signals: Arc<JobSignals>,
+    changes: Arc<ChangeFeed>,
     observer: Option<QueryObserver>,
 }
 
@@ -152,6 +153,7 @@ impl SqliteStore {
             queue_permits: Arc::new(Semaphore::new(max_queued_events as usize)),
             max_queued_events,
             job_signals: Arc::default(),
+            changes: Arc::default(),
             observer,
         })
     }
@@ -282,10 +284,16 @@ impl Store for SqliteStore {
             })
             .await?;
         self.job_signals.wrote(outcomes.1);
+        self.changes.publish(ChangeNotice::of_ingest(&outcomes.0, now));
         Ok(outcomes.0)
     }
 
     async fn create_incident(&self, opening: Opening) -> Result<(), StoreError> {
+        let created = ChangeNotice {
+            kind: ChangeKind::Created,
+            incident_id: opening.incident.id,
+            at: opening.incident.created_at,
+        };
         let new = NewIncident::new(opening)?;
         let now = new.entries[0].at;
         let kinds = self
@@ -318,6 +326,7 @@ impl Store for SqliteStore {
             })
             .await?;
         self.job_signals.wrote(kinds);
+        self.changes.publish(vec![created]);
         Ok(())
     }
 
@@ -351,10 +360,17 @@ impl Store for SqliteStore {
             })
             .await?;
         self.job_signals.wrote(jobs.iter().map(|job| job.payload.kind()));
+        self.changes
+            .publish(ChangeNotice::of_transition(&transition).into_iter().collect());
         Ok(transition)
     }
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
+        let commented = ChangeNotice {
+            kind: ChangeKind::Commented,
+            incident_id: entry.incident_id,
+            at: entry.at,
+        };
         self.write(operation::ADD_COMMENT, 1, move |connection| {
             let id = id_bytes(entry.incident_id);
             let chain = prepare(
@@ -379,12 +395,22 @@ impl Store for SqliteStore {
             .map_err(internal)?;
             Ok(())
         })
-        .await
+        .await?;
+        self.changes.publish(vec![commented]);
+        Ok(())
     }
 
     async fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         self.read(operation::GET_INCIDENT, move |connection| {
             select_incident(connection, id)
+        })
+        .await
+    }
+
+    async fn get_incidents(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<IncidentId> = ids.iter().take(MAX_INCIDENTS_READ).copied().collect();
+        self.read(operation::GET_INCIDENTS, move |connection| {
+            select_incidents(connection, &ids)
         })
         .await
     }
@@ -674,6 +700,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn changes(&self) -> Arc<ChangeFeed> {
+        Arc::clone(&self.changes)
+    }
+
     fn job_signals(&self) -> Arc<JobSignals> {
         Arc::clone(&self.job_signals)
     }
@@ -839,6 +869,27 @@ fn select_incident(connection: &Connection, id: IncidentId) -> Result<Option<Inc
         .query_row([id_bytes(id)], row_to_incident)
         .optional()
         .map_err(internal)
+}
+
+/// The incidents of `ids`, a bounded number of statements however many there are.
+fn select_incidents(connection: &Connection, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+    const CHUNK: usize = 100;
+    let mut incidents = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {} FROM incidents WHERE id IN ({marks})", incident_columns!());
+        let mut statement = connection.prepare_cached(&sql).map_err(internal)?;
+        let rows = statement
+            .query_map(
+                rusqlite::params_from_iter(chunk.iter().map(|id| id_bytes(*id))),
+                row_to_incident,
+            )
+            .map_err(internal)?;
+        for row in rows {
+            incidents.push(row.map_err(internal)?);
+        }
+    }
+    Ok(incidents)
 }
 
 fn list(connection: &Connection, filter: &IncidentFilter, page: PageRequest) -> Result<Vec<Incident>, StoreError> {

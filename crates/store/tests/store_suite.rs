@@ -24,8 +24,8 @@ use lim_domain::{
 };
 use lim_store::testing::TestDatabase;
 use lim_store::{
-    Finished, IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount, QueryObserver, SilenceFilter,
-    SilencePageRequest, Store, StoreError, StoreOptions, operation,
+    ChangeKind, ChangeNotice, Finished, IngestOutcome, JobCount, JobFilter, JobFinish, JobPageRequest, OpenCount,
+    QueryObserver, SilenceFilter, SilencePageRequest, Store, StoreError, StoreOptions, operation,
 };
 use sqlx::{Connection, PgConnection};
 
@@ -95,11 +95,168 @@ store_tests!(
     incidents_a_grouping_route_opens_within_its_wait_share_one_group,
     a_classification_and_insights_are_stored_with_the_incident,
     llm_answers_are_kept_replaced_and_pruned,
+    every_committed_change_reaches_the_feed_and_a_refused_one_does_not,
+    incidents_are_read_by_their_ids,
 );
+
+/// On PostgreSQL a change made through one replica reaches the watchers of another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_through_one_replica_reaches_the_feed_of_another() {
+    run(Backend::Postgres, |db: TestDb| async move {
+        let (writer, watcher) = (db.connect().await, db.connect().await);
+        let mut feed = watcher.changes().subscribe();
+        // The listener of the second replica may still be connecting: send until it hears.
+        let start = now();
+        let mut heard = None;
+        for attempt in 0..100 {
+            let outcomes = writer
+                .ingest(vec![firing(&format!("fp-{attempt}"), start)], start, no_reactions())
+                .await
+                .unwrap();
+            let id = created_id(&outcomes[0]);
+            if let Ok(Ok(notices)) = tokio::time::timeout(std::time::Duration::from_millis(100), feed.recv()).await {
+                heard = Some((id, notices));
+                break;
+            }
+        }
+        let (id, notices) = heard.expect("the second replica never heard of a change");
+        // What it heard first may be an earlier attempt's incident; the last one follows.
+        let mut all: Vec<ChangeNotice> = notices.to_vec();
+        while !all.iter().any(|notice| notice.incident_id == id) {
+            let more = tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv())
+                .await
+                .expect("the change arrives")
+                .unwrap();
+            all.extend(more.iter().copied());
+        }
+        assert!(
+            all.iter()
+                .all(|notice| notice.kind == ChangeKind::Created && notice.at == start)
+        );
+        // Its own changes reach its watchers once, not again through the database.
+        let mut own = writer.changes().subscribe();
+        writer
+            .transition(id, Action::Acknowledge, "ana".into(), start, no_reactions())
+            .await
+            .unwrap();
+        assert_eq!(own.recv().await.unwrap()[0].kind, ChangeKind::StateChanged);
+        let acknowledged = tokio::time::timeout(std::time::Duration::from_secs(5), feed.recv())
+            .await
+            .expect("the acknowledgement arrives")
+            .unwrap();
+        assert_eq!(
+            acknowledged[0],
+            ChangeNotice {
+                kind: ChangeKind::StateChanged,
+                incident_id: id,
+                at: start
+            }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(own.try_recv().is_err(), "a replica's own change came back to it");
+    })
+    .await;
+}
 
 // ---------------------------------------------------------------------------------------
 // The tests
 // ---------------------------------------------------------------------------------------
+
+async fn every_committed_change_reaches_the_feed_and_a_refused_one_does_not(db: TestDb) {
+    let store = db.connect().await;
+    let mut feed = store.changes().subscribe();
+    let start = now();
+    let again = || Event {
+        occurred_at_given: true,
+        ..firing("a", start + Duration::seconds(1))
+    };
+    let outcomes = store
+        .ingest(
+            vec![firing("a", start), again(), firing("b", start)],
+            start,
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+    let (a, b) = (created_id(&outcomes[0]), created_id(&outcomes[2]));
+    let notice = |kind, incident_id| ChangeNotice {
+        kind,
+        incident_id,
+        at: start,
+    };
+    assert_eq!(
+        &*feed.recv().await.unwrap(),
+        &[
+            notice(ChangeKind::Created, a),
+            notice(ChangeKind::Deduplicated, a),
+            notice(ChangeKind::Created, b)
+        ]
+    );
+    // A redelivery changes nothing, so tells nothing.
+    let redelivered = store.ingest(vec![again()], start, no_reactions()).await.unwrap();
+    assert!(matches!(redelivered[0], IngestOutcome::Redelivered { .. }));
+    store
+        .transition(a, Action::Acknowledge, "ana".into(), start, no_reactions())
+        .await
+        .unwrap();
+    assert_eq!(&*feed.recv().await.unwrap(), &[notice(ChangeKind::StateChanged, a)]);
+    let reclassify = Action::reclassify(Some("P0".into()), None).unwrap();
+    store
+        .transition(a, reclassify, "ana".into(), start, no_reactions())
+        .await
+        .unwrap();
+    assert_eq!(&*feed.recv().await.unwrap(), &[notice(ChangeKind::Classified, a)]);
+    store
+        .add_comment(TimelineEntry::new(b, start, TimelineKind::Comment, "ana", "looking"))
+        .await
+        .unwrap();
+    assert_eq!(&*feed.recv().await.unwrap(), &[notice(ChangeKind::Commented, b)]);
+    let mut event = firing("manual", start);
+    event.source = Source::Manual;
+    let manual = Incident::open(IncidentId::generate(), &event, start);
+    store.create_incident(unrouted(manual.clone())).await.unwrap();
+    assert_eq!(&*feed.recv().await.unwrap(), &[notice(ChangeKind::Created, manual.id)]);
+    store
+        .ingest(vec![resolved("b", start)], start, no_reactions())
+        .await
+        .unwrap();
+    assert_eq!(&*feed.recv().await.unwrap(), &[notice(ChangeKind::StateChanged, b)]);
+
+    // Refused changes tell nothing.
+    let illegal = store
+        .transition(b, Action::Acknowledge, "ana".into(), start, no_reactions())
+        .await;
+    assert!(illegal.is_err());
+    let unknown = IncidentId::generate();
+    assert!(
+        store
+            .add_comment(TimelineEntry::new(unknown, start, TimelineKind::Comment, "ana", "?"))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(matches!(
+        feed.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
+}
+
+async fn incidents_are_read_by_their_ids(db: TestDb) {
+    let store = db.connect().await;
+    let start = now();
+    let events: Vec<Event> = (0..250).map(|index| firing(&format!("fp-{index}"), start)).collect();
+    let outcomes = store.ingest(events, start, no_reactions()).await.unwrap();
+    let mut ids: Vec<IncidentId> = outcomes.iter().map(created_id).collect();
+    ids.push(IncidentId::generate());
+    let mut read = store.get_incidents(&ids).await.unwrap();
+    assert_eq!(read.len(), 250, "every stored one, and not the unknown id");
+    read.sort_by_key(|incident| incident.id);
+    let mut expected = ids[..250].to_vec();
+    expected.sort();
+    assert_eq!(read.iter().map(|incident| incident.id).collect::<Vec<_>>(), expected);
+    assert_eq!(read[0], store.get_incident(read[0].id).await.unwrap().unwrap());
+    assert!(store.get_incidents(&[]).await.unwrap().is_empty());
+}
 
 async fn a_classification_and_insights_are_stored_with_the_incident(db: TestDb) {
     let store = db.connect().await;

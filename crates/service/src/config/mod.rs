@@ -35,8 +35,7 @@ pub struct Overrides {
     /// HTTP API listen address.
     #[arg(long, env = "LIM_HTTP_ADDR", value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
-    /// gRPC API listen address (reserved: validated and kept free of the other
-    /// listeners, served once the gRPC API exists).
+    /// gRPC API listen address.
     #[arg(long, env = "LIM_GRPC_ADDR", value_name = "HOST:PORT")]
     pub grpc_addr: Option<String>,
     /// Prometheus `/metrics` listen address.
@@ -63,6 +62,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub http: HttpSettings,
     pub grpc_addr: SocketAddr,
+    /// Largest gRPC request message accepted; larger ones get `RESOURCE_EXHAUSTED`.
+    pub grpc_max_message_bytes: usize,
     pub metrics_addr: SocketAddr,
     pub database: DatabaseSettings,
     pub events: EventRules,
@@ -128,7 +129,7 @@ struct FileSettings {
     #[serde(default)]
     http: FileHttp,
     #[serde(default)]
-    grpc: FileAddr,
+    grpc: FileGrpc,
     #[serde(default)]
     metrics: FileAddr,
     #[serde(default)]
@@ -176,6 +177,13 @@ struct FileEvents {
 #[serde(deny_unknown_fields)]
 struct FileAddr {
     addr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGrpc {
+    addr: Option<String>,
+    max_message_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +240,12 @@ impl Settings {
                 public_url: String::new(),
             },
             grpc_addr: socket_addr("grpc.addr", &pick(&overrides.grpc_addr, file.grpc.addr, "0.0.0.0:8081"))?,
+            grpc_max_message_bytes: bounded(
+                "grpc.max_message_bytes",
+                file.grpc.max_message_bytes.unwrap_or(4 * 1024 * 1024),
+                1024,
+                256 * 1024 * 1024,
+            )?,
             metrics_addr: socket_addr(
                 "metrics.addr",
                 &pick(&overrides.metrics_addr, file.metrics.addr, "0.0.0.0:9090"),

@@ -52,6 +52,21 @@ pub struct HttpFlightLabels {
     pub path: String,
 }
 
+/// `service` is the full name (`incident_manager.v1.IncidentService`), `method` the bare
+/// one (`GetIncident`), `code` the canonical upper-case name (`OK`, `NOT_FOUND`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    service: &'static str,
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcMethodLabels {
+    service: &'static str,
+    method: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
@@ -211,6 +226,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: HistogramFamily<HttpLabels>,
     pub http_in_flight: Family<HttpFlightLabels, Gauge>,
+    grpc_requests: Family<GrpcLabels, Counter>,
+    grpc_duration: HistogramFamily<GrpcMethodLabels>,
     db_query_duration: HistogramFamily<OperationLabels>,
     db_connections_in_use: Gauge,
     db_connections_idle: Gauge,
@@ -273,6 +290,18 @@ impl Metrics {
                 "http_requests_in_flight",
                 "HTTP requests being served",
                 Family::default(),
+            ),
+            grpc_requests: registered(
+                &mut registry,
+                "grpc_requests",
+                "gRPC calls answered, by service, method and status code",
+                Family::default(),
+            ),
+            grpc_duration: registered(
+                &mut registry,
+                "grpc_request_duration_seconds",
+                "gRPC call latency in seconds (a stream's: until it ends)",
+                histograms(http_histogram),
             ),
             db_query_duration: registered(
                 &mut registry,
@@ -460,6 +489,16 @@ impl Metrics {
     }
 
     // ----- named events: each records everything its moment changes -----
+
+    /// A gRPC call ended with `code`, `elapsed` after it began.
+    pub fn grpc_finished(&self, service: &'static str, method: &'static str, code: &'static str, elapsed: Duration) {
+        self.grpc_requests
+            .get_or_create(&GrpcLabels { service, method, code })
+            .inc();
+        self.grpc_duration
+            .get_or_create(&GrpcMethodLabels { service, method })
+            .observe(elapsed.as_secs_f64());
+    }
 
     pub fn query_finished(&self, operation: &'static str, elapsed: Duration) {
         self.db_query_duration

@@ -2,6 +2,7 @@
 //! process collector and the `/metrics` listener.
 
 pub mod exporter;
+pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;

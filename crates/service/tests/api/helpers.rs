@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:PORT` of the gRPC API.
+    pub grpc_address: String,
     pub metrics_address: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
@@ -66,6 +68,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let address = format!("http://{}", application.http_addr());
+        let grpc_address = format!("http://{}", application.grpc_addr());
         let metrics_address = format!("http://{}", application.metrics_addr());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {
@@ -73,6 +76,7 @@ impl TestApp {
         }));
         TestApp {
             address,
+            grpc_address,
             metrics_address,
             client: reqwest::Client::new(),
             clock,

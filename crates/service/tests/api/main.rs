@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod escalation;
 mod events;
+mod grpc;
 mod helpers;
 mod lifecycle;
 mod limits;
@@ -18,6 +19,9 @@ mod pages;
 #[path = "../support/receiver.rs"]
 mod receiver;
 mod restart;
+#[path = "../support/service_process.rs"]
+#[allow(dead_code)] // the tests here use a part of it
+mod service_process;
 #[path = "../support/smtp.rs"]
 mod smtp;
 mod strict_input;

@@ -28,6 +28,8 @@ pub struct ServiceProcess {
     pub base: String,
     pub metrics: String,
     pub http_addr: String,
+    /// `http://127.0.0.1:PORT` of the gRPC API.
+    pub grpc: String,
     pub log: PathBuf,
     /// The configuration file given with `--config`, if any (rewrite it, then SIGHUP).
     pub config: Option<PathBuf>,
@@ -73,6 +75,7 @@ impl ServiceProcess {
             base: format!("http://127.0.0.1:{http}"),
             metrics: format!("http://127.0.0.1:{metrics}/metrics"),
             http_addr: format!("127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
             log,
             config,
         };

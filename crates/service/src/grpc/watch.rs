@@ -1,0 +1,231 @@
+//! `WatchIncidents`: the store's change feed, with each changed incident read once for
+//! every watcher of this process, then filtered per watcher.
+//!
+//! Nothing here can slow a write: the store's feed and the hub's are broadcast channels
+//! that keep a bounded number of items and never wait. A watcher that falls more than
+//! [`HUB_CAPACITY`] changes behind (its client reads too slowly) is ended with `RESOURCE_EXHAUSTED`; if
+//! the hub itself falls behind the store, every watcher is. At shutdown every watch
+//! ends with `UNAVAILABLE`, so that no stream holds the drain.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::Stream;
+use lim_domain::{Incident, IncidentFilter};
+use lim_proto::v1;
+use lim_store::{ChangeKind, ChangeNotice, Store};
+use tokio::sync::{broadcast, watch};
+use tonic::Status;
+
+use super::convert;
+
+/// Changes a watcher may be behind before it is dropped (the hub keeps this many,
+/// shared by every watcher).
+pub const HUB_CAPACITY: usize = 4096;
+
+/// One change as watchers get it: the incident as read after it.
+#[derive(Debug)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub incident: Incident,
+    pub message: v1::IncidentChange,
+}
+
+#[derive(Debug, Clone)]
+enum Feed {
+    Change(Arc<Change>),
+    /// The hub fell behind the store: changes were missed.
+    Missed(u64),
+}
+
+pub struct WatchHub {
+    store: Arc<dyn Store>,
+    sender: broadcast::Sender<Feed>,
+    started: Mutex<bool>,
+    closing: watch::Sender<bool>,
+}
+
+impl WatchHub {
+    pub fn new(store: Arc<dyn Store>) -> Arc<WatchHub> {
+        Arc::new(WatchHub {
+            store,
+            sender: broadcast::channel(HUB_CAPACITY).0,
+            started: Mutex::new(false),
+            closing: watch::channel(false).0,
+        })
+    }
+
+    /// Ends every watch (with `UNAVAILABLE`) and refuses new ones: the server stops.
+    pub fn close(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Changes from now on that match `filter`, as a stream of messages.
+    pub fn watch(
+        self: &Arc<Self>,
+        filter: IncidentFilter,
+    ) -> Result<impl Stream<Item = Result<v1::IncidentChange, Status>> + Send + 'static, Status> {
+        if *self.closing.borrow() {
+            return Err(shutting_down());
+        }
+        self.start();
+        let state = Watcher {
+            feed: self.sender.subscribe(),
+            closing: self.closing.subscribe(),
+            filter,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, Watcher::next))
+    }
+
+    /// Starts reading the store's feed at the first watch.
+    fn start(self: &Arc<Self>) {
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::replace(&mut *started, true) {
+            return;
+        }
+        let hub = Arc::clone(self);
+        let changes = self.store.changes().subscribe();
+        tokio::spawn(hub.run(changes));
+    }
+
+    async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<Arc<[ChangeNotice]>>) {
+        let mut closing = self.closing.subscribe();
+        loop {
+            let notices = tokio::select! {
+                received = changes.recv() => received,
+                () = closed(&mut closing) => return,
+            };
+            match notices {
+                Ok(notices) => {
+                    if self.sender.receiver_count() == 0 {
+                        continue;
+                    }
+                    match self.read(&notices).await {
+                        Ok(changes) => {
+                            for change in changes {
+                                let _ = self.sender.send(Feed::Change(Arc::new(change)));
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read changed incidents for their watchers");
+                            let _ = self.sender.send(Feed::Missed(notices.len() as u64));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "the watch hub fell behind the store's changes");
+                    let _ = self.sender.send(Feed::Missed(missed));
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// The changed incidents, read once (an incident changed several times in a batch is
+    /// read once and sent as it is now, once per change).
+    async fn read(&self, notices: &[ChangeNotice]) -> Result<Vec<Change>, lim_store::StoreError> {
+        let mut ids: Vec<_> = notices.iter().map(|notice| notice.incident_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let incidents: HashMap<_, _> = self
+            .store
+            .get_incidents(&ids)
+            .await?
+            .into_iter()
+            .map(|incident| (incident.id, incident))
+            .collect();
+        Ok(notices
+            .iter()
+            .filter_map(|notice| {
+                let incident = incidents.get(&notice.incident_id)?;
+                Some(Change {
+                    kind: notice.kind,
+                    message: v1::IncidentChange {
+                        kind: change_kind(notice.kind) as i32,
+                        incident: Some(convert::incident(incident)),
+                        at: Some(convert::timestamp(notice.at)),
+                    },
+                    incident: incident.clone(),
+                })
+            })
+            .collect())
+    }
+}
+
+fn change_kind(kind: ChangeKind) -> v1::ChangeKind {
+    match kind {
+        ChangeKind::Created => v1::ChangeKind::Created,
+        ChangeKind::Deduplicated => v1::ChangeKind::Deduplicated,
+        ChangeKind::StateChanged => v1::ChangeKind::StateChanged,
+        ChangeKind::Classified => v1::ChangeKind::Classified,
+        ChangeKind::Commented => v1::ChangeKind::Commented,
+        ChangeKind::Explained => v1::ChangeKind::Explained,
+    }
+}
+
+/// Completes once the hub is closed.
+pub async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; watch again on another replica or after the restart")
+}
+
+struct Watcher {
+    feed: broadcast::Receiver<Feed>,
+    closing: watch::Receiver<bool>,
+    filter: IncidentFilter,
+    done: bool,
+}
+
+impl Watcher {
+    async fn next(mut self) -> Option<(Result<v1::IncidentChange, Status>, Watcher)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let received = tokio::select! {
+                received = self.feed.recv() => Some(received),
+                () = closed(&mut self.closing) => None,
+            };
+            let Some(received) = received else {
+                return self.end(shutting_down());
+            };
+            match received {
+                Ok(Feed::Change(change)) => {
+                    if matches(&self.filter, &change.incident) {
+                        return Some((Ok(change.message.clone()), self));
+                    }
+                }
+                Ok(Feed::Missed(missed)) => {
+                    return self.end(Status::resource_exhausted(format!(
+                        "the server fell behind the changes ({missed} missed); watch again"
+                    )));
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    return self.end(Status::resource_exhausted(format!(
+                        "this watch fell {missed} changes behind (its client reads too slowly; at most \
+                         {HUB_CAPACITY} are kept); watch again"
+                    )));
+                }
+                Err(broadcast::error::RecvError::Closed) => return self.end(shutting_down()),
+            }
+        }
+    }
+
+    /// The last item: the status the stream ends with.
+    fn end(mut self, status: Status) -> Option<(Result<v1::IncidentChange, Status>, Watcher)> {
+        self.done = true;
+        Some((Err(status), self))
+    }
+}
+
+/// Whether the incident as it is now passes the filter (an empty list matches any).
+pub fn matches(filter: &IncidentFilter, incident: &Incident) -> bool {
+    (filter.states.is_empty() || filter.states.contains(&incident.state))
+        && (filter.severities.is_empty() || filter.severities.contains(&incident.severity))
+        && (filter.sources.is_empty() || filter.sources.contains(&incident.source))
+        && (filter.categories.is_empty() || filter.categories.contains(&incident.category))
+}
