@@ -1,7 +1,10 @@
 //! Subcommands for people: send an event, work incidents, silence them, ask who is on
-//! call and reload the configuration of a running server. They speak the public HTTP API,
-//! nothing else, and print its answers as JSON or, for lists, as a table. Output cut short
-//! by its reader (`| head`) ends the command quietly.
+//! call and reload the configuration of a running server. They speak the public HTTP API
+//! (events and incidents also the gRPC API, with `--grpc`: see `client/grpc.rs`), and
+//! print its answers as JSON or, for lists, as a table. Output cut short by its reader
+//! (`| head`) ends the command quietly.
+
+mod grpc;
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -17,6 +20,22 @@ pub struct ServerArgs {
     /// Base URL of a running service.
     #[arg(long, env = "LIM_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     pub server: String,
+    /// Speak the gRPC API (at --grpc-server) instead of HTTP: events and incidents only.
+    #[arg(long, global = true)]
+    pub grpc: bool,
+    /// gRPC address of a running service, for --grpc and `incidents watch`.
+    #[arg(long, env = "LIM_GRPC_SERVER", default_value = "http://127.0.0.1:8081", global = true)]
+    pub grpc_server: String,
+}
+
+impl ServerArgs {
+    /// Refuses `--grpc` for a command the gRPC API does not serve.
+    fn http_only(&self, command: &str) -> anyhow::Result<()> {
+        if self.grpc {
+            bail!("`{command}` is served by the HTTP API only; leave out --grpc");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -94,6 +113,19 @@ pub enum IncidentCommand {
         note: Option<String>,
         #[arg(long)]
         actor: Option<String>,
+    },
+    /// Print every change to an incident as it happens, one JSON object per line (over
+    /// the gRPC API, at --grpc-server), until interrupted.
+    Watch {
+        /// Comma-separated states the incident must be in after the change.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
     },
 }
 
@@ -207,6 +239,9 @@ pub enum Output {
 }
 
 pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Result<()> {
+    if server.grpc {
+        return grpc::run_event(server, command).await;
+    }
     let EventCommand::Send {
         source,
         title,
@@ -231,6 +266,9 @@ pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Re
 }
 
 pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyhow::Result<()> {
+    if server.grpc || matches!(command, IncidentCommand::Watch { .. }) {
+        return grpc::run_incident(server, command).await;
+    }
     let answer = match command {
         IncidentCommand::List {
             state,
@@ -290,6 +328,7 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
             )
             .await?
         }
+        IncidentCommand::Watch { .. } => unreachable!("a watch is served over gRPC, above"),
     };
     print_json(&answer)
 }
@@ -309,6 +348,22 @@ async fn list_pages(
     server: &ServerArgs,
     path: &str,
     query: &[(&str, String)],
+    cursor: Option<String>,
+    all: bool,
+    output: Output,
+    table: fn(&Value, bool, bool) -> String,
+) -> anyhow::Result<()> {
+    let fetch = async |cursor: Option<String>| {
+        let mut query = query.to_vec();
+        query.extend(cursor.map(|cursor| ("cursor", cursor)));
+        get(server, path, &query).await
+    };
+    print_pages(fetch, cursor, all, output, table).await
+}
+
+/// Pages that `fetch` reads (given the cursor of each), printed as [`list_pages`] says.
+async fn print_pages(
+    mut fetch: impl AsyncFnMut(Option<String>) -> anyhow::Result<Value>,
     mut cursor: Option<String>,
     all: bool,
     output: Output,
@@ -316,9 +371,7 @@ async fn list_pages(
 ) -> anyhow::Result<()> {
     let mut first = true;
     loop {
-        let mut query = query.to_vec();
-        query.extend(cursor.iter().map(|cursor| ("cursor", cursor.clone())));
-        let page = get(server, path, &query).await?;
+        let page = fetch(cursor.clone()).await?;
         let next = page["next_cursor"].as_str().map(str::to_owned);
         let written = match output {
             // With --all, JSON is one page object per line; one page prints as the API answers.
@@ -367,6 +420,7 @@ fn incident_table(page: &Value, header: bool, with_cursor: bool) -> String {
 }
 
 pub async fn run_job(server: &ServerArgs, command: JobCommand) -> anyhow::Result<()> {
+    server.http_only("jobs")?;
     let answer = match command {
         JobCommand::List { state, kind, limit } => {
             let mut query = vec![("limit", limit.to_string())];
@@ -380,6 +434,7 @@ pub async fn run_job(server: &ServerArgs, command: JobCommand) -> anyhow::Result
 }
 
 pub async fn run_silence(server: &ServerArgs, command: SilenceCommand) -> anyhow::Result<()> {
+    server.http_only("silences")?;
     let answer = match command {
         SilenceCommand::Create {
             equal,
@@ -496,6 +551,7 @@ fn compact_matchers(matchers: &Value) -> String {
 }
 
 pub async fn run_schedule(server: &ServerArgs, command: ScheduleCommand) -> anyhow::Result<()> {
+    server.http_only("schedules")?;
     let answer = match command {
         ScheduleCommand::List { output } => {
             let list = get(server, "/v1/schedules", &[]).await?;
@@ -562,6 +618,7 @@ fn shift_table(shifts: &Value) -> String {
 
 /// Has the server read its configuration file again; a file it refuses is the error.
 pub async fn run_reload(server: &ServerArgs) -> anyhow::Result<()> {
+    server.http_only("reload")?;
     print_json(&send(server, Method::POST, "/-/reload", None).await?)
 }
 

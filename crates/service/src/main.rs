@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (HTTP API, /metrics listener).
+    /// Run the service (HTTP and gRPC APIs, /metrics listener).
     Serve(Overrides),
     /// Create or upgrade the database schema, then exit.
     Migrate(Overrides),
@@ -45,7 +45,7 @@ enum Command {
         #[command(subcommand)]
         command: EventCommand,
     },
-    /// List, show, assign, acknowledge and resolve incidents on a running server.
+    /// List, show, assign, acknowledge, resolve and watch incidents on a running server.
     Incidents {
         #[command(flatten)]
         server: ServerArgs,

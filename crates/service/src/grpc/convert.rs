@@ -222,6 +222,95 @@ pub fn entry(entry: &TimelineEntry) -> v1::TimelineEntry {
     }
 }
 
+/// The time of a message, which a server always sets.
+fn time_from(at: Option<Timestamp>, field: &str) -> Result<DateTime<Utc>, FieldError> {
+    at.map_or_else(|| Err(FieldError::new(field, "is missing")), |at| time_of(&at, field))
+}
+
+fn some_text(text: String) -> Option<String> {
+    given(text)
+}
+
+/// An incident as the server sent it, back in the domain's terms (the CLI prints it as
+/// the HTTP API does).
+pub fn incident_from(message: v1::Incident) -> Result<Incident, FieldError> {
+    fn required<T: Mirrored>(number: i32, field: &str) -> Result<T, FieldError> {
+        from_proto(number, field)?.ok_or_else(|| FieldError::new(field, "is unspecified"))
+    }
+    Ok(Incident {
+        id: incident_id(&message.id, "id")?,
+        title: message.title,
+        description: message.description,
+        severity: required(message.severity, "severity")?,
+        category: required(message.category, "category")?,
+        source: required(message.source, "source")?,
+        state: required(message.state, "state")?,
+        fingerprint: message.fingerprint,
+        labels: message.labels.into_iter().collect(),
+        occurrence_count: message.occurrence_count,
+        first_seen: time_from(message.first_seen, "first_seen")?,
+        last_seen: time_from(message.last_seen, "last_seen")?,
+        assignee: some_text(message.assignee),
+        team: some_text(message.team),
+        created_at: time_from(message.created_at, "created_at")?,
+        updated_at: time_from(message.updated_at, "updated_at")?,
+        acknowledged_at: message.acknowledged_at.map(|at| time_of(&at, "acknowledged_at")).transpose()?,
+        resolved_at: message.resolved_at.map(|at| time_of(&at, "resolved_at")).transpose()?,
+        resolution_note: some_text(message.resolution_note),
+        route: some_text(message.route),
+        escalation_policy: some_text(message.escalation_policy),
+        next_escalation: message
+            .next_escalation
+            .map(|next| {
+                Ok::<_, FieldError>(PendingEscalation {
+                    level: next.level,
+                    due_at: time_from(next.due_at, "next_escalation.due_at")?,
+                })
+            })
+            .transpose()?,
+        classification: message
+            .classification
+            .map(|classification| {
+                let status = match classification.status() {
+                    v1::ClassificationStatus::Done => ClassificationStatus::Done,
+                    v1::ClassificationStatus::Failed => ClassificationStatus::Failed,
+                    v1::ClassificationStatus::Pending | v1::ClassificationStatus::Unspecified => {
+                        ClassificationStatus::Pending
+                    }
+                };
+                Ok::<_, FieldError>(Classification {
+                    status,
+                    severity: from_proto(classification.severity, "classification.severity")?,
+                    category: from_proto(classification.category, "classification.category")?,
+                    confidence: classification.confidence,
+                    reasoning: classification.reasoning,
+                    provider: classification.provider,
+                    model: classification.model,
+                })
+            })
+            .transpose()?,
+        insights: message.insights.map(|insights| Insights {
+            summary: insights.summary,
+            probable_cause: insights.probable_cause,
+            remediation: insights.remediation,
+            provider: insights.provider,
+            model: insights.model,
+        }),
+    })
+}
+
+/// A timeline entry as the server sent it, back in the domain's terms.
+pub fn entry_from(message: v1::TimelineEntry) -> Result<TimelineEntry, FieldError> {
+    Ok(TimelineEntry {
+        incident_id: incident_id(&message.incident_id, "incident_id")?,
+        at: time_from(message.at, "at")?,
+        kind: lim_domain::TimelineKind::parse(&message.kind)
+            .ok_or_else(|| FieldError::new("kind", format!("`{}` is not a timeline kind", message.kind)))?,
+        actor: message.actor,
+        message: message.message,
+    })
+}
+
 /// An incident id as a request names it (`field`).
 pub fn incident_id(text: &str, field: &str) -> Result<IncidentId, FieldError> {
     if text.is_empty() {
@@ -291,6 +380,38 @@ mod tests {
             filter_values::<State>(&[1, 0], "states").unwrap_err().to_string(),
             "states[1]: is required"
         );
+    }
+
+    #[test]
+    fn an_incident_reads_back_from_its_message() {
+        let now = DateTime::from_timestamp(1_780_000_000, 5_000).unwrap();
+        let event = lim_domain::Event {
+            source: Source::Shield,
+            title: "jailbreak attempts".into(),
+            description: "140 prompts".into(),
+            severity: Severity::P1,
+            category: Category::Security,
+            labels: BTreeMap::from([("model".into(), "m".into())]),
+            fingerprint: "fp".into(),
+            status: EventStatus::Firing,
+            occurred_at: now,
+            occurred_at_given: false,
+            classification: None,
+        };
+        let mut incident = Incident::open(IncidentId::generate(), &event, now);
+        incident.assignee = Some("ana".into());
+        incident.next_escalation = Some(PendingEscalation { level: 2, due_at: now });
+        incident.classification = Some(Classification::manual(Severity::P0, Category::Security, "ana"));
+        incident.insights = Some(Insights {
+            summary: "s".into(),
+            probable_cause: "c".into(),
+            remediation: vec!["r".into()],
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+        });
+        assert_eq!(incident_from(super::incident(&incident)).unwrap(), incident);
+        let created = lim_domain::lifecycle::created_entry(&incident);
+        assert_eq!(entry_from(entry(&created)).unwrap(), created);
     }
 
     #[test]
