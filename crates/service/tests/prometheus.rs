@@ -33,6 +33,8 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
         &["method", "path", "status"],
     ),
     ("http_requests_in_flight", "gauge", &["method", "path"]),
+    ("grpc_requests_total", "counter", &["service", "method", "code"]),
+    ("grpc_request_duration_seconds", "histogram", &["service", "method"]),
     ("database_query_duration_seconds", "histogram", &["operation"]),
     ("database_connections_in_use", "gauge", &[]),
     ("database_connections_idle", "gauge", &[]),
@@ -204,6 +206,12 @@ async fn drive_traffic(app: &TestApp) {
     .await;
     app.incident(&first).await;
     assert_eq!(app.get("/no/such/route").await.0, 404);
+    let mut grpc = lim_proto::v1::incident_service_client::IncidentServiceClient::connect(app.grpc_address.clone())
+        .await
+        .expect("connect to the gRPC API");
+    grpc.get_incident(lim_proto::v1::GetIncidentRequest { id: first })
+        .await
+        .expect("the incident over gRPC");
 }
 
 /// The label names of every series of `name` that Prometheus holds, without its own.
