@@ -157,6 +157,113 @@ async fn hostile_clients_neither_exhaust_memory_nor_stop_service_nor_delay_shutd
     }
 }
 
+#[tokio::test]
+async fn hostile_grpc_clients_neither_hold_the_service_nor_delay_shutdown() {
+    use lim_proto::v1::event_service_client::EventServiceClient;
+    use lim_proto::v1::incident_service_client::IncidentServiceClient;
+    use lim_proto::v1::{Event, Source, SubmitEventRequest, WatchIncidentsRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[http]\nbody_timeout = \"1s\"\nrequest_timeout = \"5s\"\ndrain_timeout = \"{}s\"\n",
+        DRAIN.as_secs()
+    );
+    let server = ServiceProcess::launch(
+        dir.path(),
+        Launch {
+            config: Some(config),
+            ..Launch::default()
+        },
+    )
+    .await;
+    let grpc_addr = server.grpc.trim_start_matches("http://").to_owned();
+    let event = |title: &str| SubmitEventRequest {
+        event: Some(Event {
+            source: Source::Api as i32,
+            title: title.into(),
+            ..Event::default()
+        }),
+    };
+
+    // 100 connections that send the HTTP/2 preface and then nothing, and 20 that send half
+    // a message of a stream and stop.
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(&grpc_addr).await.unwrap();
+        stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        stalled.push(stream);
+    }
+    let mut half_sent = Vec::new();
+    for index in 0..20 {
+        let mut client = EventServiceClient::connect(server.grpc.clone()).await.unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        sender.send(event(&format!("first of a stalled stream {index}"))).await.unwrap();
+        let call = tokio::spawn(async move {
+            client
+                .stream_events(tokio_stream_of(receiver))
+                .await
+                .map(|answer| answer.into_inner().results.len())
+        });
+        half_sent.push((sender, call));
+    }
+    // A watch that never reads.
+    let mut watcher = IncidentServiceClient::connect(server.grpc.clone()).await.unwrap();
+    let unread = watcher
+        .watch_incidents(WatchIncidentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Ordinary calls are served meanwhile.
+    let mut client = EventServiceClient::connect(server.grpc.clone()).await.unwrap();
+    for index in 0..20 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.submit_event(event(&format!("ordinary {index}"))),
+        )
+        .await
+        .expect("an ordinary call is answered during the attack");
+        assert!(answer.is_ok(), "{answer:?}");
+    }
+    // A stream idle past http.body_timeout is ended; the event it sent is stored.
+    for (sender, call) in half_sent {
+        let status = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("an idle stream is ended")
+            .unwrap()
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("the events before [1] are stored"), "{}", status.message());
+        drop(sender);
+    }
+    let listed: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=500", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["incidents"].as_array().unwrap().len(), 40);
+
+    // Every stalled connection and the unread watch are still open: the drain bounds the stop.
+    let asked = Instant::now();
+    server.signal("-TERM");
+    let status = server.wait();
+    let took = asked.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM, drain period {DRAIN:?}");
+    assert!(status.success(), "{status}");
+    assert!(took < DRAIN + Duration::from_secs(2), "the service took {took:?} to stop");
+    drop((stalled, unread));
+}
+
+/// The messages a channel receives, as a stream of requests.
+fn tokio_stream_of<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
+}
+
 /// An fsync or fdatasync of the WAL that completed, a write of WAL frames, or an answer.
 #[derive(Debug, PartialEq)]
 enum Step {
