@@ -18,7 +18,9 @@ use lim_proto::v1::{
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = std::env::args().nth(1).unwrap_or_else(|| "http://127.0.0.1:8081".into());
+    let server = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "http://127.0.0.1:8081".into());
     let channel = tonic::transport::Channel::from_shared(server)?.connect().await?;
     let mut events = EventServiceClient::new(channel.clone());
     let mut incidents = IncidentServiceClient::new(channel);
@@ -65,8 +67,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let id = result.incident_id;
-    let incident = incidents.get_incident(GetIncidentRequest { id: id.clone() }).await?.into_inner();
-    println!("incident: {} {:?} {:?}", incident.title, incident.severity(), incident.state());
+    let incident = incidents
+        .get_incident(GetIncidentRequest { id: id.clone() })
+        .await?
+        .into_inner();
+    println!(
+        "incident: {} {:?} {:?}",
+        incident.title,
+        incident.severity(),
+        incident.state()
+    );
     let acknowledged = incidents
         .acknowledge_incident(AcknowledgeIncidentRequest {
             id: id.clone(),

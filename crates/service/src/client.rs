@@ -24,7 +24,12 @@ pub struct ServerArgs {
     #[arg(long, global = true)]
     pub grpc: bool,
     /// gRPC address of a running service, for --grpc and `incidents watch`.
-    #[arg(long, env = "LIM_GRPC_SERVER", default_value = "http://127.0.0.1:8081", global = true)]
+    #[arg(
+        long,
+        env = "LIM_GRPC_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
     pub grpc_server: String,
 }
 

@@ -646,25 +646,52 @@ async fn the_client_works_an_incident_over_grpc_and_watches_the_changes() {
     // Give the watch time to connect before the first change.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let sent = grpc(&["events", "send", "--source", "shield", "--title", "Jailbreak attempts", "--severity", "critical"]);
-    assert_eq!((sent["outcome"].as_str(), sent["severity"].as_str()), (Some("created"), Some("P0")));
+    let sent = grpc(&[
+        "events",
+        "send",
+        "--source",
+        "shield",
+        "--title",
+        "Jailbreak attempts",
+        "--severity",
+        "critical",
+    ]);
+    assert_eq!(
+        (sent["outcome"].as_str(), sent["severity"].as_str()),
+        (Some("created"), Some("P0"))
+    );
     let id = sent["incident_id"].as_str().unwrap().to_owned();
     let listed = grpc(&["incidents", "list", "--state", "NEW", "--severity", "P0"]);
     assert_eq!(listed["incidents"][0]["id"], id.as_str());
     // The same incident, printed as the HTTP API writes it.
     let over_http = client(&server, &["incidents", "list", "--state", "NEW", "--severity", "P0"]);
     assert_eq!(listed["incidents"][0], over_http["incidents"][0]);
-    assert_eq!(grpc(&["incidents", "assign", &id, "--assignee", "ana"])["state"], "ASSIGNED");
-    assert_eq!(grpc(&["incidents", "ack", &id, "--actor", "ana"])["state"], "ACKNOWLEDGED");
-    assert_eq!(grpc(&["incidents", "resolve", &id, "--note", "blocked"])["state"], "RESOLVED");
+    assert_eq!(
+        grpc(&["incidents", "assign", &id, "--assignee", "ana"])["state"],
+        "ASSIGNED"
+    );
+    assert_eq!(
+        grpc(&["incidents", "ack", &id, "--actor", "ana"])["state"],
+        "ACKNOWLEDGED"
+    );
+    assert_eq!(
+        grpc(&["incidents", "resolve", &id, "--note", "blocked"])["state"],
+        "RESOLVED"
+    );
     let shown = grpc(&["incidents", "show", &id]);
     assert_eq!(shown["timeline"].as_array().unwrap().len(), 4);
     assert_eq!(shown, client(&server, &["incidents", "show", &id]));
 
     // Refusals name the code and the problem; HTTP-only commands refuse --grpc.
-    let (_, stderr) = failing_client(&server, &["incidents", "ack", &id, "--grpc", "--grpc-server", &server.grpc]);
+    let (_, stderr) = failing_client(
+        &server,
+        &["incidents", "ack", &id, "--grpc", "--grpc-server", &server.grpc],
+    );
     assert!(stderr.contains("FailedPrecondition: cannot acknowledge"), "{stderr}");
-    let (_, stderr) = failing_client(&server, &["events", "send", "--source", "nope", "--title", "t", "--grpc"]);
+    let (_, stderr) = failing_client(
+        &server,
+        &["events", "send", "--source", "nope", "--title", "t", "--grpc"],
+    );
     assert!(stderr.contains("--source"), "{stderr}");
     let (_, stderr) = failing_client(&server, &["jobs", "list", "--grpc"]);
     assert!(stderr.contains("HTTP API only"), "{stderr}");
@@ -676,7 +703,12 @@ async fn the_client_works_an_incident_over_grpc_and_watches_the_changes() {
         .unwrap();
     let kinds: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(kinds, ["created", "state_changed", "state_changed", "state_changed"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("Unavailable: the server is shutting down"));

@@ -17,7 +17,10 @@ use lim_proto::v1::{
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use super::{EventCommand, IncidentCommand, ServerArgs, incident_table, key_value, output_or_default, print_json, print_pages, write_out};
+use super::{
+    EventCommand, IncidentCommand, ServerArgs, incident_table, key_value, output_or_default, print_json, print_pages,
+    write_out,
+};
 use crate::grpc::convert::{self, Mirrored, to_proto};
 
 async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
@@ -102,7 +105,11 @@ pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Re
         .into_inner()
         .result
         .context("the server sent no result")?;
-    let outcome = result.outcome().as_str_name().trim_start_matches("OUTCOME_").to_lowercase();
+    let outcome = result
+        .outcome()
+        .as_str_name()
+        .trim_start_matches("OUTCOME_")
+        .to_lowercase();
     let mut answer = json!({
         "incident_id": (!result.incident_id.is_empty()).then_some(&result.incident_id),
         "outcome": outcome,
@@ -177,7 +184,8 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
                 .entries
                 .into_iter()
                 .map(|entry| {
-                    let entry = convert::entry_from(entry).map_err(|error| anyhow::anyhow!("the server sent {error}"))?;
+                    let entry =
+                        convert::entry_from(entry).map_err(|error| anyhow::anyhow!("the server sent {error}"))?;
                     Ok(serde_json::to_value(entry)?)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -236,7 +244,11 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
             // One JSON object per line, as each change arrives, until the server ends it.
             while let Some(change) = changes.next().await {
                 let change = change.map_err(refused)?;
-                let kind = change.kind().as_str_name().trim_start_matches("CHANGE_KIND_").to_lowercase();
+                let kind = change
+                    .kind()
+                    .as_str_name()
+                    .trim_start_matches("CHANGE_KIND_")
+                    .to_lowercase();
                 let at = change
                     .at
                     .map(|at| chrono::DateTime::from_timestamp(at.seconds, at.nanos.max(0) as u32))

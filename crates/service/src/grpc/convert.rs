@@ -254,7 +254,10 @@ pub fn incident_from(message: v1::Incident) -> Result<Incident, FieldError> {
         team: some_text(message.team),
         created_at: time_from(message.created_at, "created_at")?,
         updated_at: time_from(message.updated_at, "updated_at")?,
-        acknowledged_at: message.acknowledged_at.map(|at| time_of(&at, "acknowledged_at")).transpose()?,
+        acknowledged_at: message
+            .acknowledged_at
+            .map(|at| time_of(&at, "acknowledged_at"))
+            .transpose()?,
         resolved_at: message.resolved_at.map(|at| time_of(&at, "resolved_at")).transpose()?,
         resolution_note: some_text(message.resolution_note),
         route: some_text(message.route),
