@@ -11,7 +11,7 @@ use lim_domain::lifecycle;
 use lim_domain::silence::{Silence, SilenceId};
 use lim_domain::triage::Classification;
 use lim_domain::{
-    Action, Category, EntryPage, EntryPageRequest, Event, EventStatus, Incident, IncidentFilter, IncidentId, Job,
+    Action, Category, EntryPage, EntryPageRequest, Event, Incident, IncidentFilter, IncidentId, Job,
     JobId, JobKind, NewJob, Opening, PageRequest, PendingEscalation, Reactions, Severity, Source, State, TimelineEntry,
     TimelineKind, Transition, UnknownValue,
 };
@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/postgres/0005_escalations_silences_groups.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_triage.sql")),
+    (7, include_str!("../migrations/postgres/0007_timeline_unchecked.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -46,9 +47,6 @@ const MIGRATION_LOCK_KEY: i64 = 0x4c49_4d5f_4d49_4752;
 /// Waiting longer for a connection only delays the 503 a caller gets from a dead database.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Lock ordering and the upsert leave no known conflict between batches; should one
-/// still lose a race (deadlock, unique violation), it is run again, up to this many times.
-const MAX_INGEST_ATTEMPTS: u32 = 5;
 
 /// The incident columns in `Incident` order; labels come back as text because JSONB
 /// decoding would need sqlx's `json` feature.
@@ -81,23 +79,11 @@ macro_rules! insert_incident {
 // After the macros above, which they use.
 mod feed;
 mod groups;
+mod ingest;
 mod jobs;
 mod silences;
 
 const INSERT_INCIDENT: &str = insert_incident!();
-/// The database decides dedup: the insert loses to the open incident with the same
-/// fingerprint. An event that names its time (`$26`) and repeats the incident's last one
-/// is a redelivery: the conflicting row is locked but not updated, and nothing returns.
-const UPSERT_INCIDENT: &str = concat!(
-    insert_incident!(),
-    " ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
-     occurrence_count = incidents.occurrence_count + 1, \
-     last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
-     updated_at = EXCLUDED.updated_at \
-     WHERE NOT ($26 AND incidents.last_seen = EXCLUDED.last_seen) \
-     RETURNING ",
-    incident_columns!()
-);
 const SELECT_INCIDENTS: &str = select_incidents!("WHERE TRUE");
 const SELECT_BY_ID: &str = select_incidents!("WHERE id = $1");
 /// The incident an action changes, with its job chains (see `jobs::write_jobs`).
@@ -125,6 +111,8 @@ pub struct PostgresStore {
     changes: Arc<ChangeFeed>,
     /// Sends this replica's changes to the others and passes theirs on.
     replicas: feed::Replicas,
+    /// The writer tasks that store events, several requests to a transaction.
+    ingester: ingest::Ingester,
     observer: Option<QueryObserver>,
 }
 
@@ -144,6 +132,7 @@ impl PostgresStore {
         let timer = QueryTimer::start(&options.observer, operation::MIGRATE);
         migrate(&pool).await?;
         drop(timer);
+        let ingester = ingest::Ingester::start(pool.clone(), ingest_writers(options.max_connections));
         let changes = Arc::new(ChangeFeed::default());
         let replicas = feed::Replicas::start(pool.clone(), connect_options, Arc::clone(&changes));
         Ok(PostgresStore {
@@ -152,6 +141,7 @@ impl PostgresStore {
             job_signals: Arc::default(),
             changes,
             replicas,
+            ingester,
             observer: options.observer,
         })
     }
@@ -190,37 +180,6 @@ impl PostgresStore {
         let known = sqlx::query("SELECT 1 FROM incidents WHERE id = $1").bind(id.0);
         Ok(known.fetch_optional(&self.pool).await?.is_some())
     }
-
-    async fn ingest_once(
-        &self,
-        events: &[Event],
-        now: DateTime<Utc>,
-        reactions: &Reactions,
-    ) -> Result<(Vec<IngestOutcome>, Vec<JobKind>), sqlx::Error> {
-        // Ids in event order, so incidents opened by one batch list in the order they came.
-        let new_ids: Vec<IncidentId> = events.iter().map(|_| IncidentId::generate()).collect();
-        // Every batch locks rows fingerprint by fingerprint in one global order, so batches
-        // sharing fingerprints wait for each other instead of deadlocking. The sort is
-        // stable: the events of one fingerprint, the only ones that depend on each other,
-        // keep their order.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by(|&a, &b| events[a].fingerprint.cmp(&events[b].fingerprint));
-        let mut outcomes = vec![IngestOutcome::Ignored; events.len()];
-        let mut wrote = Vec::new();
-        let mut tx = self.pool.begin().await?;
-        for index in order {
-            let event = &events[index];
-            outcomes[index] = match event.status {
-                EventStatus::Firing => {
-                    let opening = reactions.open(Incident::open(new_ids[index], event, now), now);
-                    open_or_attach(&mut tx, opening, event, now, &mut wrote).await?
-                }
-                EventStatus::Resolved => resolve_open(&mut tx, event, now, reactions, &mut wrote).await?,
-            };
-        }
-        tx.commit().await?;
-        Ok((outcomes, wrote))
-    }
 }
 
 #[async_trait]
@@ -232,18 +191,15 @@ impl Store for PostgresStore {
         reactions: Arc<Reactions>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::INGEST);
-        let mut attempt = 1;
-        loop {
-            match self.ingest_once(&events, now, &reactions).await {
-                Err(error) if is_concurrent_conflict(&error) && attempt < MAX_INGEST_ATTEMPTS => attempt += 1,
-                result => {
-                    let (outcomes, wrote) = result?;
-                    self.job_signals.wrote(wrote);
-                    self.changed(ChangeNotice::of_ingest(&outcomes, now));
-                    return Ok(outcomes);
-                }
-            }
-        }
+        // Routing a new incident needs no database: it is done here, on the caller's task.
+        let pending = events
+            .into_iter()
+            .map(|event| ingest::Pending::new(event, now, &reactions))
+            .collect();
+        let (outcomes, wrote) = self.ingester.ingest(pending).await?;
+        self.job_signals.wrote(wrote);
+        self.changed(ChangeNotice::of_ingest(&outcomes, now));
+        Ok(outcomes)
     }
 
     async fn create_incident(&self, opening: Opening) -> Result<(), StoreError> {
@@ -314,13 +270,22 @@ impl Store for PostgresStore {
 
     async fn add_comment(&self, entry: TimelineEntry) -> Result<(), StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::ADD_COMMENT);
-        let mut connection = self.pool.acquire().await?;
-        match insert_entry(&mut connection, &entry).await {
-            Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
-                Err(StoreError::NotFound(entry.incident_id))
-            }
+        // The incident is checked in the statement (the timeline has no foreign key).
+        let inserted = sqlx::query(
+            "INSERT INTO timeline (incident_id, at, kind, actor, message) \
+             SELECT id, $2, $3, $4, $5 FROM incidents WHERE id = $1",
+        )
+        .bind(entry.incident_id.0)
+        .bind(entry.at)
+        .bind(entry.kind.as_str())
+        .bind(&entry.actor)
+        .bind(&entry.message)
+        .execute(&self.pool)
+        .await;
+        match inserted {
             Err(error) => Err(error.into()),
-            Ok(()) => {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(entry.incident_id)),
+            Ok(_) => {
                 self.changed(vec![ChangeNotice {
                     kind: ChangeKind::Commented,
                     incident_id: entry.incident_id,
@@ -594,74 +559,6 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Opens an incident for a firing event, or counts it on the open one: the unique index
-/// on open fingerprints decides, so concurrent replicas can never open two.
-async fn open_or_attach(
-    tx: &mut PgConnection,
-    opening: Opening,
-    event: &Event,
-    now: DateTime<Utc>,
-    wrote: &mut Vec<JobKind>,
-) -> Result<IngestOutcome, sqlx::Error> {
-    let candidate = &opening.incident;
-    let row = bind_incident(sqlx::query(UPSERT_INCIDENT), candidate)
-        .bind(event.occurred_at_given)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return redelivered(tx, event).await;
-    };
-    let stored = row_to_incident(&row)?;
-    if stored.id == candidate.id {
-        for entry in &opening.entries {
-            insert_entry(tx, entry).await?;
-        }
-        jobs::write_jobs(tx, Some(stored.id), &opening.jobs, None, now).await?;
-        wrote.extend(opening.jobs.iter().map(|job| job.payload.kind()));
-        if let Some(group) = &opening.group {
-            groups::join(tx, group, stored.id, now, wrote).await?;
-        }
-        return Ok(IngestOutcome::Created(stored));
-    }
-    let entry = lifecycle::attached_entry(stored.id, stored.occurrence_count, event, now);
-    insert_entry(tx, &entry).await?;
-    // The upsert holds the row's lock, so the severity it returned is the current one.
-    let raised = lifecycle::raised_severity(stored.severity, event);
-    if let Some(severity) = raised {
-        sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
-            .bind(stored.id.0)
-            .bind(severity.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let entry = lifecycle::severity_raised_entry(stored.id, stored.severity, severity, event, now);
-        insert_entry(tx, &entry).await?;
-    }
-    Ok(IngestOutcome::Deduplicated {
-        incident_id: stored.id,
-        occurrence_count: stored.occurrence_count,
-        source: event.source,
-        severity: raised.unwrap_or(stored.severity),
-        category: stored.category,
-        raised_from: raised.map(|_| stored.severity),
-    })
-}
-
-/// The open incident a redelivered event names (the upsert locked it and changed nothing).
-async fn redelivered(tx: &mut PgConnection, event: &Event) -> Result<IngestOutcome, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT id, occurrence_count, severity, category FROM incidents WHERE fingerprint = $1 AND state <> 'RESOLVED'",
-    )
-    .bind(&event.fingerprint)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(IngestOutcome::Redelivered {
-        incident_id: IncidentId(row.try_get("id")?),
-        occurrence_count: row.try_get("occurrence_count")?,
-        severity: parse_column(&row, "severity")?,
-        category: parse_column(&row, "category")?,
-    })
-}
-
 /// Resolves the open incident with the event's fingerprint, if there is one.
 async fn resolve_open(
     tx: &mut PgConnection,
@@ -883,6 +780,12 @@ fn column_error(column: &str, error: impl Into<Box<dyn std::error::Error + Send 
 }
 
 /// A transaction that lost a race with another one and may simply be run again.
+/// Ingest's writer tasks for a pool of `max_connections`: half of it, so that reads,
+/// actions and jobs keep connections of their own while every writer is busy.
+fn ingest_writers(max_connections: u32) -> usize {
+    (max_connections as usize / 2).clamp(1, 16)
+}
+
 fn is_concurrent_conflict(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(error) = error else {
         return false;

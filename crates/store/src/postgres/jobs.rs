@@ -34,25 +34,82 @@ pub(super) async fn write_jobs(
     if jobs.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
-        .bind(jobs.len() as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+    let ids = job_ids(tx, jobs.len()).await?;
     let mut chains = JobChains::parse(job_chains).map_err(|error| sqlx::Error::Decode(error.to_string().into()))?;
-    let waits_for: Vec<Option<i64>> = jobs
-        .iter()
-        .zip(&ids)
-        .map(|(job, id)| job.chain.as_deref().and_then(|chain| chains.follow(chain, *id)))
-        .collect();
-    let mut insert = QueryBuilder::<Postgres>::new(
-        "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
-         created_at, updated_at) ",
-    );
-    insert.push_values(
-        jobs.iter().zip(ids.iter().zip(&waits_for)),
-        |mut row, (job, (id, waits_for))| {
+    let planned = plan(jobs, &ids, &mut chains);
+    insert_planned(tx, &planned, now).await?;
+    if let Some(incident) = incident {
+        sqlx::query("UPDATE incidents SET job_chains = $2 WHERE id = $1")
+            .bind(incident.0)
+            .bind(chains.to_text())
+            .execute(&mut *tx)
+            .await?;
+        if let Some((level, due_at)) = escalation_level(jobs) {
+            sqlx::query("UPDATE incidents SET escalation_level = $2, escalation_due_at = $3 WHERE id = $1")
+                .bind(incident.0)
+                .bind(level)
+                .bind(due_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `count` new job ids, in one round trip.
+pub(super) async fn job_ids(tx: &mut PgConnection, count: usize) -> Result<Vec<i64>, sqlx::Error> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
+        .bind(count as i64)
+        .fetch_all(&mut *tx)
+        .await
+}
+
+/// A job with its id and the job of its chain it waits for.
+pub(super) struct Planned<'a> {
+    job: &'a NewJob,
+    id: i64,
+    waits_for: Option<i64>,
+}
+
+/// Links `jobs` (numbered `ids`) into the incident's `chains`.
+pub(super) fn plan<'a>(jobs: &'a [NewJob], ids: &[i64], chains: &mut JobChains) -> Vec<Planned<'a>> {
+    jobs.iter()
+        .zip(ids)
+        .map(|(job, id)| Planned {
+            job,
+            id: *id,
+            waits_for: job.chain.as_deref().and_then(|chain| chains.follow(chain, *id)),
+        })
+        .collect()
+}
+
+/// The escalation level an incident waits for next after `jobs`: the last level among them.
+pub(super) fn escalation_level(jobs: &[NewJob]) -> Option<(i32, DateTime<Utc>)> {
+    jobs.iter().rev().find_map(|job| match &job.payload {
+        JobPayload::Escalate(escalation) => Some((escalation.level as i32, job.due_at)),
+        _ => None,
+    })
+}
+
+/// Writes planned jobs, of any incidents, a few thousand to a statement.
+pub(super) async fn insert_planned(
+    tx: &mut PgConnection,
+    planned: &[Planned<'_>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    // Eleven parameters a row; PostgreSQL takes 65,535 in a statement.
+    for chunk in planned.chunks(5000) {
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
+             created_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, planned| {
+            let job = planned.job;
             let payload = serde_json::to_string(&job.payload).expect("a job payload always serializes");
-            row.push_bind(*id)
+            row.push_bind(planned.id)
                 .push_bind(job.payload.kind().as_str())
                 .push_bind(job.incident_id.map(|id| id.0))
                 .push_bind(payload)
@@ -61,31 +118,11 @@ pub(super) async fn write_jobs(
                 .push_bind(job.due_at)
                 .push_bind(0_i32)
                 .push_bind(job.max_attempts as i32)
-                .push_bind(*waits_for)
+                .push_bind(planned.waits_for)
                 .push_bind(now)
                 .push_bind(now);
-        },
-    );
-    insert.build().execute(&mut *tx).await?;
-    if let Some(incident) = incident {
-        sqlx::query("UPDATE incidents SET job_chains = $2 WHERE id = $1")
-            .bind(incident.0)
-            .bind(chains.to_text())
-            .execute(&mut *tx)
-            .await?;
-        // A level of the incident's escalation is the level it waits for next.
-        let level = jobs.iter().rev().find_map(|job| match &job.payload {
-            JobPayload::Escalate(escalation) => Some((escalation.level as i32, job.due_at)),
-            _ => None,
         });
-        if let Some((level, due_at)) = level {
-            sqlx::query("UPDATE incidents SET escalation_level = $2, escalation_due_at = $3 WHERE id = $1")
-                .bind(incident.0)
-                .bind(level)
-                .bind(due_at)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert.build().execute(&mut *tx).await?;
     }
     Ok(())
 }

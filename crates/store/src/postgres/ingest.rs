@@ -1,0 +1,476 @@
+//! Ingest on PostgreSQL: set-based statements, and commits shared by concurrent requests.
+//!
+//! - **Shared commits.** Requests queue for a few writer tasks; a writer takes what is
+//!   waiting (up to [`MAX_MERGED_EVENTS`] events) and stores it in one transaction, so
+//!   64 clients sending one event each pay for a few commits, not 64. Should a merged
+//!   transaction fail for any reason but a lost race, each of its requests is run again
+//!   alone, so that one request's failure is never another's: a batch stays all or nothing.
+//! - **Set-based statements.** The events of a transaction are taken in rounds: round `k`
+//!   holds the `k`-th event of each fingerprint (so a round names a fingerprint once, as
+//!   a multi-row upsert requires, and the events of one fingerprint keep their order).
+//!   A round's firing events are one `INSERT … SELECT FROM unnest(…) ON CONFLICT … DO
+//!   UPDATE … RETURNING` (two when some name their time: a redelivery is recognised in
+//!   the statement itself), its timeline entries one `INSERT … SELECT FROM unnest(…)`,
+//!   its new incidents' jobs one multi-row `INSERT`. Resolutions, rarer, run one by one.
+//! - **Lock order.** Each round's rows are sorted by fingerprint, so concurrent
+//!   transactions lock the open incidents they share in one order; a deadlock that a
+//!   resolution could still cause is detected by PostgreSQL and the transaction run again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lim_domain::{
+    Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, Opening, Reactions, Severity, TimelineEntry,
+    lifecycle,
+};
+use lim_domain::triage::Classification;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{groups, is_concurrent_conflict, jobs, json_text, labels_json, parse_column, resolve_open};
+use crate::StoreError;
+use crate::chains::JobChains;
+
+/// The most events one shared transaction takes (a request is never split: one batch of
+/// 1,000 events is one transaction, whatever this says).
+pub(super) const MAX_MERGED_EVENTS: usize = 1000;
+/// Requests that may wait for a writer; past it a request waits to be queued.
+const QUEUE: usize = 4096;
+
+/// An event ready for the store: a firing one comes with the incident it would open,
+/// routed by the reactions its request came with.
+pub(super) struct Pending {
+    event: Event,
+    now: DateTime<Utc>,
+    reactions: Arc<Reactions>,
+    opening: Option<Opening>,
+}
+
+impl Pending {
+    pub(super) fn new(event: Event, now: DateTime<Utc>, reactions: &Arc<Reactions>) -> Pending {
+        let opening = (event.status == EventStatus::Firing)
+            .then(|| reactions.open(Incident::open(IncidentId::generate(), &event, now), now));
+        Pending {
+            event,
+            now,
+            reactions: Arc::clone(reactions),
+            opening,
+        }
+    }
+}
+
+/// What one request stored, and the kinds of the jobs its transaction wrote.
+type Stored = (Vec<IngestOutcome>, Vec<JobKind>);
+
+struct Request {
+    events: Vec<Pending>,
+    answer: oneshot::Sender<Result<Stored, StoreError>>,
+}
+
+/// The writers, stopped when dropped.
+pub(super) struct Ingester {
+    queue: mpsc::Sender<Request>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Ingester {
+    fn drop(&mut self) {
+        for writer in &self.writers {
+            writer.abort();
+        }
+    }
+}
+
+impl Ingester {
+    pub(super) fn start(pool: PgPool, writers: usize) -> Ingester {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let writers = (0..writers.max(1))
+            .map(|_| tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver))))
+            .collect();
+        Ingester { queue, writers }
+    }
+
+    /// Stores the events in one transaction (perhaps shared with other requests).
+    pub(super) async fn ingest(&self, events: Vec<Pending>) -> Result<Stored, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let closing = || StoreError::Unavailable("the store is closing".into());
+        self.queue
+            .send(Request { events, answer })
+            .await
+            .map_err(|_| closing())?;
+        answered.await.map_err(|_| closing())?
+    }
+}
+
+async fn run_writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Request>>>) {
+    loop {
+        let requests = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut taken = first.events.len();
+            let mut requests = vec![first];
+            while taken < MAX_MERGED_EVENTS {
+                let Ok(next) = queue.try_recv() else {
+                    break;
+                };
+                taken += next.events.len();
+                requests.push(next);
+            }
+            requests
+        };
+        let results = write(&pool, &requests).await;
+        for (request, result) in requests.into_iter().zip(results) {
+            // A caller that has gone away no longer waits for its answer.
+            let _ = request.answer.send(result);
+        }
+    }
+}
+
+/// The requests in one transaction, or, should it fail, each in its own.
+async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreError>> {
+    let all: Vec<&Pending> = requests.iter().flat_map(|request| &request.events).collect();
+    match with_retries(pool, &all).await {
+        Ok((mut outcomes, wrote)) => {
+            let mut results = Vec::with_capacity(requests.len());
+            for (index, request) in requests.iter().enumerate() {
+                let rest = outcomes.split_off(request.events.len());
+                // Every caller wakes the workers of the kinds written: a spare wake-up is cheap.
+                let wrote = if index == 0 { wrote.clone() } else { Vec::new() };
+                results.push(Ok((std::mem::replace(&mut outcomes, rest), wrote)));
+            }
+            results
+        }
+        Err(error) if requests.len() == 1 => vec![Err(error.into())],
+        Err(_) => {
+            let mut results = Vec::with_capacity(requests.len());
+            for request in requests {
+                let events: Vec<&Pending> = request.events.iter().collect();
+                results.push(with_retries(pool, &events).await.map_err(StoreError::from));
+            }
+            results
+        }
+    }
+}
+
+/// Lock ordering and the upsert leave no known conflict between transactions; should one
+/// still lose a race (deadlock, unique violation), it is run again, up to this many times.
+const MAX_ATTEMPTS: u32 = 5;
+
+async fn with_retries(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx::Error> {
+    let mut attempt = 1;
+    loop {
+        match ingest_once(pool, events).await {
+            Err(error) if is_concurrent_conflict(&error) && attempt < MAX_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx::Error> {
+    // Stable: the events of one fingerprint keep their order.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| events[a].event.fingerprint.cmp(&events[b].event.fingerprint));
+    let mut round_of = vec![0_usize; events.len()];
+    for pair in order.windows(2) {
+        if events[pair[0]].event.fingerprint == events[pair[1]].event.fingerprint {
+            round_of[pair[1]] = round_of[pair[0]] + 1;
+        }
+    }
+    let rounds = round_of.iter().max().map_or(0, |last| last + 1);
+    let mut outcomes = vec![IngestOutcome::Ignored; events.len()];
+    let mut wrote = Vec::new();
+    let mut tx = pool.begin().await?;
+    for round in 0..rounds {
+        let members: Vec<usize> = order.iter().copied().filter(|&index| round_of[index] == round).collect();
+        let firing: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&index| events[index].opening.is_some())
+            .collect();
+        open_or_attach(&mut tx, events, &firing, &mut outcomes, &mut wrote).await?;
+        for index in members.into_iter().filter(|&index| events[index].opening.is_none()) {
+            let pending = events[index];
+            outcomes[index] = resolve_open(&mut tx, &pending.event, pending.now, &pending.reactions, &mut wrote).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok((outcomes, wrote))
+}
+
+/// What the upsert returns of an incident: enough to tell created from attached.
+struct Upserted {
+    id: IncidentId,
+    occurrence_count: i64,
+    severity: Severity,
+    category: lim_domain::Category,
+}
+
+/// One round's firing events (`firing`, sorted by fingerprint, one per fingerprint).
+async fn open_or_attach(
+    tx: &mut PgConnection,
+    events: &[&Pending],
+    firing: &[usize],
+    outcomes: &mut [IngestOutcome],
+    wrote: &mut Vec<JobKind>,
+) -> Result<(), sqlx::Error> {
+    if firing.is_empty() {
+        return Ok(());
+    }
+    let opening = |index: usize| events[index].opening.as_ref().expect("a firing event has its opening");
+    // Each candidate's jobs are numbered and linked before the upsert, so that a new
+    // incident's row holds its job chains from the start (an attached event's candidate
+    // and its numbers are dropped).
+    let job_count = firing.iter().map(|&index| opening(index).jobs.len()).sum();
+    let ids = jobs::job_ids(tx, job_count).await?;
+    let mut next_id = ids.iter().as_slice();
+    let mut chains_text = Vec::with_capacity(firing.len());
+    let mut planned = Vec::with_capacity(firing.len());
+    for &index in firing {
+        let jobs_of = &opening(index).jobs;
+        let (these, rest) = next_id.split_at(jobs_of.len());
+        next_id = rest;
+        let mut chains = JobChains::default();
+        planned.push(jobs::plan(jobs_of, these, &mut chains));
+        chains_text.push(chains.to_text());
+    }
+
+    let mut stored: HashMap<&str, Upserted> = HashMap::with_capacity(firing.len());
+    for given in [false, true] {
+        let subset: Vec<usize> = (0..firing.len())
+            .filter(|&position| events[firing[position]].event.occurred_at_given == given)
+            .collect();
+        if subset.is_empty() {
+            continue;
+        }
+        let candidates: Vec<(&Incident, Option<&str>)> = subset
+            .iter()
+            .map(|&position| (&opening(firing[position]).incident, chains_text[position].as_deref()))
+            .collect();
+        for row in upsert(tx, &candidates, given).await? {
+            let fingerprint = &events[firing[subset[row.0]]].event.fingerprint;
+            stored.insert(fingerprint.as_str(), row.1);
+        }
+    }
+
+    let mut entries: Vec<TimelineEntry> = Vec::new();
+    let mut raises: Vec<(Uuid, &'static str)> = Vec::new();
+    let mut new_jobs = Vec::new();
+    let mut redelivered = Vec::new();
+    for (position, &index) in firing.iter().enumerate() {
+        let pending = events[index];
+        let (event, now) = (&pending.event, pending.now);
+        let candidate = opening(index);
+        let Some(row) = stored.get(event.fingerprint.as_str()) else {
+            redelivered.push(index);
+            continue;
+        };
+        if row.id == candidate.incident.id {
+            entries.extend(candidate.entries.iter().cloned());
+            new_jobs.append(&mut planned[position]);
+            wrote.extend(candidate.jobs.iter().map(|job| job.payload.kind()));
+            outcomes[index] = IngestOutcome::Created(candidate.incident.clone());
+            continue;
+        }
+        entries.push(lifecycle::attached_entry(row.id, row.occurrence_count, event, now));
+        // The upsert holds the row's lock, so the severity it returned is the current one.
+        let raised = lifecycle::raised_severity(row.severity, event);
+        if let Some(severity) = raised {
+            raises.push((row.id.0, severity.as_str()));
+            entries.push(lifecycle::severity_raised_entry(row.id, row.severity, severity, event, now));
+        }
+        outcomes[index] = IngestOutcome::Deduplicated {
+            incident_id: row.id,
+            occurrence_count: row.occurrence_count,
+            source: event.source,
+            severity: raised.unwrap_or(row.severity),
+            category: row.category,
+            raised_from: raised.map(|_| row.severity),
+        };
+    }
+    if !redelivered.is_empty() {
+        let fingerprints: Vec<&str> = redelivered
+            .iter()
+            .map(|&index| events[index].event.fingerprint.as_str())
+            .collect();
+        let rows = sqlx::query(
+            "SELECT id, fingerprint, occurrence_count, severity, category FROM incidents \
+             WHERE fingerprint = ANY($1) AND state <> 'RESOLVED'",
+        )
+        .bind(&fingerprints)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut open = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let fingerprint: String = row.try_get("fingerprint")?;
+            open.insert(fingerprint, upserted(row)?);
+        }
+        for index in redelivered {
+            let row = open
+                .get(&events[index].event.fingerprint)
+                .ok_or_else(|| sqlx::Error::RowNotFound)?;
+            outcomes[index] = IngestOutcome::Redelivered {
+                incident_id: row.id,
+                occurrence_count: row.occurrence_count,
+                severity: row.severity,
+                category: row.category,
+            };
+        }
+    }
+    jobs::insert_planned(tx, &new_jobs, events[firing[0]].now).await?;
+    for &index in firing {
+        if let (IngestOutcome::Created(incident), Some(group)) = (&outcomes[index], &opening(index).group) {
+            groups::join(tx, group, incident.id, events[index].now, wrote).await?;
+        }
+    }
+    if !raises.is_empty() {
+        let (ids, severities): (Vec<Uuid>, Vec<&str>) = raises.into_iter().unzip();
+        sqlx::query(
+            "UPDATE incidents SET severity = raised.severity \
+             FROM unnest($1::uuid[], $2::text[]) AS raised (id, severity) WHERE incidents.id = raised.id",
+        )
+        .bind(&ids)
+        .bind(&severities)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_entries(tx, &entries).await
+}
+
+macro_rules! upsert {
+    ($condition:literal) => {
+        concat!(
+            "INSERT INTO incidents (id, title, description, severity, category, source, state, \
+         fingerprint, labels, occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, \
+         acknowledged_at, resolved_at, resolution_note, route, escalation_policy, escalation_level, \
+         escalation_due_at, classification, insights, job_chains) \
+         SELECT id, title, description, severity, category, source, state, fingerprint, labels::jsonb, \
+         occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, \
+         resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at, \
+         classification, insights, job_chains \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], \
+         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[], $20::text[], \
+         $21::text[], $22::int4[], $23::timestamptz[], $24::text[], $25::text[], $26::text[]) \
+         AS candidate (id, title, description, severity, category, source, state, fingerprint, labels, \
+         occurrence_count, first_seen, last_seen, assignee, team, created_at, updated_at, acknowledged_at, \
+         resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at, \
+         classification, insights, job_chains) \
+         ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
+         occurrence_count = incidents.occurrence_count + 1, \
+         last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
+         updated_at = EXCLUDED.updated_at",
+            $condition,
+            " RETURNING id, fingerprint, occurrence_count, severity, category"
+        )
+    };
+}
+
+/// The firing candidates of a round, the database deciding dedup; see [`upsert`].
+const UPSERT: &str = upsert!("");
+/// The same, for candidates that name their time: a redelivery changes nothing.
+const UPSERT_GIVEN: &str = upsert!(" WHERE incidents.last_seen <> EXCLUDED.last_seen");
+
+/// The firing candidates in one statement; each returned row is the position of its
+/// candidate and what the row holds now. `given`: every candidate names its time, and a
+/// conflicting row whose last event had that time is a redelivery, locked but neither
+/// changed nor returned.
+async fn upsert(
+    tx: &mut PgConnection,
+    candidates: &[(&Incident, Option<&str>)],
+    given: bool,
+) -> Result<Vec<(usize, Upserted)>, sqlx::Error> {
+    let sql = if given { UPSERT_GIVEN } else { UPSERT };
+    let incidents = || candidates.iter().map(|(incident, _)| *incident);
+    let text = |field: fn(&Incident) -> &str| incidents().map(field).collect::<Vec<_>>();
+    let optional = |field: fn(&Incident) -> Option<&str>| incidents().map(field).collect::<Vec<_>>();
+    let time = |field: fn(&Incident) -> DateTime<Utc>| incidents().map(field).collect::<Vec<_>>();
+    let optional_time = |field: fn(&Incident) -> Option<DateTime<Utc>>| incidents().map(field).collect::<Vec<_>>();
+    let rows = sqlx::query(sql)
+        .bind(incidents().map(|incident| incident.id.0).collect::<Vec<_>>())
+        .bind(text(|incident| &incident.title))
+        .bind(text(|incident| &incident.description))
+        .bind(text(|incident| incident.severity.as_str()))
+        .bind(text(|incident| incident.category.as_str()))
+        .bind(text(|incident| incident.source.as_str()))
+        .bind(text(|incident| incident.state.as_str()))
+        .bind(text(|incident| &incident.fingerprint))
+        .bind(incidents().map(labels_json).collect::<Vec<_>>())
+        .bind(incidents().map(|incident| incident.occurrence_count).collect::<Vec<_>>())
+        .bind(time(|incident| incident.first_seen))
+        .bind(time(|incident| incident.last_seen))
+        .bind(optional(|incident| incident.assignee.as_deref()))
+        .bind(optional(|incident| incident.team.as_deref()))
+        .bind(time(|incident| incident.created_at))
+        .bind(time(|incident| incident.updated_at))
+        .bind(optional_time(|incident| incident.acknowledged_at))
+        .bind(optional_time(|incident| incident.resolved_at))
+        .bind(optional(|incident| incident.resolution_note.as_deref()))
+        .bind(optional(|incident| incident.route.as_deref()))
+        .bind(optional(|incident| incident.escalation_policy.as_deref()))
+        .bind(
+            incidents()
+                .map(|incident| incident.next_escalation.map(|next| next.level as i32))
+                .collect::<Vec<_>>(),
+        )
+        .bind(optional_time(|incident| incident.next_escalation.map(|next| next.due_at)))
+        .bind(
+            incidents()
+                .map(|incident| incident.classification.as_ref().map(Classification::to_column))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            incidents()
+                .map(|incident| json_text(incident.insights.as_ref()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(candidates.iter().map(|(_, chains)| *chains).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    let position: HashMap<&str, usize> = incidents()
+        .enumerate()
+        .map(|(position, incident)| (incident.fingerprint.as_str(), position))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let fingerprint: &str = row.try_get("fingerprint")?;
+            let position = *position
+                .get(fingerprint)
+                .ok_or_else(|| sqlx::Error::Decode(format!("an upsert returned `{fingerprint}`").into()))?;
+            Ok((position, upserted(row)?))
+        })
+        .collect()
+}
+
+fn upserted(row: &sqlx::postgres::PgRow) -> Result<Upserted, sqlx::Error> {
+    Ok(Upserted {
+        id: IncidentId(row.try_get("id")?),
+        occurrence_count: row.try_get("occurrence_count")?,
+        severity: parse_column(row, "severity")?,
+        category: parse_column(row, "category")?,
+    })
+}
+
+/// Timeline entries, in order, in one statement.
+pub(super) async fn insert_entries(tx: &mut PgConnection, entries: &[TimelineEntry]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO timeline (incident_id, at, kind, actor, message) \
+         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[])",
+    )
+    .bind(entries.iter().map(|entry| entry.incident_id.0).collect::<Vec<_>>())
+    .bind(entries.iter().map(|entry| entry.at).collect::<Vec<_>>())
+    .bind(entries.iter().map(|entry| entry.kind.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|entry| entry.actor.as_str()).collect::<Vec<_>>())
+    .bind(entries.iter().map(|entry| entry.message.as_str()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
