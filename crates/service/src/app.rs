@@ -50,6 +50,8 @@ impl Application {
         let options = StoreOptions {
             max_connections: settings.database.max_connections,
             max_queued_events: settings.database.max_queued_events,
+            ingest_writers: settings.database.ingest_writers,
+            statement_cache: settings.database.statement_cache,
             observer: Some(Arc::new(move |operation, elapsed| {
                 observer_metrics.query_finished(operation, elapsed)
             })),

@@ -197,7 +197,10 @@ async fn hostile_grpc_clients_neither_hold_the_service_nor_delay_shutdown() {
     for index in 0..20 {
         let mut client = EventServiceClient::connect(server.grpc.clone()).await.unwrap();
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
-        sender.send(event(&format!("first of a stalled stream {index}"))).await.unwrap();
+        sender
+            .send(event(&format!("first of a stalled stream {index}")))
+            .await
+            .unwrap();
         let call = tokio::spawn(async move {
             client
                 .stream_events(tokio_stream_of(receiver))
@@ -233,7 +236,11 @@ async fn hostile_grpc_clients_neither_hold_the_service_nor_delay_shutdown() {
             .unwrap()
             .expect_err("refused");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-        assert!(status.message().contains("the events before [1] are stored"), "{}", status.message());
+        assert!(
+            status.message().contains("the events before [1] are stored"),
+            "{}",
+            status.message()
+        );
         drop(sender);
     }
     let listed: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=500", server.base))
@@ -251,7 +258,10 @@ async fn hostile_grpc_clients_neither_hold_the_service_nor_delay_shutdown() {
     let took = asked.elapsed();
     eprintln!("stopped {took:?} after SIGTERM, drain period {DRAIN:?}");
     assert!(status.success(), "{status}");
-    assert!(took < DRAIN + Duration::from_secs(2), "the service took {took:?} to stop");
+    assert!(
+        took < DRAIN + Duration::from_secs(2),
+        "the service took {took:?} to stop"
+    );
     drop((stalled, unread));
 }
 

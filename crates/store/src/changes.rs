@@ -136,6 +136,11 @@ impl ChangeFeed {
         self.sender.subscribe()
     }
 
+    /// Whether anyone in this process reads the feed.
+    pub(crate) fn watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// Tells the subscribers of this process; costs nothing when there are none.
     pub(crate) fn publish(&self, notices: Vec<ChangeNotice>) {
         if !notices.is_empty() && self.sender.receiver_count() > 0 {

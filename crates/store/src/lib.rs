@@ -368,6 +368,11 @@ pub struct StoreOptions {
     /// Events (or other writes, one each) that may wait for the SQLite writer; past it a
     /// write is refused as `Overloaded` instead of queueing without bound.
     pub max_queued_events: u32,
+    /// PostgreSQL: the tasks that store events, each taking what is waiting into one
+    /// transaction (fewer share more commits; more run more transactions at once).
+    pub ingest_writers: u32,
+    /// PostgreSQL: prepared statements kept per connection.
+    pub statement_cache: u32,
     pub observer: Option<QueryObserver>,
 }
 
@@ -376,6 +381,8 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             max_queued_events: 20_000,
+            ingest_writers: 3,
+            statement_cache: 100,
             observer: None,
         }
     }

@@ -11,9 +11,9 @@ use lim_domain::lifecycle;
 use lim_domain::silence::{Silence, SilenceId};
 use lim_domain::triage::Classification;
 use lim_domain::{
-    Action, Category, EntryPage, EntryPageRequest, Event, Incident, IncidentFilter, IncidentId, Job,
-    JobId, JobKind, NewJob, Opening, PageRequest, PendingEscalation, Reactions, Severity, Source, State, TimelineEntry,
-    TimelineKind, Transition, UnknownValue,
+    Action, Category, EntryPage, EntryPageRequest, Event, Incident, IncidentFilter, IncidentId, Job, JobId, JobKind,
+    NewJob, Opening, PageRequest, PendingEscalation, Reactions, Severity, Source, State, TimelineEntry, TimelineKind,
+    Transition, UnknownValue,
 };
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (6, include_str!("../migrations/postgres/0006_triage.sql")),
     (7, include_str!("../migrations/postgres/0007_timeline_unchecked.sql")),
+    (8, include_str!("../migrations/postgres/0008_change_watchers.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -46,7 +47,6 @@ const MIGRATION_LOCK_KEY: i64 = 0x4c49_4d5f_4d49_4752;
 
 /// Waiting longer for a connection only delays the 503 a caller gets from a dead database.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
 
 /// The incident columns in `Incident` order; labels come back as text because JSONB
 /// decoding would need sqlx's `json` feature.
@@ -121,7 +121,8 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         // The parse error never repeats the URL, so no password reaches a log.
         let connect_options = PgConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Unavailable(format!("invalid PostgreSQL URL: {error}")))?;
+            .map_err(|error| StoreError::Unavailable(format!("invalid PostgreSQL URL: {error}")))?
+            .statement_cache_capacity(options.statement_cache as usize);
         let endpoint = format!("{}:{}", connect_options.get_host(), connect_options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
@@ -132,7 +133,7 @@ impl PostgresStore {
         let timer = QueryTimer::start(&options.observer, operation::MIGRATE);
         migrate(&pool).await?;
         drop(timer);
-        let ingester = ingest::Ingester::start(pool.clone(), ingest_writers(options.max_connections));
+        let ingester = ingest::Ingester::start(pool.clone(), options.ingest_writers as usize);
         let changes = Arc::new(ChangeFeed::default());
         let replicas = feed::Replicas::start(pool.clone(), connect_options, Arc::clone(&changes));
         Ok(PostgresStore {
@@ -780,12 +781,6 @@ fn column_error(column: &str, error: impl Into<Box<dyn std::error::Error + Send 
 }
 
 /// A transaction that lost a race with another one and may simply be run again.
-/// Ingest's writer tasks for a pool of `max_connections`: half of it, so that reads,
-/// actions and jobs keep connections of their own while every writer is busy.
-fn ingest_writers(max_connections: u32) -> usize {
-    (max_connections as usize / 2).clamp(1, 16)
-}
-
 fn is_concurrent_conflict(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(error) = error else {
         return false;

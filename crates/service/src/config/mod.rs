@@ -103,6 +103,10 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Events that may wait for the SQLite writer before writes get 503.
     pub max_queued_events: u32,
+    /// PostgreSQL: tasks that store events, several requests to a transaction.
+    pub ingest_writers: u32,
+    /// PostgreSQL: prepared statements kept per connection.
+    pub statement_cache: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +196,8 @@ struct FileDatabase {
     url: Option<String>,
     max_connections: Option<u32>,
     max_queued_events: Option<u32>,
+    ingest_writers: Option<u32>,
+    statement_cache: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +269,18 @@ impl Settings {
                     file.database.max_queued_events.unwrap_or(20_000),
                     1000,
                     10_000_000,
+                )?,
+                ingest_writers: bounded(
+                    "database.ingest_writers",
+                    file.database.ingest_writers.unwrap_or(3),
+                    1,
+                    64,
+                )?,
+                statement_cache: bounded(
+                    "database.statement_cache",
+                    file.database.statement_cache.unwrap_or(100),
+                    0,
+                    10_000,
                 )?,
             },
             jobs,

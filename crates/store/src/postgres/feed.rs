@@ -7,12 +7,18 @@
 //! with its origin, it skips. A notice is about 55 bytes, so a payload (PostgreSQL takes
 //! 8000 bytes at most) holds over a hundred.
 //!
+//! Notices are sent only while another replica has watchers: each replica with some keeps
+//! a row of `change_watchers` fresh (every [`INTEREST_INTERVAL`]), and reads whether any
+//! other's is, so that ingest pays nothing for a feed no one reads. A watch therefore sees
+//! the other replicas' changes from a second or two after it starts.
+//!
 //! What a watcher sees is "from now on", at most once: a replica that dies between its
 //! commit and its relay's `pg_notify` takes those notices with it, as it takes its own
 //! watchers' streams.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,13 +38,20 @@ const MAX_PAYLOAD_BYTES: usize = 7800;
 /// Commits whose notices may wait for the relay; past it they are not sent to the other
 /// replicas (a warning says so) rather than held in memory without bound.
 const RELAY_QUEUE: usize = 4096;
+/// How often a replica marks its interest and reads the others'.
+const INTEREST_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a mark of interest holds without being renewed.
+const INTEREST_TTL_SECONDS: f64 = 10.0;
+
 /// How long the listener waits before it connects again after losing its connection.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// A replica's side of the feed: its relay and its listener, stopped when dropped.
 pub(super) struct Replicas {
     relay: mpsc::Sender<Vec<ChangeNotice>>,
-    tasks: [JoinHandle<()>; 2],
+    /// Whether another replica has watchers (so this one's changes are worth sending).
+    wanted: Arc<AtomicBool>,
+    tasks: [JoinHandle<()>; 3],
 }
 
 impl Drop for Replicas {
@@ -54,17 +67,25 @@ impl Replicas {
     pub(super) fn start(pool: PgPool, connect_options: PgConnectOptions, feed: Arc<ChangeFeed>) -> Replicas {
         let origin = format!("{:08x}", rand_origin());
         let (relay, queue) = mpsc::channel(RELAY_QUEUE);
-        let relay_task = tokio::spawn(run_relay(pool, origin.clone(), queue));
+        let wanted = Arc::new(AtomicBool::new(false));
+        let relay_task = tokio::spawn(run_relay(pool.clone(), origin.clone(), queue));
+        let interest_task = tokio::spawn(run_interest(
+            pool,
+            origin.clone(),
+            Arc::clone(&feed),
+            Arc::clone(&wanted),
+        ));
         let listener_task = tokio::spawn(run_listener(connect_options, origin, feed));
         Replicas {
             relay,
-            tasks: [relay_task, listener_task],
+            wanted,
+            tasks: [relay_task, interest_task, listener_task],
         }
     }
 
     /// Hands the notices of one commit to the relay; never waits.
     pub(super) fn send(&self, notices: &[ChangeNotice]) {
-        if notices.is_empty() {
+        if notices.is_empty() || !self.wanted.load(Ordering::Relaxed) {
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.relay.try_send(notices.to_vec()) {
@@ -81,6 +102,40 @@ fn rand_origin() -> u32 {
     // The last bytes of a new id are random.
     let bytes = IncidentId::generate().0.into_bytes();
     u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]])
+}
+
+/// Keeps this replica's mark of interest fresh while it has watchers, and `wanted` true
+/// while another replica's is.
+async fn run_interest(pool: PgPool, origin: String, feed: Arc<ChangeFeed>, wanted: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(INTEREST_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if feed.watched() {
+            let marked = sqlx::query(
+                "INSERT INTO change_watchers (replica, until) VALUES ($1, now() + make_interval(secs => $2)) \
+                 ON CONFLICT (replica) DO UPDATE SET until = EXCLUDED.until",
+            )
+            .bind(&origin)
+            .bind(INTEREST_TTL_SECONDS)
+            .execute(&pool)
+            .await;
+            if let Err(error) = marked {
+                tracing::warn!(%error, "cannot tell the other replicas that this one has watchers");
+            }
+        }
+        let others = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM change_watchers WHERE replica <> $1 AND until > now())",
+        )
+        .bind(&origin)
+        .fetch_one(&pool)
+        .await;
+        match others {
+            Ok(others) => wanted.store(others, Ordering::Relaxed),
+            // Unknown: sending is the safe side.
+            Err(_) => wanted.store(true, Ordering::Relaxed),
+        }
+    }
 }
 
 async fn run_relay(pool: PgPool, origin: String, mut queue: mpsc::Receiver<Vec<ChangeNotice>>) {

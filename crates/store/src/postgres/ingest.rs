@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lim_domain::triage::Classification;
 use lim_domain::{
     Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, Opening, Reactions, Severity, TimelineEntry,
     lifecycle,
 };
-use lim_domain::triage::Classification;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -187,7 +187,11 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
     let mut wrote = Vec::new();
     let mut tx = pool.begin().await?;
     for round in 0..rounds {
-        let members: Vec<usize> = order.iter().copied().filter(|&index| round_of[index] == round).collect();
+        let members: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&index| round_of[index] == round)
+            .collect();
         let firing: Vec<usize> = members
             .iter()
             .copied()
@@ -196,7 +200,8 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
         open_or_attach(&mut tx, events, &firing, &mut outcomes, &mut wrote).await?;
         for index in members.into_iter().filter(|&index| events[index].opening.is_none()) {
             let pending = events[index];
-            outcomes[index] = resolve_open(&mut tx, &pending.event, pending.now, &pending.reactions, &mut wrote).await?;
+            outcomes[index] =
+                resolve_open(&mut tx, &pending.event, pending.now, &pending.reactions, &mut wrote).await?;
         }
     }
     tx.commit().await?;
@@ -282,7 +287,13 @@ async fn open_or_attach(
         let raised = lifecycle::raised_severity(row.severity, event);
         if let Some(severity) = raised {
             raises.push((row.id.0, severity.as_str()));
-            entries.push(lifecycle::severity_raised_entry(row.id, row.severity, severity, event, now));
+            entries.push(lifecycle::severity_raised_entry(
+                row.id,
+                row.severity,
+                severity,
+                event,
+                now,
+            ));
         }
         outcomes[index] = IngestOutcome::Deduplicated {
             incident_id: row.id,
@@ -401,7 +412,11 @@ async fn upsert(
         .bind(text(|incident| incident.state.as_str()))
         .bind(text(|incident| &incident.fingerprint))
         .bind(incidents().map(labels_json).collect::<Vec<_>>())
-        .bind(incidents().map(|incident| incident.occurrence_count).collect::<Vec<_>>())
+        .bind(
+            incidents()
+                .map(|incident| incident.occurrence_count)
+                .collect::<Vec<_>>(),
+        )
         .bind(time(|incident| incident.first_seen))
         .bind(time(|incident| incident.last_seen))
         .bind(optional(|incident| incident.assignee.as_deref()))
@@ -418,7 +433,9 @@ async fn upsert(
                 .map(|incident| incident.next_escalation.map(|next| next.level as i32))
                 .collect::<Vec<_>>(),
         )
-        .bind(optional_time(|incident| incident.next_escalation.map(|next| next.due_at)))
+        .bind(optional_time(|incident| {
+            incident.next_escalation.map(|next| next.due_at)
+        }))
         .bind(
             incidents()
                 .map(|incident| incident.classification.as_ref().map(Classification::to_column))
