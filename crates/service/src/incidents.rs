@@ -24,6 +24,9 @@ use crate::jobs::SilenceCache;
 use crate::live::{LiveConfig, Reloader};
 use crate::telemetry::Metrics;
 
+/// How long a readiness check waits for the database.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The most shifts one answer lists.
 pub const MAX_SHIFTS: usize = 1000;
 
@@ -386,9 +389,16 @@ impl IncidentManager {
             .ok_or_else(|| CoreError::UnknownSchedule(lim_domain::text::excerpt(name)))
     }
 
-    /// True when a write would be stored.
+    /// True when a write would be stored. A database that does not answer within
+    /// [`READY_TIMEOUT`] (a link that drops packets rather than refusing them) is not ready.
     pub async fn ready(&self) -> Result<(), CoreError> {
-        Ok(self.store.ping().await?)
+        match tokio::time::timeout(READY_TIMEOUT, self.store.ping()).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(CoreError::Store(StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                READY_TIMEOUT.as_secs()
+            )))),
+        }
     }
 
     /// Brings the gauges that mirror the store up to date (before a scrape, and at start).
