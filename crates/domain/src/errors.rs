@@ -32,6 +32,12 @@ pub enum ErrorKind {
     Unavailable,
     /// A configuration reload found the file invalid; the running configuration stays.
     InvalidConfiguration,
+    /// No API key, or one that is unknown or revoked.
+    Unauthenticated,
+    /// The API key lacks the scope the route needs.
+    Forbidden,
+    /// The client failed to authenticate too often; it may retry later.
+    RateLimited,
     /// A bug or an unexpected failure; logged with its cause.
     Internal,
 }
@@ -54,6 +60,9 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::InvalidConfiguration => "invalid_configuration",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Internal => "internal",
         }
     }
@@ -70,6 +79,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::HeadersTooLarge => 431,
             ErrorKind::InvalidConfiguration => 422,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::RateLimited => 429,
             ErrorKind::Overloaded | ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -80,6 +92,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Overloaded => Some(1),
             ErrorKind::Unavailable => Some(5),
+            ErrorKind::RateLimited => Some(60),
             _ => None,
         }
     }
@@ -96,6 +109,9 @@ impl ErrorKind {
             ErrorKind::IllegalTransition | ErrorKind::InvalidConfiguration => 9, // FAILED_PRECONDITION
             ErrorKind::Overloaded | ErrorKind::Unavailable => 14,                // UNAVAILABLE
             ErrorKind::Internal => 13,                                           // INTERNAL
+            ErrorKind::Unauthenticated => 16,                                    // UNAUTHENTICATED
+            ErrorKind::Forbidden => 7,                                           // PERMISSION_DENIED
+            ErrorKind::RateLimited => 8,                                         // RESOURCE_EXHAUSTED
         }
     }
 
@@ -115,6 +131,9 @@ impl ErrorKind {
         ErrorKind::Overloaded,
         ErrorKind::Unavailable,
         ErrorKind::InvalidConfiguration,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
         ErrorKind::Internal,
     ];
 }

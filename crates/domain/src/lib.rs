@@ -7,6 +7,7 @@
 #[macro_use]
 pub mod vocabulary;
 
+pub mod auth;
 pub mod classifier;
 pub mod duration;
 pub mod errors;

@@ -22,6 +22,8 @@ use crate::live::{Live, LiveConfig, Reloader};
 use crate::telemetry::{Metrics, exporter};
 
 pub struct Application {
+    keys: Arc<crate::auth::Keys>,
+    metrics_token: Option<Arc<str>>,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     grpc_options: GrpcOptions,
@@ -112,6 +114,17 @@ impl Application {
             Arc::clone(&metrics),
             Arc::clone(&clock),
         ));
+        let keys = crate::auth::Keys::load(Arc::clone(&store), Arc::clone(&metrics), settings.auth_max_failures)
+            .await
+            .context("cannot read the API keys")?;
+        let exposed = settings.exposed_listeners();
+        if !keys.required() && !settings.allow_anonymous && !exposed.is_empty() {
+            let listeners: Vec<String> = exposed.iter().map(|(key, addr)| format!("{key} {addr}")).collect();
+            anyhow::bail!(
+                "refusing to serve the API on {} with no API key: anyone who can reach it could resolve                  incidents. Create a key first (`llm-incident-manager keys create --name NAME --scope admin`,                  with the same --config or --database-url), listen on a loopback address, or set                  `auth.allow_anonymous = true` to serve it open on purpose",
+                listeners.join(" and ")
+            );
+        }
         let hub = WatchHub::new(Arc::clone(&store));
         let manager = Arc::new(
             IncidentManager::new(store, clock, Arc::clone(&metrics), live, silences)
@@ -144,6 +157,8 @@ impl Application {
             drain_timeout: settings.http.drain_timeout,
         };
         Ok(Application {
+            keys,
+            metrics_token: settings.metrics_token.as_ref().map(|token| Arc::from(token.expose())),
             http_listener,
             grpc_listener,
             grpc_options,
@@ -184,12 +199,19 @@ impl Application {
         let until = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let api = http::router(Arc::clone(&self.manager), Arc::clone(&self.metrics), &self.http_options);
-        let metrics_api = exporter::metrics_router(Arc::clone(&self.manager));
+        let api = http::router(
+            Arc::clone(&self.manager),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.keys),
+            &self.http_options,
+        );
+        let metrics_api = exporter::metrics_router(Arc::clone(&self.manager), self.metrics_token.clone());
+        let key_refreshes = tokio::spawn(Arc::clone(&self.keys).run(stopped.clone()));
         let (grpc_api, health) = crate::grpc::router(
             Arc::clone(&self.manager),
             Arc::clone(&self.hub),
             Arc::clone(&self.metrics),
+            Arc::clone(&self.keys),
             self.grpc_options,
         );
         tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), metrics = %self.metrics_addr(), "serving");
@@ -216,6 +238,7 @@ impl Application {
         let (api_result, grpc_result, metrics_result, ()) = tokio::join!(api_server, grpc_server, metrics_server, jobs);
         reloads.abort();
         health_reports.abort();
+        key_refreshes.abort();
         api_result.context("HTTP API server failed")?;
         grpc_result.context("gRPC API server failed")?;
         metrics_result.context("metrics server failed")?;

@@ -31,6 +31,9 @@ pub struct ServerArgs {
         global = true
     )]
     pub grpc_server: String,
+    /// The API key to send (`keys create`), when the server has keys.
+    #[arg(long, env = "LIM_API_KEY", global = true, hide_env_values = true)]
+    pub key: Option<String>,
 }
 
 impl ServerArgs {
@@ -645,7 +648,11 @@ async fn get(server: &ServerArgs, path: &str, query: &[(&str, String)]) -> anyho
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
-    answer_of(reqwest::get(url).await)?.await
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(key) = &server.key {
+        request = request.bearer_auth(key);
+    }
+    answer_of(request.send().await)?.await
 }
 
 async fn post(server: &ServerArgs, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -655,6 +662,9 @@ async fn post(server: &ServerArgs, path: &str, body: Value) -> anyhow::Result<Va
 async fn send(server: &ServerArgs, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
     let mut request = reqwest::Client::new().request(method, url);
+    if let Some(key) = &server.key {
+        request = request.bearer_auth(key);
+    }
     if let Some(body) = body {
         request = request.json(&body);
     }

@@ -109,6 +109,10 @@ impl IncidentManager {
         &self.metrics
     }
 
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -529,6 +533,18 @@ mod tests {
         }
         fn changes(&self) -> Arc<lim_store::ChangeFeed> {
             self.inner.changes()
+        }
+        async fn create_api_key(&self, key: lim_domain::auth::ApiKey) -> Result<(), StoreError> {
+            self.inner.create_api_key(key).await
+        }
+        async fn api_keys(&self) -> Result<Vec<lim_domain::auth::ApiKey>, StoreError> {
+            self.inner.api_keys().await
+        }
+        async fn revoke_api_key(&self, name: &str, now: DateTime<Utc>) -> Result<lim_domain::auth::ApiKey, StoreError> {
+            self.inner.revoke_api_key(name, now).await
+        }
+        async fn touch_api_keys(&self, names: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+            self.inner.touch_api_keys(names, at).await
         }
         async fn list_incidents(
             &self,

@@ -2,6 +2,7 @@
 //! incidents and drives them to resolution. See README.md and DESIGN.md.
 
 pub mod app;
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;

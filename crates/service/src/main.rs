@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Create, list and revoke API keys (against the store, as `migrate` works).
+    Keys {
+        #[command(subcommand)]
+        command: llm_incident_manager::auth::KeyCommand,
+    },
     /// Have a running server read its configuration file again (as SIGHUP does).
     Reload {
         #[command(flatten)]
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Command::Silences { server, command } => finish(block_on(client::run_silence(&server, command))),
         Command::Schedules { server, command } => finish(block_on(client::run_schedule(&server, command))),
         Command::Reload { server } => finish(block_on(client::run_reload(&server))),
+        Command::Keys { command } => run_keys(command),
     }
 }
 
@@ -156,6 +162,21 @@ fn run_service(task: ServiceTask, overrides: &Overrides) -> ExitCode {
                 application.run_until_stopped(app::shutdown_signal()).await
             }
         }
+    }))
+}
+
+fn run_keys(command: llm_incident_manager::auth::KeyCommand) -> ExitCode {
+    let settings = match Settings::load(command.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(block_on(async {
+        let output = llm_incident_manager::auth::run_key_command(command, &settings).await?;
+        print!("{output}");
+        Ok(())
     }))
 }
 

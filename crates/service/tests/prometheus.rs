@@ -35,6 +35,7 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("http_requests_in_flight", "gauge", &["method", "path"]),
     ("grpc_requests_total", "counter", &["service", "method", "code"]),
     ("grpc_request_duration_seconds", "histogram", &["service", "method"]),
+    ("auth_failures_total", "counter", &["reason"]),
     ("database_query_duration_seconds", "histogram", &["operation"]),
     ("database_connections_in_use", "gauge", &[]),
     ("database_connections_idle", "gauge", &[]),
@@ -214,6 +215,32 @@ async fn drive_traffic(app: &TestApp) {
         .expect("the incident over gRPC");
 }
 
+/// Stores an API key, then sends a request without one until it is refused (the service
+/// reads the keys twice a second): `auth_failures_total` gets its series. Run it last,
+/// since every request after it needs the key.
+async fn refuse_a_request(app: &TestApp, database: &TestDatabase) {
+    let store = lim_store::connect(&database.url(), lim_store::StoreOptions::default())
+        .await
+        .expect("open the store");
+    let (_key, hash) = llm_incident_manager::auth::new_key();
+    store
+        .create_api_key(lim_domain::auth::ApiKey {
+            name: "scraper-test".into(),
+            hash,
+            scopes: vec![lim_domain::auth::Scope::Read],
+            created_at: helpers::start_time(),
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .expect("store a key");
+    let started = Instant::now();
+    while app.get("/v1/incidents").await.0 != 401 {
+        assert!(started.elapsed() < DEADLINE, "a request without a key is still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The label names of every series of `name` that Prometheus holds, without its own.
 async fn label_names(client: &reqwest::Client, prometheus: &PrometheusProcess, name: &str) -> Vec<BTreeSet<String>> {
     let Some(series) = api(client, prometheus, &format!("/api/v1/series?match[]={name}")).await else {
@@ -324,6 +351,7 @@ async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
     let (app, refusing, _llm) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
     refusing.wait_for(1, DEADLINE).await;
+    refuse_a_request(&app, &database).await;
     let work_dir = tempfile::tempdir().expect("temp dir");
     let target = app.metrics_address.trim_start_matches("http://");
     let prometheus = PrometheusProcess::start(work_dir.path(), target);
@@ -377,6 +405,7 @@ async fn promtool_finds_no_problem_in_a_scrape() {
     let (app, refusing, _llm) = spawn_with_a_refusing_channel(&database).await;
     drive_traffic(&app).await;
     refusing.wait_for(1, DEADLINE).await;
+    refuse_a_request(&app, &database).await;
     let scrape = app.scrape().await;
 
     let mut promtool = tokio::process::Command::new("promtool")

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 pub use lim_domain::IngestOutcome;
+use lim_domain::auth::ApiKey;
 use lim_domain::silence::{Silence, SilenceId, SilenceState};
 use lim_domain::{
     Action, Category, EntryPage, EntryPageRequest, ErrorKind, Event, IllegalTransition, Incident, IncidentFilter,
@@ -63,6 +64,10 @@ pub mod operation {
     pub const LLM_CACHE_GET: &str = "select_llm_cache";
     pub const LLM_CACHE_PUT: &str = "insert_llm_cache";
     pub const PRUNE_LLM_CACHE: &str = "prune_llm_cache";
+    pub const CREATE_API_KEY: &str = "insert_api_key";
+    pub const LIST_API_KEYS: &str = "list_api_keys";
+    pub const REVOKE_API_KEY: &str = "revoke_api_key";
+    pub const TOUCH_API_KEYS: &str = "touch_api_keys";
 }
 
 /// The most incidents one `get_incidents` reads.
@@ -79,6 +84,10 @@ pub enum StoreError {
     JobNotFound(JobId),
     #[error("silence {0} not found")]
     SilenceNotFound(SilenceId),
+    #[error("no API key is named `{0}`")]
+    KeyNotFound(String),
+    #[error("an API key named `{0}` exists already")]
+    KeyExists(String),
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
     #[error("job {id} is {state}; only a dead job can be retried")]
@@ -94,9 +103,11 @@ pub enum StoreError {
 impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound(_) | StoreError::JobNotFound(_) | StoreError::SilenceNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            StoreError::NotFound(_)
+            | StoreError::JobNotFound(_)
+            | StoreError::SilenceNotFound(_)
+            | StoreError::KeyNotFound(_) => ErrorKind::NotFound,
+            StoreError::KeyExists(_) => ErrorKind::InvalidField,
             StoreError::IllegalTransition(_) | StoreError::NotDead { .. } => ErrorKind::IllegalTransition,
             StoreError::Overloaded(_) => ErrorKind::Overloaded,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
@@ -338,6 +349,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets answers kept before `before`; how many.
     async fn prune_llm_cache(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Stores a new API key; `KeyExists` when its name is taken.
+    async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError>;
+
+    /// Every API key, revoked ones included, by name.
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the key named `name` (from `now` on; a key revoked before stays revoked
+    /// then); answers it as it is now.
+    async fn revoke_api_key(&self, name: &str, now: DateTime<Utc>) -> Result<ApiKey, StoreError>;
+
+    /// Records that the keys named were accepted at `at`.
+    async fn touch_api_keys(&self, names: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// The incidents of the grouped notification `group`, oldest first, at most `limit`.
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError>;

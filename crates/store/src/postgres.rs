@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use lim_domain::auth::ApiKey;
 use lim_domain::lifecycle;
 use lim_domain::silence::{Silence, SilenceId};
 use lim_domain::triage::Classification;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_triage.sql")),
     (7, include_str!("../migrations/postgres/0007_timeline_unchecked.sql")),
     (8, include_str!("../migrations/postgres/0008_change_watchers.sql")),
+    (9, include_str!("../migrations/postgres/0009_api_keys.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
@@ -81,6 +83,7 @@ mod feed;
 mod groups;
 mod ingest;
 mod jobs;
+mod keys;
 mod silences;
 
 const INSERT_INCIDENT: &str = insert_incident!();
@@ -520,6 +523,26 @@ impl Store for PostgresStore {
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::GROUP_MEMBERS);
         Ok(groups::members(&self.pool, group, limit).await?)
+    }
+
+    async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::CREATE_API_KEY);
+        keys::insert(&self.pool, &key).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::LIST_API_KEYS);
+        keys::list(&self.pool).await
+    }
+
+    async fn revoke_api_key(&self, name: &str, now: DateTime<Utc>) -> Result<ApiKey, StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::REVOKE_API_KEY);
+        keys::revoke(&self.pool, name, now).await
+    }
+
+    async fn touch_api_keys(&self, names: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let _timer = QueryTimer::start(&self.observer, operation::TOUCH_API_KEYS);
+        keys::touch(&self.pool, &names, at).await
     }
 
     fn changes(&self) -> Arc<ChangeFeed> {

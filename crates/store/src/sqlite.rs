@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
+use lim_domain::auth::ApiKey;
 use lim_domain::fingerprint::fingerprint_key;
 use lim_domain::triage::Classification;
 use lim_domain::{EventStatus, TimelineKind, lifecycle};
@@ -47,6 +48,7 @@ const INCIDENT_COLUMNS: &str = incident_columns!();
 mod allocator;
 mod groups;
 mod jobs;
+mod keys;
 mod silences;
 mod writer;
 mod writes;
@@ -70,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0007_escalations_silences_groups.sql"),
     ),
     (8, include_str!("../migrations/sqlite/0008_triage.sql")),
+    (9, include_str!("../migrations/sqlite/0009_api_keys.sql")),
 ];
 
 pub struct SqliteStore {
@@ -696,6 +699,32 @@ impl Store for SqliteStore {
     async fn group_members(&self, group: Uuid, limit: u32) -> Result<GroupMembers, StoreError> {
         self.read(operation::GROUP_MEMBERS, move |connection| {
             groups::members(connection, group, limit)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.write(operation::CREATE_API_KEY, 1, move |connection| {
+            keys::insert(connection, &key)
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(operation::LIST_API_KEYS, keys::list).await
+    }
+
+    async fn revoke_api_key(&self, name: &str, now: DateTime<Utc>) -> Result<ApiKey, StoreError> {
+        let name = name.to_owned();
+        self.write(operation::REVOKE_API_KEY, 1, move |connection| {
+            keys::revoke(connection, &name, now)
+        })
+        .await
+    }
+
+    async fn touch_api_keys(&self, names: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(operation::TOUCH_API_KEYS, 1, move |connection| {
+            keys::touch(connection, &names, at)
         })
         .await
     }

@@ -97,6 +97,7 @@ store_tests!(
     llm_answers_are_kept_replaced_and_pruned,
     every_committed_change_reaches_the_feed_and_a_refused_one_does_not,
     incidents_are_read_by_their_ids,
+    api_keys_are_created_once_listed_revoked_and_touched,
 );
 
 /// On PostgreSQL a change made through one replica reaches the watchers of another.
@@ -239,6 +240,43 @@ async fn every_committed_change_reaches_the_feed_and_a_refused_one_does_not(db: 
         feed.try_recv(),
         Err(tokio::sync::broadcast::error::TryRecvError::Empty)
     ));
+}
+
+async fn api_keys_are_created_once_listed_revoked_and_touched(db: TestDb) {
+    use lim_domain::auth::{ApiKey, Scope};
+    let store = db.connect().await;
+    let start = now();
+    let key = |name: &str, hash: &str| ApiKey {
+        name: name.into(),
+        hash: hash.into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        created_at: start,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.create_api_key(key("ci", "aa")).await.unwrap();
+    store.create_api_key(key("admin", "bb")).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(key("ci", "cc")).await,
+        Err(StoreError::KeyExists(name)) if name == "ci"
+    ));
+    assert_eq!(store.api_keys().await.unwrap(), [key("admin", "bb"), key("ci", "aa")]);
+
+    let later = start + Duration::seconds(5);
+    store.touch_api_keys(vec!["ci".into()], later).await.unwrap();
+    let revoked = store.revoke_api_key("ci", later).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(later));
+    assert_eq!(revoked.last_used_at, Some(later));
+    // Revoked once: a second revocation keeps the first time.
+    let again = store.revoke_api_key("ci", later + Duration::seconds(1)).await.unwrap();
+    assert_eq!(again.revoked_at, Some(later));
+    assert!(matches!(
+        store.revoke_api_key("nobody", later).await,
+        Err(StoreError::KeyNotFound(_))
+    ));
+    let keys = store.api_keys().await.unwrap();
+    assert_eq!(keys[0].revoked_at, None);
+    assert_eq!(keys[1].revoked_at, Some(later));
 }
 
 async fn incidents_are_read_by_their_ids(db: TestDb) {
@@ -2175,7 +2213,7 @@ mod postgres_only {
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         })
         .await;
     }

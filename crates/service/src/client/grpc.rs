@@ -36,6 +36,24 @@ async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
         })
 }
 
+/// Adds the `--key` to every call, when one is given.
+fn with_key(
+    server: &ServerArgs,
+) -> anyhow::Result<impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone> {
+    let value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = server
+        .key
+        .as_ref()
+        .map(|key| format!("Bearer {key}").parse())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--key: not a key this command can send"))?;
+    Ok(move |mut request: tonic::Request<()>| {
+        if let Some(value) = &value {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    })
+}
+
 /// A refusal as the command's error: its code and message.
 fn refused(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
@@ -97,7 +115,7 @@ pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Re
         status: to_proto(status),
         occurred_at: None,
     };
-    let mut client = EventServiceClient::new(channel(server).await?);
+    let mut client = EventServiceClient::with_interceptor(channel(server).await?, with_key(server)?);
     let result = client
         .submit_event(SubmitEventRequest { event: Some(event) })
         .await
@@ -124,7 +142,7 @@ pub async fn run_event(server: &ServerArgs, command: EventCommand) -> anyhow::Re
 }
 
 pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyhow::Result<()> {
-    let mut client = IncidentServiceClient::new(channel(server).await?);
+    let mut client = IncidentServiceClient::with_interceptor(channel(server).await?, with_key(server)?);
     let answer = match command {
         IncidentCommand::List {
             state,

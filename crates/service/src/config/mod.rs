@@ -24,6 +24,16 @@ pub use notify::{ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL
 pub use oncall::Person;
 pub use secret::Secret;
 
+impl Settings {
+    /// The API listeners on an address other machines can reach.
+    pub fn exposed_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        [("http.addr", self.http.addr), ("grpc.addr", self.grpc_addr)]
+            .into_iter()
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .collect()
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/incidents.db";
 
 /// Values given on the command line or in the environment; `None` leaves the file's.
@@ -65,6 +75,12 @@ pub struct Settings {
     /// Largest gRPC request message accepted; larger ones get `RESOURCE_EXHAUSTED`.
     pub grpc_max_message_bytes: usize,
     pub metrics_addr: SocketAddr,
+    /// When set, `/metrics` wants `Authorization: Bearer TOKEN`.
+    pub metrics_token: Option<secret::Secret>,
+    /// Serve the API on a non-loopback address while no API key exists.
+    pub allow_anonymous: bool,
+    /// Failed key checks a client may make in a minute before it gets 429.
+    pub auth_max_failures: u32,
     pub database: DatabaseSettings,
     pub events: EventRules,
     pub jobs: JobSettings,
@@ -135,7 +151,9 @@ struct FileSettings {
     #[serde(default)]
     grpc: FileGrpc,
     #[serde(default)]
-    metrics: FileAddr,
+    metrics: FileMetrics,
+    #[serde(default)]
+    auth: FileAuth,
     #[serde(default)]
     database: FileDatabase,
     #[serde(default)]
@@ -179,8 +197,17 @@ struct FileEvents {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileAddr {
+struct FileMetrics {
     addr: Option<String>,
+    /// A secret (`env:`, `file:` or literal): `/metrics` then wants `Authorization: Bearer TOKEN`.
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    allow_anonymous: Option<bool>,
+    max_failures: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,7 +253,10 @@ impl Settings {
         let llm = llm::llm(file.llm)?;
         let mut settings = Settings {
             http: HttpSettings {
-                addr: socket_addr("http.addr", &pick(&overrides.http_addr, file.http.addr, "0.0.0.0:8080"))?,
+                addr: socket_addr(
+                    "http.addr",
+                    &pick(&overrides.http_addr, file.http.addr, "127.0.0.1:8080"),
+                )?,
                 max_body_bytes: bounded(
                     "http.max_body_bytes",
                     file.http.max_body_bytes.unwrap_or(5 * 1024 * 1024),
@@ -245,7 +275,10 @@ impl Settings {
                 drain_timeout: duration_key("http.drain_timeout", file.http.drain_timeout, "10s", 0, 600)?,
                 public_url: String::new(),
             },
-            grpc_addr: socket_addr("grpc.addr", &pick(&overrides.grpc_addr, file.grpc.addr, "0.0.0.0:8081"))?,
+            grpc_addr: socket_addr(
+                "grpc.addr",
+                &pick(&overrides.grpc_addr, file.grpc.addr, "127.0.0.1:8081"),
+            )?,
             grpc_max_message_bytes: bounded(
                 "grpc.max_message_bytes",
                 file.grpc.max_message_bytes.unwrap_or(4 * 1024 * 1024),
@@ -254,7 +287,25 @@ impl Settings {
             )?,
             metrics_addr: socket_addr(
                 "metrics.addr",
-                &pick(&overrides.metrics_addr, file.metrics.addr, "0.0.0.0:9090"),
+                &pick(&overrides.metrics_addr, file.metrics.addr, "127.0.0.1:9090"),
+            )?,
+            metrics_token: file
+                .metrics
+                .token
+                .as_deref()
+                .map(|written| {
+                    secret::Secret::resolve(written).map_err(|reason| ConfigError::Invalid {
+                        key: "metrics.token".into(),
+                        reason,
+                    })
+                })
+                .transpose()?,
+            allow_anonymous: file.auth.allow_anonymous.unwrap_or(false),
+            auth_max_failures: bounded(
+                "auth.max_failures",
+                file.auth.max_failures.unwrap_or(crate::auth::MAX_FAILURES),
+                1,
+                1_000_000,
             )?,
             database: DatabaseSettings {
                 url: database_url(&pick(&overrides.database_url, file.database.url, DEFAULT_DATABASE_URL))?,
@@ -329,9 +380,12 @@ impl Settings {
             ("metrics.addr", self.metrics_addr),
         ];
         for (index, (key, addr)) in listeners.iter().enumerate() {
-            let clash = listeners[..index]
-                .iter()
-                .find(|(_, other)| other.port() != 0 && *other == *addr);
+            let clash = listeners[..index].iter().find(|(_, other)| {
+                // One port on a wildcard address and on a specific one clash too.
+                other.port() != 0
+                    && other.port() == addr.port()
+                    && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+            });
             if let Some((other_key, _)) = clash {
                 return Err(ConfigError::Invalid {
                     key: (*key).into(),

@@ -44,6 +44,7 @@ pub fn router(
     manager: Arc<IncidentManager>,
     hub: Arc<WatchHub>,
     metrics: Arc<Metrics>,
+    keys: Arc<crate::auth::Keys>,
     options: GrpcOptions,
 ) -> (axum::Router, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -69,6 +70,11 @@ pub fn router(
     let router = routes
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            keys,
+            crate::auth::require_grpc_key,
+        ))
+        // Outermost, so that refusals are counted too.
         .layer(axum::middleware::from_fn_with_state(metrics, track_grpc));
     (router, reporter)
 }

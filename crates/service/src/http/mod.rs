@@ -40,7 +40,12 @@ pub struct HttpOptions {
     pub body_timeout: Duration,
 }
 
-pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metrics>, options: &HttpOptions) -> Router {
+pub fn router(
+    manager: Arc<IncidentManager>,
+    metrics: Arc<crate::telemetry::Metrics>,
+    keys: Arc<crate::auth::Keys>,
+    options: &HttpOptions,
+) -> Router {
     Router::new()
         .route("/v1/events", post(events::submit_events))
         .route("/v1/integrations/alertmanager", post(alertmanager::receive_webhook))
@@ -78,6 +83,8 @@ pub fn router(manager: Arc<IncidentManager>, metrics: Arc<crate::telemetry::Metr
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .merge(docs::routes())
+        // After routing (the scope is the matched route's); an unknown path is a 404 to all.
+        .route_layer(middleware::from_fn_with_state(keys, crate::auth::require_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(manager)

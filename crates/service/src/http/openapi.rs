@@ -91,6 +91,20 @@ pub fn document() -> Value {
     });
     document["components"]["parameters"] = parameters();
     document["components"]["responses"] = shared_responses();
+    document["components"]["securitySchemes"] = json!({
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (`llm-incident-manager keys create`). Needed once any key exists; until \
+                            then the API is open. The Alertmanager webhook also takes the key as the password of \
+                            HTTP basic authentication.",
+        },
+        "alertmanagerBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The API key as the password (Alertmanager's `http_config.basic_auth`).",
+        },
+    });
     for (path, item) in document["paths"].as_object_mut().expect("the document has paths") {
         for (method, operation) in item.as_object_mut().expect("a path item is an object") {
             make_exact(path, method, operation);
@@ -646,6 +660,17 @@ fn shared_responses() -> Value {
         "UnsupportedMediaType": error("The body is not declared as JSON (`unsupported_media_type`)."),
         "HeadersTooLarge": error("The request headers are too large (`headers_too_large`)."),
         "Unavailable": unavailable,
+        "Unauthenticated": error(
+            "No API key, or one that is unknown or revoked (`unauthenticated`); sent only once some key exists."
+        ),
+        "Forbidden": error("The API key lacks the scope this operation needs (`forbidden`)."),
+        "RateLimited": {
+            "description": "Too many failed attempts from this client (`rate_limited`); retry after `Retry-After` seconds.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            "headers": {
+                "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}}
+            },
+        },
     })
 }
 
@@ -737,6 +762,25 @@ fn make_exact(path: &str, method: &str, operation: &mut Value) {
     ];
     if with_id {
         shared.push(("404", "NotFound"));
+    }
+    if let Some(scope) = crate::auth::http_scope(&method.to_uppercase(), path) {
+        shared.push(("401", "Unauthenticated"));
+        shared.push(("403", "Forbidden"));
+        shared.push(("429", "RateLimited"));
+        // An empty requirement too: while no key exists, none is needed.
+        let mut security = vec![json!({"apiKey": []})];
+        if path == "/v1/integrations/alertmanager" {
+            security.push(json!({"alertmanagerBasic": []}));
+        }
+        security.push(json!({}));
+        operation["security"] = Value::Array(security);
+        let description = operation["description"].as_str().unwrap_or_default().to_owned();
+        let needs = format!("Needs a key with the `{scope}` scope once any key exists.");
+        operation["description"] = json!(if description.is_empty() {
+            needs
+        } else {
+            format!("{description}\n\n{needs}")
+        });
     }
     if reads_body {
         shared.push(("408", "RequestTimeout"));

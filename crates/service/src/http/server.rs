@@ -54,7 +54,7 @@ pub async fn serve(
     let (phase, phase_changes) = watch::channel(Phase::Serving);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -68,7 +68,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, router.clone(), limits, phase_changes.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            limits,
+            phase_changes.clone(),
+        ));
     }
     drop(listener);
     drop(phase_changes);
@@ -88,11 +94,19 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let service = TowerToHyperService::new(router);
+    // Each request knows its client's address (API keys count failures per client).
+    let service = TowerToHyperService::new(tower::util::MapRequest::new(
+        router,
+        move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            request
+        },
+    ));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()

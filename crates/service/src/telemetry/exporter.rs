@@ -13,10 +13,19 @@ use crate::incidents::IncidentManager;
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub fn metrics_router(manager: Arc<IncidentManager>) -> Router {
-    Router::new()
+/// The `/metrics` listener; with `token`, it wants `Authorization: Bearer TOKEN`.
+pub fn metrics_router(manager: Arc<IncidentManager>, token: Option<Arc<str>>) -> Router {
+    let metrics = manager.metrics_handle();
+    let router = Router::new()
         .route("/metrics", get(metrics_handler))
-        .with_state(manager)
+        .with_state(manager);
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(
+            (token, metrics),
+            crate::auth::require_metrics_token,
+        )),
+        None => router,
+    }
 }
 
 const REFRESH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

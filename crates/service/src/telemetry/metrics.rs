@@ -68,6 +68,11 @@ struct GrpcMethodLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
 }
@@ -228,6 +233,7 @@ pub struct Metrics {
     pub http_in_flight: Family<HttpFlightLabels, Gauge>,
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_duration: HistogramFamily<GrpcMethodLabels>,
+    auth_failures: Family<ReasonLabels, Counter>,
     db_query_duration: HistogramFamily<OperationLabels>,
     db_connections_in_use: Gauge,
     db_connections_idle: Gauge,
@@ -302,6 +308,12 @@ impl Metrics {
                 "grpc_request_duration_seconds",
                 "gRPC call latency in seconds (a stream's: until it ends)",
                 histograms(http_histogram),
+            ),
+            auth_failures: registered(
+                &mut registry,
+                "auth_failures",
+                "Requests refused for their API key, by reason",
+                Family::default(),
             ),
             db_query_duration: registered(
                 &mut registry,
@@ -498,6 +510,12 @@ impl Metrics {
         self.grpc_duration
             .get_or_create(&GrpcMethodLabels { service, method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A request was refused for its key: `missing`, `invalid`, `revoked`, `forbidden`
+    /// or `rate_limited`.
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn query_finished(&self, operation: &'static str, elapsed: Duration) {

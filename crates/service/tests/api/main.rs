@@ -1,6 +1,7 @@
 //! Black-box tests: the application on free ports with a fresh database.
 
 mod alertmanager;
+mod auth;
 mod bad_input;
 mod concurrency;
 mod escalation;

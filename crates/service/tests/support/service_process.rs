@@ -31,6 +31,8 @@ pub struct Launch {
     pub wrapper: Vec<String>,
     /// The log level (default `warn`).
     pub log_level: Option<String>,
+    /// The address the API listeners bind (default `127.0.0.1`).
+    pub host: Option<String>,
 }
 
 pub struct ServiceProcess {
@@ -55,6 +57,7 @@ impl ServiceProcess {
         // The tests' own HTTP clients need rustls' provider, as the service does.
         llm_incident_manager::tls::install_crypto_provider();
         let (http, metrics, grpc) = (free_port(), free_port(), free_port());
+        let host = launch.host.clone().unwrap_or_else(|| "127.0.0.1".into());
         let log = dir.join(format!("service-{http}.log"));
         let mut command = match launch.wrapper.split_first() {
             Some((program, args)) => {
@@ -66,9 +69,9 @@ impl ServiceProcess {
         };
         command
             .current_dir(dir)
-            .args(["serve", "--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["serve", "--http-addr", &format!("{host}:{http}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--grpc-addr", &format!("{host}:{grpc}")])
             .env("LIM_LOG_LEVEL", launch.log_level.as_deref().unwrap_or("warn"))
             .env_remove("LIM_CONFIG")
             .stdout(Stdio::null())
