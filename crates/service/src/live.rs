@@ -111,6 +111,7 @@ impl Reloader {
         clock: Arc<dyn Clock>,
     ) -> Reloader {
         metrics.config_reloaded(true, clock.now());
+        metrics.set_escalation_policies(last_levels(loaded));
         Reloader {
             source,
             restart_only: std::sync::Mutex::new(restart_only(loaded)),
@@ -163,6 +164,7 @@ impl Reloader {
         }
         self.live.replace(live);
         self.metrics.config_reloaded(true, self.clock.now());
+        self.metrics.set_escalation_policies(last_levels(&settings));
         tracing::info!("configuration reloaded");
         Ok(())
     }
@@ -185,4 +187,12 @@ fn restart_only(settings: &Settings) -> Vec<(&'static str, String)> {
         ),
         ("log", format!("{:?}", settings.log)),
     ]
+}
+
+/// Each escalation policy's name and its number of levels (the last level's number).
+fn last_levels(settings: &Settings) -> impl Iterator<Item = (&str, usize)> {
+    settings
+        .policies
+        .iter()
+        .map(|(name, policy)| (name.as_str(), policy.levels.len()))
 }

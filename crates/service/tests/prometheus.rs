@@ -42,6 +42,11 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("database_connections_max", "gauge", &[]),
     ("incidents_total", "counter", &["severity", "source", "category"]),
     ("incidents_active", "gauge", &["severity", "source", "category"]),
+    (
+        "incidents_unacknowledged_oldest_timestamp_seconds",
+        "gauge",
+        &["severity"],
+    ),
     ("incidents_deduplicated_total", "counter", &["source"]),
     ("incident_acknowledgment_duration_seconds", "histogram", &["severity"]),
     (
@@ -67,6 +72,7 @@ const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("notifications_total", "counter", &["channel", "status"]),
     ("notification_duration_seconds", "histogram", &["channel"]),
     ("escalations_total", "counter", &["policy", "level"]),
+    ("escalation_policy_last_level", "gauge", &["policy", "level"]),
     (
         "llm_requests_total",
         "counter",

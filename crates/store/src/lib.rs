@@ -123,6 +123,9 @@ pub struct OpenCount {
     pub source: Source,
     pub category: Category,
     pub count: i64,
+    /// When the oldest of them that nobody has acknowledged yet (NEW or ASSIGNED) was
+    /// created; `None` when every one is acknowledged.
+    pub oldest_unacknowledged: Option<DateTime<Utc>>,
 }
 
 /// Connections of the store's pool, for the connection gauges.

@@ -104,8 +104,9 @@ const SELECT_TIMELINE: &str = "SELECT seq, incident_id, at, kind, actor, message
      WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const SELECT_COMMENTS: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
      WHERE incident_id = $1 AND kind = 'comment' AND seq > $2 ORDER BY seq LIMIT $3";
-const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count FROM incidents \
-                          WHERE state <> 'RESOLVED' GROUP BY severity, source, category";
+const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count, \
+                          MIN(created_at) FILTER (WHERE state IN ('NEW', 'ASSIGNED')) AS oldest_unacknowledged \
+                          FROM incidents WHERE state <> 'RESOLVED' GROUP BY severity, source, category";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -775,6 +776,7 @@ fn row_to_open_count(row: &PgRow) -> Result<OpenCount, sqlx::Error> {
         source: parse_column(row, "source")?,
         category: parse_column(row, "category")?,
         count: row.try_get("count")?,
+        oldest_unacknowledged: row.try_get("oldest_unacknowledged")?,
     })
 }
 

@@ -462,10 +462,14 @@ impl Store for SqliteStore {
             // by state and id, so SQLite would sort every open incident first (0.5 s at a
             // million), where one pass over the index counts them (a few label sets).
             let mut statement = connection
-                .prepare_cached("SELECT severity, source, category FROM incidents WHERE state <> 'RESOLVED'")
+                .prepare_cached(
+                    "SELECT severity, source, category, \
+                     CASE WHEN state IN ('NEW', 'ASSIGNED') THEN created_at END \
+                     FROM incidents WHERE state <> 'RESOLVED'",
+                )
                 .map_err(internal)?;
             let mut rows = statement.query([]).map_err(internal)?;
-            let mut counts: Vec<(String, String, String, i64)> = Vec::new();
+            let mut counts: Vec<(String, String, String, i64, Option<i64>)> = Vec::new();
             while let Some(row) = rows.next().map_err(internal)? {
                 let text = |index| row.get_ref(index).and_then(|value| Ok(value.as_str()?));
                 let (severity, source, category) = (
@@ -473,23 +477,38 @@ impl Store for SqliteStore {
                     text(1).map_err(internal)?,
                     text(2).map_err(internal)?,
                 );
+                let unacknowledged: Option<i64> = row.get(3).map_err(internal)?;
+                let older = |oldest: Option<i64>| match (oldest, unacknowledged) {
+                    (Some(oldest), Some(created)) => Some(oldest.min(created)),
+                    (oldest, created) => oldest.or(created),
+                };
                 match counts
                     .iter_mut()
-                    .find(|(s, o, c, _)| s == severity && o == source && c == category)
+                    .find(|(s, o, c, _, _)| s == severity && o == source && c == category)
                 {
-                    Some((_, _, _, count)) => *count += 1,
-                    None => counts.push((severity.to_owned(), source.to_owned(), category.to_owned(), 1)),
+                    Some((_, _, _, count, oldest)) => {
+                        *count += 1;
+                        *oldest = older(*oldest);
+                    }
+                    None => counts.push((
+                        severity.to_owned(),
+                        source.to_owned(),
+                        category.to_owned(),
+                        1,
+                        older(None),
+                    )),
                 }
             }
             counts
                 .into_iter()
-                .map(|(severity, source, category, count)| {
+                .map(|(severity, source, category, count, oldest)| {
                     let parse = |what: &str, text: &str| corrupt_text(what, text);
                     Ok(OpenCount {
                         severity: severity.parse().map_err(|_| parse("severity", &severity))?,
                         source: source.parse().map_err(|_| parse("source", &source))?,
                         category: category.parse().map_err(|_| parse("category", &category))?,
                         count,
+                        oldest_unacknowledged: oldest.map(time_from).transpose().map_err(internal)?,
                     })
                 })
                 .collect()

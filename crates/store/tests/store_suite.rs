@@ -1242,7 +1242,18 @@ async fn pages_of_two_walk_five_incidents_newest_first_without_duplicates(db: Te
 
 async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     let store = db.connect().await;
-    ingest_one(
+    let acknowledged_alone = ingest_one(&*store, event("p4", Severity::P4, Source::Api, Category::Other)).await;
+    store
+        .transition(
+            acknowledged_alone,
+            Action::Acknowledge,
+            "ana".into(),
+            now(),
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+    let unacknowledged = ingest_one(
         &*store,
         event("p1-a", Severity::P1, Source::Sentinel, Category::Performance),
     )
@@ -1257,7 +1268,7 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
         event("p1-c", Severity::P1, Source::Sentinel, Category::Performance),
     )
     .await;
-    ingest_one(&*store, event("p2", Severity::P2, Source::Shield, Category::Security)).await;
+    let p2 = ingest_one(&*store, event("p2", Severity::P2, Source::Shield, Category::Security)).await;
     let resolved_alone = ingest_one(&*store, event("p3", Severity::P3, Source::Api, Category::Cost)).await;
     store
         .transition(acknowledged, Action::Acknowledge, "ana".into(), now(), no_reactions())
@@ -1271,6 +1282,10 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     }
 
     let mut counts = store.count_open().await.unwrap();
+    let created = |id| {
+        let store = store.clone();
+        async move { store.get_incident(id).await.unwrap().unwrap().created_at }
+    };
 
     counts.sort();
     let mut expected = vec![
@@ -1279,12 +1294,22 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
             source: Source::Sentinel,
             category: Category::Performance,
             count: 2,
+            // p1-a; p1-b is acknowledged.
+            oldest_unacknowledged: Some(created(unacknowledged).await),
         },
         OpenCount {
             severity: Severity::P2,
             source: Source::Shield,
             category: Category::Security,
             count: 1,
+            oldest_unacknowledged: Some(created(p2).await),
+        },
+        OpenCount {
+            severity: Severity::P4,
+            source: Source::Api,
+            category: Category::Other,
+            count: 1,
+            oldest_unacknowledged: None,
         },
     ];
     expected.sort();

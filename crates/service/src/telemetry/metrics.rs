@@ -240,6 +240,7 @@ pub struct Metrics {
     db_connections_max: Gauge,
     incidents_created: Family<IncidentLabels, Counter>,
     incidents_active: Family<IncidentLabels, Gauge>,
+    oldest_unacknowledged: Family<SeverityLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     incidents_deduplicated: Family<SourceLabels, Counter>,
     acknowledgment_duration: HistogramFamily<SeverityLabels>,
     incidents_resolved: Family<IncidentLabels, Counter>,
@@ -254,6 +255,7 @@ pub struct Metrics {
     notifications: Family<ChannelStatusLabels, Counter>,
     notification_duration: HistogramFamily<ChannelLabels>,
     escalations: Family<EscalationLabels, Counter>,
+    escalation_last_levels: Family<EscalationLabels, Gauge>,
     llm_requests: Family<LlmRequestLabels, Counter>,
     llm_duration: HistogramFamily<LlmOperationLabels>,
     llm_tokens: Family<LlmTokenLabels, Counter>,
@@ -346,6 +348,12 @@ impl Metrics {
                 "Open (not resolved) incidents, as the store counts them",
                 Family::default(),
             ),
+            oldest_unacknowledged: registered(
+                &mut registry,
+                "incidents_unacknowledged_oldest_timestamp_seconds",
+                "Unix seconds of the creation of the oldest open incident nobody has acknowledged, by severity",
+                Family::default(),
+            ),
             incidents_deduplicated: registered(
                 &mut registry,
                 "incidents_deduplicated",
@@ -423,6 +431,12 @@ impl Metrics {
                 &mut registry,
                 "escalations",
                 "Escalation levels reached, once per incident, by policy and level",
+                Family::default(),
+            ),
+            escalation_last_levels: registered(
+                &mut registry,
+                "escalation_policy_last_level",
+                "1 for the last level of each configured escalation policy (join with escalations_total)",
                 Family::default(),
             ),
             llm_requests: registered(
@@ -594,8 +608,8 @@ impl Metrics {
     /// Sets `incidents_active` to the store's counts, the only way it changes (at start-up
     /// and before every scrape), so it cannot drift from the store; label sets no longer
     /// open drop to 0.
-    pub fn set_active(&self, counts: &[OpenCount]) {
-        let counts: HashMap<IncidentLabels, i64> = counts
+    pub fn set_active(&self, open: &[OpenCount]) {
+        let counts: HashMap<IncidentLabels, i64> = open
             .iter()
             .map(|count| {
                 (
@@ -611,6 +625,31 @@ impl Metrics {
         for labels in known.iter() {
             let value = counts.get(labels).copied().unwrap_or(0);
             self.incidents_active.get_or_create(labels).set(value);
+        }
+        drop(known);
+        self.set_oldest_unacknowledged(open);
+    }
+
+    /// One series per severity with an unacknowledged open incident, none for the others
+    /// (an alert on its age then has nothing to fire on).
+    fn set_oldest_unacknowledged(&self, open: &[OpenCount]) {
+        let mut oldest: HashMap<Severity, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        for (severity, created) in open
+            .iter()
+            .filter_map(|count| Some((count.severity, count.oldest_unacknowledged?)))
+        {
+            oldest
+                .entry(severity)
+                .and_modify(|at| *at = (*at).min(created))
+                .or_insert(created);
+        }
+        self.oldest_unacknowledged.clear();
+        for (severity, created) in oldest {
+            self.oldest_unacknowledged
+                .get_or_create(&SeverityLabels {
+                    severity: severity.as_str(),
+                })
+                .set(created.timestamp_micros() as f64 / 1e6);
         }
     }
 
@@ -738,6 +777,21 @@ impl Metrics {
     pub fn cache_looked_up(&self, cache: &'static str, hit: bool) {
         let family = if hit { &self.cache_hits } else { &self.cache_misses };
         family.get_or_create(&CacheLabels { cache }).inc();
+    }
+
+    /// The escalation policies of the configuration now running: one series per policy,
+    /// labelled with its last level, so that an alert can tell when an incident reached
+    /// the end of its policy (`escalations_total and on (policy, level) …`).
+    pub fn set_escalation_policies<'a>(&self, policies: impl IntoIterator<Item = (&'a str, usize)>) {
+        self.escalation_last_levels.clear();
+        for (policy, levels) in policies {
+            self.escalation_last_levels
+                .get_or_create(&EscalationLabels {
+                    policy: policy.to_owned(),
+                    level: levels.to_string(),
+                })
+                .set(1);
+        }
     }
 
     /// The configuration was loaded or reloaded (`succeeded`), or a reload was refused.
