@@ -10,9 +10,11 @@
 //! rate 45%`, `p99 12s`, `expires in 3 days`). LLM.md (`The offline classifier`) explains
 //! the rules and how they were measured.
 
+mod automaton;
 mod keywords;
 mod scan;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -44,18 +46,54 @@ pub const UNKNOWN_SEVERITY: Severity = Severity::P2;
 pub const UNKNOWN_CONFIDENCE: f32 = 0.3;
 
 const MAX_REASONING_CHARS: usize = 200;
+/// Room for the reasoning of nearly every event (the longest of the labelled alerts is
+/// 105 bytes), so that writing it allocates once.
+const REASONING_CAPACITY: usize = 128;
 
 /// Classifies an event. A `severity` label is not read (the caller maps it); a `category`
 /// label in one of the vocabulary's spellings is taken as given.
 pub fn classify(title: &str, description: &str, labels: &BTreeMap<String, String>) -> Verdict {
-    let evidence = Evidence::gather(title, description, labels);
-    let reading = Reading::of(&evidence);
-    let mut verdict = reading.verdict();
-    if let Some(category) = evidence.category_label {
-        verdict.category = category;
-        verdict.confidence = (verdict.confidence + 0.1).min(0.95);
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => scratch.classify(title, description, labels),
+        // Only when a classification is already running on this thread (it never calls
+        // itself, so this is defensive): fresh buffers, same verdict.
+        Err(_) => Scratch::default().classify(title, description, labels),
+    })
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The buffers of one classification, kept by each thread from one event to the next:
+/// ingest classifies inline, and allocating the normalised text, its keyword hits, its
+/// numbers and its signals anew for every event cost about a tenth of the classification.
+#[derive(Default)]
+struct Scratch {
+    evidence: Evidence,
+    signals: Vec<Signal>,
+}
+
+impl Scratch {
+    /// Signals kept allocated between events; a larger buffer (only a huge title makes
+    /// one: the description and labels are cut) is let go after its event.
+    const KEPT_SIGNALS: usize = 1024;
+
+    fn classify(&mut self, title: &str, description: &str, labels: &BTreeMap<String, String>) -> Verdict {
+        self.evidence.gather(title, description, labels);
+        let reading = Reading::of(&self.evidence, std::mem::take(&mut self.signals));
+        let mut verdict = reading.verdict();
+        self.signals = reading.signals;
+        if let Some(category) = self.evidence.category_label {
+            verdict.category = category;
+            verdict.confidence = (verdict.confidence + 0.1).min(0.95);
+        }
+        self.evidence.release_excess();
+        if self.signals.capacity() > Scratch::KEPT_SIGNALS {
+            self.signals = Vec::new();
+        }
+        verdict
     }
-    verdict
 }
 
 /// A signal word as the rules read it in its context.
@@ -73,6 +111,28 @@ struct Signal {
     hedged: bool,
 }
 
+/// What the words just around a signal word, in its clause, say of it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Around {
+    /// `all`, `entire` before it.
+    whole: bool,
+    /// `some`, `one of`, either side.
+    partial: bool,
+    /// `may`, `predicted` before it.
+    hedge: bool,
+    /// `no`, `not` a few words before it.
+    negator: bool,
+}
+
+impl Around {
+    /// How far (in bytes) a word of scope reaches, either side.
+    const SCOPE_REACH: usize = 40;
+    /// How far before a signal a hedge reaches.
+    const HEDGE_REACH: usize = 60;
+    /// How far before a signal a negation is looked for.
+    const NEGATION_REACH: usize = 48;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
     Unsaid,
@@ -87,21 +147,63 @@ struct NoticeHit {
     field: Field,
 }
 
+/// The notices a verdict reads, not negated: the first of each kind, in the order of the
+/// text. Only these are kept (and only for these is a negation looked for).
+#[derive(Default)]
+struct Notices {
+    test: Option<NoticeHit>,
+    resolved: Option<NoticeHit>,
+    /// That something finished, is within limits or is a report.
+    calm: Option<NoticeHit>,
+    /// The same, in the title.
+    calm_in_title: Option<NoticeHit>,
+}
+
+impl Notices {
+    /// Whether a notice of this kind in this field would be the first of its kind.
+    fn wants(&self, notice: Notice, field: Field) -> bool {
+        match notice {
+            Notice::Test => self.test.is_none(),
+            Notice::Resolved => self.resolved.is_none(),
+            Notice::Completed | Notice::Ok | Notice::Report => {
+                self.calm.is_none() || (field == Field::Title && self.calm_in_title.is_none())
+            }
+        }
+    }
+
+    fn record(&mut self, found: NoticeHit) {
+        let slots = match found.notice {
+            Notice::Test => [Some(&mut self.test), None],
+            Notice::Resolved => [Some(&mut self.resolved), None],
+            Notice::Completed | Notice::Ok | Notice::Report => [
+                Some(&mut self.calm),
+                (found.field == Field::Title).then_some(&mut self.calm_in_title),
+            ],
+        };
+        for slot in slots.into_iter().flatten() {
+            slot.get_or_insert(found);
+        }
+    }
+}
+
 /// Everything found in one event, read.
 struct Reading<'a> {
     evidence: &'a Evidence,
     signals: Vec<Signal>,
-    notices: Vec<NoticeHit>,
-    hints: Vec<(Hit, Severity)>,
+    notices: Notices,
+    /// The first severity word of the title that is not negated.
+    hint: Option<(Hit, Severity)>,
 }
 
 impl<'a> Reading<'a> {
-    fn of(evidence: &'a Evidence) -> Reading<'a> {
+    /// Reads the evidence into `signals` (a buffer to reuse: emptied first).
+    fn of(evidence: &'a Evidence, mut signals: Vec<Signal>) -> Reading<'a> {
+        signals.clear();
         let mut reading = Reading {
             evidence,
-            signals: Vec::with_capacity(evidence.hits.len()),
-            notices: Vec::new(),
-            hints: Vec::new(),
+            signals,
+            notices: Notices::default(),
+            hint: None,
         };
         for (index, hit) in evidence.hits.iter().enumerate() {
             let field = evidence.field(hit.start);
@@ -110,15 +212,15 @@ impl<'a> Reading<'a> {
                     let signal = reading.read_signal(index, family, severity, measure, field);
                     reading.signals.push(signal);
                 }
-                Kind::Notice(notice) if !reading.negated(index) => {
-                    reading.notices.push(NoticeHit {
+                Kind::Notice(notice) if reading.notices.wants(notice, field) && !reading.negated(index) => {
+                    reading.notices.record(NoticeHit {
                         hit: *hit,
                         notice,
                         field,
                     });
                 }
-                Kind::Hint(severity) if field == Field::Title && !reading.negated(index) => {
-                    reading.hints.push((*hit, severity));
+                Kind::Hint(severity) if field == Field::Title && reading.hint.is_none() && !reading.negated(index) => {
+                    reading.hint = Some((*hit, severity));
                 }
                 _ => {}
             }
@@ -133,8 +235,15 @@ impl<'a> Reading<'a> {
     fn read_signal(&self, index: usize, family: Family, base: Severity, measure: Measure, field: Field) -> Signal {
         let hit = self.hits()[index];
         let subject = self.subject_of(index);
-        let scope = self.scope_of(index);
-        let hedged = self.any_before(index, 60, |kind| kind == Kind::Hedge);
+        let around = self.around(index);
+        let scope = if around.whole {
+            Scope::Whole
+        } else if around.partial {
+            Scope::Partial
+        } else {
+            Scope::Unsaid
+        };
+        let hedged = around.hedge;
         let measured = self.quantity_for(&hit, measure).and_then(|quantity| {
             measured_severity(measure, &quantity, self.is_free_near(&quantity), base)
                 .map(|severity| (quantity, severity))
@@ -182,7 +291,7 @@ impl<'a> Reading<'a> {
             family,
             severity,
             field,
-            negated: self.negated(index),
+            negated: around.negator || self.zero_before(index),
             subject,
             quantity,
             scope,
@@ -193,42 +302,83 @@ impl<'a> Reading<'a> {
     /// A negation a few words before, in the same clause (`no errors`, `not down`,
     /// `0 errors`, `within budget`).
     fn negated(&self, index: usize) -> bool {
-        let hit = &self.hits()[index];
-        let evidence = self.evidence;
-        // Three words of any length: the byte bound only keeps the scan short.
-        let close = |end: usize| end <= hit.start && hit.start - end <= 48;
-        let by_word = self.hits()[..index].iter().rev().any(|other| {
-            other.keyword.kind == Kind::Negator
-                && close(other.end)
-                && evidence.same_clause(other.end, hit.start)
-                && evidence.words_between(other.end, hit.start) <= 3
-        });
-        by_word
-            || evidence.quantities.iter().any(|quantity| {
-                quantity.value == 0.0
-                    && quantity.unit == Unit::Plain
-                    && quantity.leads
-                    && close(quantity.end)
-                    && evidence.same_clause(quantity.end, hit.start)
-                    && evidence.words_between(quantity.end, hit.start) <= 2
-            })
+        self.around(index).negator || self.zero_before(index)
     }
 
-    /// Whether a keyword of this kind is in the same clause before the hit, within `reach` bytes.
-    fn any_before(&self, index: usize, reach: usize, wanted: impl Fn(Kind) -> bool) -> bool {
+    /// What the keywords around the hit at `index`, in its clause, say of it: one pass
+    /// over the hits before it (and one after it, for a narrowing word), rather than one
+    /// for each kind of word looked for.
+    fn around(&self, index: usize) -> Around {
         let hit = &self.hits()[index];
-        self.hits()[..index].iter().any(|other| {
-            wanted(other.keyword.kind)
-                && other.end <= hit.start
-                && hit.start - other.end <= reach
-                && self.evidence.same_clause(other.end, hit.start)
+        let mut around = Around::default();
+        // The hedge reaches farthest. Hits come in the order of the text, so their clauses
+        // never decrease: the first of another clause ends the scan.
+        for other in self.before(index, Around::HEDGE_REACH) {
+            if other.clause != hit.clause {
+                break;
+            }
+            let distance = hit.start - other.end;
+            match other.keyword.kind {
+                Kind::Whole => around.whole |= distance <= Around::SCOPE_REACH,
+                Kind::Partial => around.partial |= distance <= Around::SCOPE_REACH,
+                Kind::Hedge => around.hedge = true,
+                // Three words of any length: the byte bound only keeps the scan short.
+                Kind::Negator => {
+                    around.negator |=
+                        distance <= Around::NEGATION_REACH && self.evidence.words_between(other.end, hit.start) <= 3;
+                }
+                _ => {}
+            }
+        }
+        if !around.partial {
+            around.partial = self
+                .after(index, Around::SCOPE_REACH)
+                .take_while(|other| other.clause == hit.clause)
+                .any(|other| other.keyword.kind == Kind::Partial);
+        }
+        around
+    }
+
+    /// A zero a word or two before, in the same clause, that opens it or follows a verb of
+    /// counting (`0 errors`, `with 0 errors`).
+    fn zero_before(&self, index: usize) -> bool {
+        let hit = &self.hits()[index];
+        let evidence = self.evidence;
+        evidence.quantities.iter().any(|quantity| {
+            quantity.value == 0.0
+                && quantity.unit == Unit::Plain
+                && quantity.leads
+                && quantity.end <= hit.start
+                && hit.start - quantity.end <= Around::NEGATION_REACH
+                && quantity.clause == hit.clause
+                && evidence.words_between(quantity.end, hit.start) <= 2
         })
+    }
+
+    /// The hits before the hit at `index` that end at most `reach` bytes before it starts,
+    /// nearest first. Hits do not overlap and come in the order of the text, so the scan
+    /// stops at the first one too far: no scan of every hit for every hit.
+    fn before(&self, index: usize, reach: usize) -> impl Iterator<Item = &Hit> {
+        let start = self.hits()[index].start;
+        self.hits()[..index]
+            .iter()
+            .rev()
+            .take_while(move |other| start - other.end <= reach)
+    }
+
+    /// The hits after the hit at `index` that start at most `reach` bytes after it ends,
+    /// nearest first.
+    fn after(&self, index: usize, reach: usize) -> impl Iterator<Item = &Hit> {
+        let end = self.hits()[index].end;
+        self.hits()[index + 1..]
+            .iter()
+            .take_while(move |other| other.start - end <= reach)
     }
 
     /// Whether a keyword of this kind is in the same clause, either side, within `reach` bytes.
     fn any_near(&self, index: usize, reach: usize, wanted: impl Fn(Kind) -> bool) -> bool {
         let hit = &self.hits()[index];
-        self.hits().iter().any(|other| {
+        let near = |other: &Hit| {
             if !wanted(other.keyword.kind) {
                 return false;
             }
@@ -237,8 +387,9 @@ impl<'a> Reading<'a> {
             } else {
                 (hit.end, other.start)
             };
-            from <= to && to - from <= reach && self.evidence.same_clause(from, to)
-        })
+            from <= to && to - from <= reach && other.clause == hit.clause
+        };
+        self.before(index, reach).any(near) || self.after(index, reach).any(near)
     }
 
     /// Whether a keyword of this kind is in the title or the description.
@@ -262,9 +413,9 @@ impl<'a> Reading<'a> {
             if subject != Subject::Node {
                 return Some(subject);
             }
-            let member_of_service = self.hits()[..at].iter().any(|earlier| {
-                subject_at(earlier) == Some(Subject::Service) && self.evidence.same_clause(earlier.end, other.start)
-            });
+            let member_of_service = self.hits()[..at]
+                .iter()
+                .any(|earlier| subject_at(earlier) == Some(Subject::Service) && earlier.clause == other.clause);
             Some(if member_of_service {
                 Subject::Part
             } else {
@@ -272,16 +423,6 @@ impl<'a> Reading<'a> {
             })
         });
         before.or_else(|| self.hits()[index + 1..].iter().find_map(subject_at))
-    }
-
-    fn scope_of(&self, index: usize) -> Scope {
-        if self.any_before(index, 40, |kind| kind == Kind::Whole) {
-            Scope::Whole
-        } else if self.any_near(index, 40, |kind| kind == Kind::Partial) {
-            Scope::Partial
-        } else {
-            Scope::Unsaid
-        }
     }
 
     /// The number a signal word is about: the nearest one after it in its clause, or one
@@ -302,10 +443,10 @@ impl<'a> Reading<'a> {
             .filter_map(|quantity| {
                 let distance = if quantity.start >= hit.end {
                     let distance = quantity.start - hit.end;
-                    (distance <= 48 && evidence.same_clause(hit.end, quantity.start)).then_some(distance)
+                    (distance <= 48 && quantity.clause == hit.clause).then_some(distance)
                 } else if quantity.end <= hit.start {
                     let distance = hit.start - quantity.end;
-                    (distance <= 16 && evidence.same_clause(quantity.end, hit.start)).then_some(distance)
+                    (distance <= 16 && quantity.clause == hit.clause).then_some(distance)
                 } else {
                     None
                 }?;
@@ -324,48 +465,72 @@ impl<'a> Reading<'a> {
                 } else {
                     (other.end, quantity.start, 12)
                 };
-                from <= to && to - from <= reach && self.evidence.same_clause(from, to)
+                from <= to && to - from <= reach && other.clause == quantity.clause
             }
         })
     }
 
     fn verdict(&self) -> Verdict {
-        let summaries = FAMILIES.map(|family| self.summary(family));
-        let decisive: Vec<Signal> = summaries
+        // The decisive signal of each active family, in the order of `FAMILIES`; a family
+        // with no signal (most of them) is not active.
+        let present = self
+            .signals
             .iter()
-            .filter(|summary| summary.is_active())
-            .filter_map(FamilySummary::decisive)
-            .collect();
-        let in_title = || decisive.iter().filter(|signal| signal.field == Field::Title);
+            .fold(0_u32, |present, signal| present | 1 << signal.family as u32);
+        let mut decisive_of_family = [None; FAMILIES.len()];
+        for (family, decisive) in FAMILIES.into_iter().zip(&mut decisive_of_family) {
+            if present & 1 << family as u32 != 0 {
+                let summary = self.summary(family);
+                if summary.is_active() {
+                    *decisive = summary.decisive(&self.signals);
+                }
+            }
+        }
+        let decisive = || decisive_of_family.iter().flatten();
+        let in_title = || decisive().filter(|signal| signal.field == Field::Title);
         let title_best = in_title()
             .filter(|signal| signal.family.is_domain())
             .min_by_key(|signal| rank(signal))
             .or_else(|| in_title().min_by_key(|signal| rank(signal)))
             .copied();
-        let primary = title_best.or_else(|| decisive.iter().min_by_key(|signal| rank(signal)).copied());
+        let primary = title_best.or_else(|| decisive().min_by_key(|signal| rank(signal)).copied());
         let negated = self.signals.iter().find(|signal| signal.negated);
 
-        if let Some(test) = self.first_notice(|notice| notice == Notice::Test) {
+        let mut reasoning = String::with_capacity(REASONING_CAPACITY);
+        if let Some(test) = self.notices.test {
+            say(
+                &mut reasoning,
+                &["test or heartbeat notice `", test.hit.keyword.text, "`: informational"],
+            );
             return Verdict {
                 severity: Severity::P4,
                 category: Category::Other,
                 confidence: 0.9,
-                reasoning: format!("test or heartbeat notice `{}`: informational", test.hit.keyword.text),
+                reasoning,
             };
         }
-        if let Some(resolved) = self.first_notice(|notice| notice == Notice::Resolved) {
+        if let Some(resolved) = self.notices.resolved {
             let category = primary.map_or(Category::Other, |signal| category_of(signal.family, signal.subject));
-            let mut reasoning = format!(
-                "resolution notice `{}` in the {}: the problem is over",
-                resolved.hit.keyword.text,
-                resolved.field.name()
+            say(
+                &mut reasoning,
+                &[
+                    "resolution notice `",
+                    resolved.hit.keyword.text,
+                    "` in the ",
+                    resolved.field.name(),
+                    ": the problem is over",
+                ],
             );
             if let Some(signal) = primary {
-                let _ = write!(
-                    reasoning,
-                    "; it was: {} signal `{}`",
-                    signal.family.name(),
-                    signal.hit.keyword.text
+                say(
+                    &mut reasoning,
+                    &[
+                        "; it was: ",
+                        signal.family.name(),
+                        " signal `",
+                        signal.hit.keyword.text,
+                        "`",
+                    ],
                 );
             }
             return Verdict {
@@ -375,20 +540,25 @@ impl<'a> Reading<'a> {
                 reasoning: shortened(reasoning),
             };
         }
-        let calm = self.calm_notice(!decisive.is_empty());
+        let calm = self.calm_notice(decisive().next().is_some());
         let Some(signal) = primary else {
-            return self.without_signal(calm, negated);
+            return self.without_signal(calm, negated, reasoning);
         };
 
         let mut severity = signal.severity;
-        let mut reasoning = format!(
-            "{} signal `{}` in the {}",
-            signal.family.name(),
-            signal.hit.keyword.text,
-            signal.field.name()
+        say(
+            &mut reasoning,
+            &[
+                signal.family.name(),
+                " signal `",
+                signal.hit.keyword.text,
+                "` in the ",
+                signal.field.name(),
+            ],
         );
         if let Some(quantity) = signal.quantity {
-            let _ = write!(reasoning, "; {}", describe(&quantity));
+            reasoning.push_str("; ");
+            describe(&mut reasoning, &quantity);
         }
         match signal.scope {
             Scope::Whole => reasoning.push_str("; whole scope"),
@@ -398,7 +568,7 @@ impl<'a> Reading<'a> {
         if signal.hedged {
             reasoning.push_str("; hedged");
         }
-        if let Some((hint, said)) = self.hints.first() {
+        if let Some((hint, said)) = &self.hint {
             let adjusted = match *said {
                 Severity::P0 | Severity::P1 => severity.min(*said),
                 Severity::P2 if severity == Severity::P1 && signal.quantity.is_none() => Severity::P2,
@@ -407,7 +577,7 @@ impl<'a> Reading<'a> {
                 _ => severity,
             };
             if adjusted != severity {
-                let _ = write!(reasoning, "; the title says `{}`", hint.keyword.text);
+                say(&mut reasoning, &["; the title says `", hint.keyword.text, "`"]);
                 severity = adjusted;
             }
         }
@@ -420,12 +590,12 @@ impl<'a> Reading<'a> {
                 )
         });
         if let Some(calm) = calm.filter(|_| severity >= Severity::P2 && !body_alarm) {
-            let _ = write!(reasoning, "; informational `{}`", calm.hit.keyword.text);
+            say(&mut reasoning, &["; informational `", calm.hit.keyword.text, "`"]);
             severity = Severity::P4;
         }
         match negated {
             Some(negated) => {
-                let _ = write!(reasoning, "; negated `{}`", negated.hit.keyword.text);
+                say(&mut reasoning, &["; negated `", negated.hit.keyword.text, "`"]);
             }
             None => reasoning.push_str("; no negation"),
         }
@@ -440,7 +610,10 @@ impl<'a> Reading<'a> {
                 && category_of(other.family, other.subject) != category
                 && other.severity <= signal.severity
         }) {
-            let _ = write!(reasoning, "; also {} `{}`", other.family.name(), other.hit.keyword.text);
+            say(
+                &mut reasoning,
+                &["; also ", other.family.name(), " `", other.hit.keyword.text, "`"],
+            );
             confidence -= 0.15;
         }
         Verdict {
@@ -451,7 +624,8 @@ impl<'a> Reading<'a> {
         }
     }
 
-    fn without_signal(&self, calm: Option<NoticeHit>, negated: Option<&Signal>) -> Verdict {
+    /// The verdict when no family is decisive; `reasoning` is an empty buffer to write it in.
+    fn without_signal(&self, calm: Option<NoticeHit>, negated: Option<&Signal>, mut reasoning: String) -> Verdict {
         let infra = self
             .hits()
             .iter()
@@ -462,79 +636,112 @@ impl<'a> Reading<'a> {
                 (None, Some(_)) => Category::Infrastructure,
                 (None, None) => Category::Other,
             };
+            say(
+                &mut reasoning,
+                &[
+                    "informational notice `",
+                    calm.hit.keyword.text,
+                    "` in the ",
+                    calm.field.name(),
+                    "; no problem signal",
+                ],
+            );
             return Verdict {
                 severity: Severity::P4,
                 category,
                 confidence: 0.7,
-                reasoning: shortened(format!(
-                    "informational notice `{}` in the {}; no problem signal",
-                    calm.hit.keyword.text,
-                    calm.field.name()
-                )),
+                reasoning: shortened(reasoning),
             };
         }
         if let Some(negated) = negated {
             let category = category_of(negated.family, negated.subject);
+            say(
+                &mut reasoning,
+                &[
+                    negated.family.name(),
+                    " signal `",
+                    negated.hit.keyword.text,
+                    "` is negated in the ",
+                    negated.field.name(),
+                    "; nothing else reported",
+                ],
+            );
             return Verdict {
                 severity: Severity::P4,
                 category,
                 confidence: 0.5,
-                reasoning: shortened(format!(
-                    "{} signal `{}` is negated in the {}; nothing else reported",
-                    negated.family.name(),
-                    negated.hit.keyword.text,
-                    negated.field.name()
-                )),
+                reasoning: shortened(reasoning),
             };
         }
-        let hint = self.hints.first();
+        let hint = self.hint.as_ref();
         let severity = hint.map_or(UNKNOWN_SEVERITY, |(_, said)| *said);
         match (infra, hint) {
-            (Some(subject), _) => Verdict {
-                severity,
-                category: Category::Infrastructure,
-                confidence: 0.4,
-                reasoning: shortened(format!(
-                    "no problem signal; infrastructure subject `{}`, so {} and `infrastructure`",
-                    subject.keyword.text, severity
-                )),
-            },
-            (None, Some((hint, _))) => Verdict {
-                severity,
-                category: Category::Other,
-                confidence: UNKNOWN_CONFIDENCE,
-                reasoning: format!("no problem signal; the title says `{}`", hint.keyword.text),
-            },
-            (None, None) => Verdict {
-                severity: UNKNOWN_SEVERITY,
-                category: Category::Other,
-                confidence: UNKNOWN_CONFIDENCE,
-                reasoning: format!(
-                    "no known signal; an unknown alert gets {UNKNOWN_SEVERITY} (the ingest default) and `other`"
-                ),
-            },
+            (Some(subject), _) => {
+                say(
+                    &mut reasoning,
+                    &[
+                        "no problem signal; infrastructure subject `",
+                        subject.keyword.text,
+                        "`, so ",
+                        severity.as_str(),
+                        " and `infrastructure`",
+                    ],
+                );
+                Verdict {
+                    severity,
+                    category: Category::Infrastructure,
+                    confidence: 0.4,
+                    reasoning: shortened(reasoning),
+                }
+            }
+            (None, Some((hint, _))) => {
+                say(
+                    &mut reasoning,
+                    &["no problem signal; the title says `", hint.keyword.text, "`"],
+                );
+                Verdict {
+                    severity,
+                    category: Category::Other,
+                    confidence: UNKNOWN_CONFIDENCE,
+                    reasoning,
+                }
+            }
+            (None, None) => {
+                say(
+                    &mut reasoning,
+                    &[
+                        "no known signal; an unknown alert gets ",
+                        UNKNOWN_SEVERITY.as_str(),
+                        " (the ingest default) and `other`",
+                    ],
+                );
+                Verdict {
+                    severity: UNKNOWN_SEVERITY,
+                    category: Category::Other,
+                    confidence: UNKNOWN_CONFIDENCE,
+                    reasoning,
+                }
+            }
         }
-    }
-
-    fn first_notice(&self, wanted: impl Fn(Notice) -> bool) -> Option<&NoticeHit> {
-        self.notices.iter().find(|notice| wanted(notice.notice))
     }
 
     /// A notice that something finished, is within limits or is a report: in the title,
     /// or in the body when no problem is reported at all.
     fn calm_notice(&self, problem_anywhere: bool) -> Option<NoticeHit> {
-        self.notices
-            .iter()
-            .find(|notice| {
-                matches!(notice.notice, Notice::Completed | Notice::Ok | Notice::Report)
-                    && (notice.field == Field::Title || !problem_anywhere)
-            })
-            .copied()
+        if problem_anywhere {
+            self.notices.calm_in_title
+        } else {
+            self.notices.calm
+        }
     }
 
+    /// What the signals of a family say together, read in the order of the text.
     fn summary(&self, family: Family) -> FamilySummary {
         let mut summary = FamilySummary::default();
-        for signal in self.signals.iter().filter(|signal| signal.family == family) {
+        for (index, signal) in self.signals.iter().enumerate() {
+            if signal.family != family {
+                continue;
+            }
             if signal.negated {
                 if signal.field == Field::Title {
                     summary.title_negated += 1;
@@ -543,37 +750,38 @@ impl<'a> Reading<'a> {
                 }
                 continue;
             }
-            let better = |current: Option<Signal>| current.is_none_or(|current| signal.severity < current.severity);
+            let better =
+                |current: Option<usize>| current.is_none_or(|current| signal.severity < self.signals[current].severity);
             if signal.field == Field::Title {
                 summary.title_positive += 1;
                 if better(summary.title_best) {
-                    summary.title_best = Some(*signal);
+                    summary.title_best = Some(index);
                 }
             } else {
                 summary.body_positive += 1;
                 if better(summary.body_best) {
-                    summary.body_best = Some(*signal);
+                    summary.body_best = Some(index);
                 }
             }
             if signal.quantity.is_some() && better(summary.measured) {
-                summary.measured = Some(*signal);
+                summary.measured = Some(index);
             }
         }
         summary
     }
 }
 
-/// What one family's signals say together.
+/// What one family's signals say together; its signals are indexes in [`Reading::signals`].
 #[derive(Debug, Default, Clone, Copy)]
 struct FamilySummary {
     title_positive: usize,
     title_negated: usize,
     body_positive: usize,
     body_negated: usize,
-    title_best: Option<Signal>,
-    body_best: Option<Signal>,
+    title_best: Option<usize>,
+    body_best: Option<usize>,
     /// The most severe signal with a number beside it, in any field.
-    measured: Option<Signal>,
+    measured: Option<usize>,
 }
 
 impl FamilySummary {
@@ -585,10 +793,10 @@ impl FamilySummary {
 
     /// The family's word and severity: its word in the title (else in the body), with the
     /// severity a number beside one of its words sets, wherever that number is.
-    fn decisive(&self) -> Option<Signal> {
-        let mut signal = self.title_best.or(self.body_best)?;
+    fn decisive(&self, signals: &[Signal]) -> Option<Signal> {
+        let mut signal = signals[self.title_best.or(self.body_best)?];
         if signal.quantity.is_none()
-            && let Some(measured) = self.measured
+            && let Some(measured) = self.measured.map(|index| signals[index])
         {
             signal.severity = measured.severity;
             signal.quantity = measured.quantity;
@@ -686,18 +894,28 @@ fn measured_severity(measure: Measure, quantity: &Quantity, free: bool, base: Se
     }
 }
 
-fn describe(quantity: &Quantity) -> String {
+/// Appends the pieces of a sentence to `reasoning`: `push_str` rather than `write!`, whose
+/// formatting machinery cost more than the rest of writing a verdict.
+fn say(reasoning: &mut String, pieces: &[&str]) {
+    for piece in pieces {
+        reasoning.push_str(piece);
+    }
+}
+
+/// Writes what the reasoning says of a quantity (`quantity over 97%`) to `out`.
+fn describe(out: &mut String, quantity: &Quantity) {
     let comparison = match quantity.comparison {
         Comparison::Exact => "",
         Comparison::Above => "over ",
         Comparison::Below => "under ",
     };
-    match quantity.unit {
-        Unit::Percent => format!("quantity {comparison}{}%", round(quantity.value)),
-        Unit::Seconds => format!("quantity {comparison}{}", duration(quantity.value)),
-        Unit::Multiplier => format!("quantity {}x", round(quantity.value)),
-        Unit::Plain | Unit::Money | Unit::Ordinal => format!("quantity {}", round(quantity.value)),
-    }
+    // Writing to a `String` does not fail.
+    let _ = match quantity.unit {
+        Unit::Percent => write!(out, "quantity {comparison}{}%", round(quantity.value)),
+        Unit::Seconds => write!(out, "quantity {comparison}{}", duration(quantity.value)),
+        Unit::Multiplier => write!(out, "quantity {}x", round(quantity.value)),
+        Unit::Plain | Unit::Money | Unit::Ordinal => write!(out, "quantity {}", round(quantity.value)),
+    };
 }
 
 fn duration(seconds: f64) -> String {
@@ -717,7 +935,8 @@ fn round(value: f64) -> f64 {
 }
 
 fn shortened(reasoning: String) -> String {
-    if reasoning.chars().count() <= MAX_REASONING_CHARS {
+    // No more bytes than the limit is no more characters: no count needed.
+    if reasoning.len() <= MAX_REASONING_CHARS || reasoning.chars().count() <= MAX_REASONING_CHARS {
         return reasoning;
     }
     crate::text::shortened(&reasoning, MAX_REASONING_CHARS)

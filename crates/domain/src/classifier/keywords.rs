@@ -4,8 +4,7 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-
+use super::automaton::KeywordAutomaton;
 use crate::vocabulary::Severity::{self, P0, P1, P2, P3, P4};
 
 /// What kind of problem a signal word reports. The order is the tie-break between
@@ -525,12 +524,9 @@ pub(super) static KEYWORDS: &[Keyword] = &[
 ];
 
 /// The automaton over [`KEYWORDS`], built once; pattern ids are table indexes.
-pub(super) static AUTOMATON: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(KEYWORDS.iter().map(|keyword| keyword.text))
-        .expect("the keyword table compiles")
+pub(super) static AUTOMATON: LazyLock<KeywordAutomaton> = LazyLock::new(|| {
+    let texts: Vec<&str> = KEYWORDS.iter().map(|keyword| keyword.text).collect();
+    KeywordAutomaton::new(&texts)
 });
 
 #[cfg(test)]
@@ -553,6 +549,13 @@ mod tests {
                 keyword.text
             );
         }
-        assert!(AUTOMATON.patterns_len() == KEYWORDS.len());
+        // Each keyword alone is found whole, under its own index.
+        for (index, keyword) in KEYWORDS.iter().enumerate() {
+            let found: Vec<_> = AUTOMATON
+                .find_iter(keyword.text.as_bytes())
+                .map(|found| (found.pattern, found.start, found.end))
+                .collect();
+            assert_eq!(found, [(index, 0, keyword.text.len())], "`{}`", keyword.text);
+        }
     }
 }

@@ -61,6 +61,8 @@ pub(super) enum Comparison {
 pub(super) struct Quantity {
     pub start: usize,
     pub end: usize,
+    /// Which clause of the text it is in; see [`Hit::clause`].
+    pub clause: usize,
     pub value: f64,
     pub unit: Unit,
     pub comparison: Comparison,
@@ -75,31 +77,60 @@ pub(super) struct Quantity {
 pub(super) struct Hit {
     pub start: usize,
     pub end: usize,
+    /// Which clause of the text it is in: how many clause ends come before it. Neither a
+    /// keyword nor a number spans a clause end, so two of them (in either order, even
+    /// overlapping, as `500 error` and `500`) are in one clause when their clauses are
+    /// equal: the rules compare these rather than search the text between them.
+    pub clause: usize,
     pub keyword: &'static Keyword,
 }
 
-/// An event's text as the rules read it.
+/// An event's text as the rules read it. Its buffers are reused from one event to the next.
+#[derive(Default)]
 pub(super) struct Evidence {
     pub text: Vec<u8>,
     title_end: usize,
     description_end: usize,
     pub hits: Vec<Hit>,
     pub quantities: Vec<Quantity>,
+    /// Where the clause ends are in `text`, in order.
+    clause_ends: Vec<usize>,
     /// A `category` label in one of the vocabulary's spellings.
     pub category_label: Option<Category>,
 }
 
 impl Evidence {
-    pub(super) fn gather(title: &str, description: &str, labels: &BTreeMap<String, String>) -> Evidence {
+    /// Bytes of normalised text kept allocated between events; a larger buffer (only a
+    /// huge title makes one: the description and labels are cut) is let go after its event.
+    const KEPT_BYTES: usize = 16 * 1024;
+
+    /// Reads an event into this evidence, replacing what it held.
+    pub(super) fn gather(&mut self, title: &str, description: &str, labels: &BTreeMap<String, String>) {
         let description = cut(description, MAX_DESCRIPTION_BYTES);
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        text.reserve(title.len() + description.len() + 64 * labels.len().min(8) + 8);
+        let mut quantities = std::mem::take(&mut self.quantities);
+        quantities.clear();
+        let mut clause_ends = std::mem::take(&mut self.clause_ends);
+        clause_ends.clear();
         let mut normaliser = Normaliser {
-            out: Vec::with_capacity(title.len() + description.len() + 64 * labels.len().min(8) + 8),
-            quantities: Vec::new(),
+            out: text,
+            quantities,
+            clause_ends,
         };
+        // Each field ends with a clause end, which no keyword contains: its keywords are
+        // the same whatever comes before it. So each is searched as soon as it is written
+        // (the search overlaps the writing of the next), and a label that repeats the
+        // title is not searched at all.
+        self.hits.clear();
         normaliser.push(title);
         let title_end = normaliser.out.len();
+        find_keywords(&normaliser.out, 0, &normaliser.clause_ends, &mut self.hits);
+        let title_hits = self.hits.len();
         normaliser.push(description);
         let description_end = normaliser.out.len();
+        find_keywords(&normaliser.out, title_end, &normaliser.clause_ends, &mut self.hits);
         let mut label_bytes = 0;
         let mut category_label = None;
         for (key, value) in labels {
@@ -114,17 +145,41 @@ impl Evidence {
             if label_bytes > MAX_LABELS_BYTES {
                 break;
             }
+            let from = normaliser.out.len();
             normaliser.push(value);
+            let text = &normaliser.out;
+            if text[from..] == text[..title_end] {
+                // A label that reads as the title (an alert's name often does) has the
+                // title's keywords, in its own place and clauses.
+                let clauses_before = normaliser.clause_ends.partition_point(|&end| end < from);
+                let first = self.hits.len();
+                self.hits.extend_from_within(..title_hits);
+                for hit in &mut self.hits[first..] {
+                    hit.start += from;
+                    hit.end += from;
+                    hit.clause += clauses_before;
+                }
+            } else {
+                find_keywords(text, from, &normaliser.clause_ends, &mut self.hits);
+            }
         }
-        let Normaliser { out: text, quantities } = normaliser;
-        let hits = find_keywords(&text);
-        Evidence {
-            text,
-            title_end,
-            description_end,
-            hits,
+        let Normaliser {
+            out: text,
             quantities,
-            category_label,
+            clause_ends,
+        } = normaliser;
+        self.clause_ends = clause_ends;
+        self.text = text;
+        self.quantities = quantities;
+        self.title_end = title_end;
+        self.description_end = description_end;
+        self.category_label = category_label;
+    }
+
+    /// Lets go of buffers an outsized event grew, so a thread keeps little between events.
+    pub(super) fn release_excess(&mut self) {
+        if self.text.capacity() > Evidence::KEPT_BYTES {
+            *self = Evidence::default();
         }
     }
 
@@ -136,11 +191,6 @@ impl Evidence {
         } else {
             Field::Labels
         }
-    }
-
-    /// Whether `from..to` stays within one clause.
-    pub(super) fn same_clause(&self, from: usize, to: usize) -> bool {
-        from <= to && !self.text[from..to].contains(&CLAUSE_END)
     }
 
     /// Words between two positions of one clause.
@@ -161,11 +211,13 @@ fn cut(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
-fn find_keywords(text: &[u8]) -> Vec<Hit> {
-    let mut hits = Vec::with_capacity(16);
-    for found in AUTOMATON.find_iter(text) {
-        let keyword = &KEYWORDS[found.pattern().as_usize()];
-        let (start, end) = (found.start(), found.end());
+/// Finds the keywords of the field that starts at `from` and ends `text` (whose clause
+/// ends are at `clause_ends`), after those of the fields before it in `hits`.
+fn find_keywords(text: &[u8], from: usize, clause_ends: &[usize], hits: &mut Vec<Hit>) {
+    let mut clause = clause_ends.partition_point(|&end| end < from);
+    for found in AUTOMATON.find_iter(&text[from..]) {
+        let keyword = &KEYWORDS[found.pattern];
+        let (start, end) = (from + found.start, from + found.end);
         // A keyword that starts (or ends) with a sign, like `% left`, needs no boundary there.
         let pattern = keyword.text.as_bytes();
         let starts_word = start == 0 || !pattern[0].is_ascii_alphanumeric() || !text[start - 1].is_ascii_alphanumeric();
@@ -173,15 +225,24 @@ fn find_keywords(text: &[u8]) -> Vec<Hit> {
             || !pattern[pattern.len() - 1].is_ascii_alphanumeric()
             || !text[end].is_ascii_alphanumeric();
         if starts_word && (ends_word || keyword.bound == Bound::Stem) {
-            hits.push(Hit { start, end, keyword });
+            while clause_ends.get(clause).is_some_and(|&clause_end| clause_end < start) {
+                clause += 1;
+            }
+            hits.push(Hit {
+                start,
+                end,
+                clause,
+                keyword,
+            });
         }
     }
-    hits
 }
 
 struct Normaliser {
     out: Vec<u8>,
     quantities: Vec<Quantity>,
+    /// Where the clause ends were written (none is ever taken back).
+    clause_ends: Vec<usize>,
 }
 
 impl Normaliser {
@@ -190,6 +251,17 @@ impl Normaliser {
         let raw = raw.as_bytes();
         let mut i = 0;
         while i < raw.len() {
+            // Up to eight bytes at a time while they are written as they are.
+            if let Some(lanes) = lanes_at(raw, i) {
+                let unchanged = unchanged_prefix(lanes, self.after_word());
+                if unchanged > 0 {
+                    let len = self.out.len();
+                    self.out.extend_from_slice(&lanes.to_le_bytes());
+                    self.out.truncate(len + unchanged);
+                    i += unchanged;
+                    continue;
+                }
+            }
             let byte = raw[i];
             match byte {
                 b'A'..=b'Z' => {
@@ -215,8 +287,13 @@ impl Normaliser {
         self.clause_end();
     }
 
+    /// Whether a space would be written now: the last byte written ends a word.
+    fn after_word(&self) -> bool {
+        !matches!(self.out.last(), None | Some(b' ' | &CLAUSE_END))
+    }
+
     fn space(&mut self) {
-        if !matches!(self.out.last(), None | Some(b' ' | &CLAUSE_END)) {
+        if self.after_word() {
             self.out.push(b' ');
         }
     }
@@ -226,6 +303,7 @@ impl Normaliser {
             self.out.pop();
         }
         if !matches!(self.out.last(), None | Some(&CLAUSE_END)) {
+            self.clause_ends.push(self.out.len());
             self.out.push(CLAUSE_END);
         }
     }
@@ -277,6 +355,7 @@ impl Normaliser {
         self.quantities.push(Quantity {
             start: out_start,
             end: self.out.len(),
+            clause: self.clause_ends.len(),
             value: value * factor,
             unit,
             comparison,
@@ -317,6 +396,42 @@ impl Normaliser {
         );
         (comparison, ahead, false, leads)
     }
+}
+
+/// The 8 bytes of `raw` from `at` as the lanes of an integer (the first in the lowest),
+/// zeros past the end of `raw`; `None` when `raw` is shorter than 8 bytes.
+fn lanes_at(raw: &[u8], at: usize) -> Option<u64> {
+    let last = raw.len().checked_sub(8)?;
+    let lanes = |from: usize| u64::from_le_bytes(raw[from..from + 8].try_into().expect("8 bytes"));
+    Some(if at <= last {
+        lanes(at)
+    } else {
+        lanes(last) >> (8 * (at - last))
+    })
+}
+
+/// How many of the first bytes of `lanes` (up to all 8) [`Normaliser::push`] writes as
+/// they are: lower-case ASCII letters, and spaces that follow a word. `after_word` says
+/// whether a space would be written before the first byte. A text is mostly such bytes,
+/// and a `match` on each mispredicted at nearly every word's end: here the 8 are tested
+/// together, each in a lane of one integer (SWAR).
+fn unchanged_prefix(lanes: u64, after_word: bool) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // The high bit of a lane flags a property of its byte. Sums of the low 7 bits and a
+    // byte below 0x80 never carry into the next lane.
+    let low = lanes & !HIGH;
+    let ascii = !lanes & HIGH;
+    let from_a = low + ONES * u64::from(0x80 - b'a');
+    let past_z = low + ONES * u64::from(0x80 - b'z' - 1);
+    let lower = ascii & from_a & !past_z;
+    let not_space = lanes ^ (ONES * u64::from(b' '));
+    let space = !(((not_space & !HIGH) + !HIGH) | not_space) & HIGH;
+    // Where the run stops: a byte of neither kind, or a space with no word before it (after
+    // a space, or first after no word), which is not written.
+    let no_word_before = (space << 8) | (u64::from(!after_word) * 0x80);
+    let stops = (HIGH & !(lower | space)) | (space & no_word_before);
+    (stops.trailing_zeros() / 8) as usize
 }
 
 /// The last word of `text` and what comes before it.
@@ -362,8 +477,14 @@ fn unit_after(raw: &[u8]) -> (Unit, f64) {
 mod tests {
     use super::*;
 
+    fn gathered(title: &str, description: &str) -> Evidence {
+        let mut evidence = Evidence::default();
+        evidence.gather(title, description, &BTreeMap::new());
+        evidence
+    }
+
     fn normalised(title: &str) -> (String, Vec<Quantity>) {
-        let evidence = Evidence::gather(title, "", &BTreeMap::new());
+        let evidence = gathered(title, "");
         (String::from_utf8(evidence.text).unwrap(), evidence.quantities)
     }
 
@@ -408,9 +529,87 @@ mod tests {
     }
 
     #[test]
+    fn eight_bytes_are_read_as_one_by_one() {
+        // What `unchanged_prefix` computes, a byte at a time.
+        let expected = |chunk: [u8; 8], after_word: bool| {
+            let mut previous_is_word = after_word;
+            chunk
+                .iter()
+                .take_while(|&&byte| {
+                    let unchanged = byte.is_ascii_lowercase() || (byte == b' ' && previous_is_word);
+                    previous_is_word = byte != b' ';
+                    unchanged
+                })
+                .count()
+        };
+        // Each range's edges, and the same bytes with the high bit set.
+        let bytes = [
+            b'a', b'z', b'm', b' ', b'`', b'{', b'A', b'Z', b'0', b'|', 0, 0x7f, 0x80, 0xa0, 0xe1, 0xfa, 0xff,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let chunk: [u8; 8] = std::array::from_fn(|lane| bytes[(seed >> (lane * 5)) as usize % bytes.len()]);
+            for after_word in [false, true] {
+                assert_eq!(
+                    unchanged_prefix(u64::from_le_bytes(chunk), after_word),
+                    expected(chunk, after_word),
+                    "{chunk:?} {after_word}"
+                );
+            }
+        }
+        // Text of every length, so that each is read with a tail of zeros.
+        for length in 0..20 {
+            let text = "ab cd  ef ".repeat(2)[..length].to_string();
+            let written = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let written = if written.is_empty() { written } else { written + "|" };
+            assert_eq!(normalised(&text).0, written, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn fields_are_searched_as_one_text() {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "KubePodCrashLooping"),
+            ("job", "node-exporter"),
+            ("summary", "Pod crash looping: 5 restarts, error rate 12%"),
+            ("team", "Pod crash looping"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        for (title, description) in [
+            (
+                "Pod crash looping",
+                "Pod is restarting. No errors in the log; disk 97% full",
+            ),
+            ("", "the API is down"),
+            ("Kube pod crash looping", ""),
+            ("Latency high. Error rate 12%", "p99 over 2s for 10 minutes, not down"),
+        ] {
+            let mut evidence = Evidence::default();
+            evidence.gather(title, description, &labels);
+            let mut searched_once = Vec::new();
+            find_keywords(&evidence.text, 0, &evidence.clause_ends, &mut searched_once);
+            let summary = |hits: &[Hit]| -> Vec<_> {
+                hits.iter()
+                    .map(|hit| (hit.start, hit.end, hit.clause, hit.keyword.text))
+                    .collect()
+            };
+            assert_eq!(
+                summary(&evidence.hits),
+                summary(&searched_once),
+                "{title} | {description}"
+            );
+        }
+    }
+
+    #[test]
     fn long_descriptions_are_cut_at_a_character_boundary() {
         let description = "é".repeat(MAX_DESCRIPTION_BYTES);
-        let evidence = Evidence::gather("t", &description, &BTreeMap::new());
+        let evidence = gathered("t", &description);
         assert!(evidence.text.len() <= MAX_DESCRIPTION_BYTES + 4);
         assert!(std::str::from_utf8(&evidence.text).is_ok());
     }
