@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting and lints, every test, then the API against its
-# OpenAPI document (schemathesis). Installs or starts what the tests need when it is
+# Runs the whole test suite: the operations kit (rules, dashboards, manifests), formatting
+# and lints, every test, then the API against its OpenAPI document (schemathesis). Installs or starts what the tests need when it is
 # missing (Debian's prometheus, promtool, prometheus-alertmanager and strace; a PostgreSQL
 # server; aiosmtpd, schemathesis and openapi-spec-validator from PyPI) and fails, never
 # skips, when a component cannot be had.
@@ -78,16 +78,27 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
   done || die "cannot list leftover test databases at $LIM_TEST_POSTGRES_URL"
 
 # --- Python tools from PyPI: aiosmtpd (the SMTP server of the email tests), schemathesis
-# and openapi-spec-validator (scripts/api-conformance.sh) ---
+# and openapi-spec-validator (scripts/api-conformance.sh), PyYAML (scripts/check-*.sh) ---
 export LIM_TEST_VENV="$PWD/target/test-venv"
-python_tools=(aiosmtpd==1.4.6 schemathesis==4.32.5 openapi-spec-validator==0.9.0)
-if ! "$LIM_TEST_VENV/bin/python" -m pip show --quiet aiosmtpd schemathesis openapi-spec-validator >/dev/null 2>&1; then
+python_tools=(aiosmtpd==1.4.6 schemathesis==4.32.5 openapi-spec-validator==0.9.0 PyYAML==6.0.4)
+if ! "$LIM_TEST_VENV/bin/python" -m pip show --quiet aiosmtpd schemathesis openapi-spec-validator PyYAML >/dev/null 2>&1; then
   log "installing ${python_tools[*]} into $LIM_TEST_VENV"
   python3 -m venv "$LIM_TEST_VENV" || die "cannot create a Python virtual environment (python3 -m venv)"
   "$LIM_TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${python_tools[@]}" \
     || die "cannot install ${python_tools[*]} from PyPI"
 fi
 export LIM_TEST_PYTHON="$LIM_TEST_VENV/bin/python"
+
+# --- the operations kit of deploy/: promtool on the configuration, rules and their unit
+# tests; the dashboards regenerated and checked against Grafana's schema; the Kubernetes
+# manifests rendered (kubectl kustomize) and validated offline. Each script installs its
+# own PyPI/npm tools into the virtual environment above (or under target/). ---
+log "scripts/check-prometheus.sh"
+scripts/check-prometheus.sh || die "the Prometheus configuration or rules have the problems above"
+log "scripts/check-grafana.sh"
+scripts/check-grafana.sh || die "the Grafana dashboards have the problems above"
+log "scripts/check-kubernetes.sh"
+scripts/check-kubernetes.sh || die "the Kubernetes manifests have the problems above"
 
 # --- formatting and lints: CI holds them as it holds the tests ---
 log "cargo fmt --check"

@@ -637,7 +637,7 @@ async fn the_client_works_an_incident_over_grpc_and_watches_the_changes() {
         client(&server, &args)
     };
     // A watch of P0 incidents, printing one JSON line per change.
-    let mut watch = std::process::Command::new(BINARY)
+    let watch = std::process::Command::new(BINARY)
         .args(["incidents", "watch", "--severity", "P0", "--grpc-server", &server.grpc])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1,13 +1,21 @@
 //! A real Prometheus (Debian's `prometheus`, on free loopback ports) scrapes the running
 //! service: every metric family is ingested with its declared type and label names, and
-//! `promtool check metrics` finds nothing to say about a scrape.
+//! `promtool check metrics` finds nothing to say about a scrape. The operations kit of
+//! `deploy/` is run the same way: Prometheus loads the shipped configuration and rules,
+//! every dashboard query and recording rule runs through its query API against what the
+//! service exported, and one of the shipped alerts goes through a real Alertmanager back to
+//! the service, opening an incident that resolves when the condition clears.
 
+#[path = "support/alertmanager_process.rs"]
+mod alertmanager_process;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)] // this target uses part of the API tests' harness
 mod helpers;
 #[path = "support/llm_server.rs"]
 #[allow(dead_code)] // shared with the API tests
 mod llm_server;
+#[path = "support/promql.rs"]
+mod promql;
 #[path = "support/receiver.rs"]
 #[allow(dead_code)] // shared with the API tests
 mod receiver;
@@ -122,6 +130,11 @@ impl PrometheusProcess {
             ),
         )
         .expect("write prometheus.yml");
+        PrometheusProcess::start_with(work_dir, &config)
+    }
+
+    /// A Prometheus on the configuration file `config` (its rule files relative to it).
+    fn start_with(work_dir: &Path, config: &Path) -> PrometheusProcess {
         let address = free_address();
         let log = work_dir.join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("create prometheus.log");
@@ -319,8 +332,13 @@ async fn problems(client: &reqwest::Client, prometheus: &PrometheusProcess) -> V
 }
 
 async fn target_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess) -> bool {
-    api(client, prometheus, "/api/v1/query?query=up%7Bjob%3D%22lim%22%7D")
+    job_is_up(client, prometheus, "lim").await
+}
+
+async fn job_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess, job: &str) -> bool {
+    query(client, prometheus, &format!("up{{job=\"{job}\"}}"))
         .await
+        .ok()
         .is_some_and(|data| data["result"][0]["value"][1] == "1")
 }
 
@@ -441,5 +459,408 @@ async fn promtool_finds_no_problem_in_a_scrape() {
         "promtool says ({}):\n{said}",
         output.status
     );
+    app.stop().await;
+}
+
+/// An instant query: its `data`, or what Prometheus said was wrong with it.
+async fn query(client: &reqwest::Client, prometheus: &PrometheusProcess, expr: &str) -> Result<Value, String> {
+    let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", prometheus.url), &[("query", expr)])
+        .map_err(|error| format!("no URL: {error}"))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| format!("no answer: {error}"))?;
+    let body: Value = response.json().await.map_err(|error| format!("not JSON: {error}"))?;
+    if body["status"] == "success" {
+        Ok(body["data"].clone())
+    } else {
+        Err(format!("{}: {}", body["errorType"], body["error"]))
+    }
+}
+
+/// The repository's `deploy/` folder.
+fn deploy_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// `text` with `from` replaced; the shipped file must hold it (else this test is stale).
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "deploy/prometheus/prometheus.yml no longer holds `{from}`: update this test"
+    );
+    text.replace(from, to)
+}
+
+/// The shipped Prometheus configuration and rules, copied into `work_dir` and pointed at
+/// the test: its one scrape job's targets become `metrics_target`, its Alertmanager
+/// `alertmanager`, and the 15 s intervals 1 s. With `fast_alerts`, every alert's `for:`
+/// becomes 1 s (the expressions stay as shipped). Returns the configuration's path.
+fn shipped_prometheus(
+    work_dir: &Path,
+    metrics_target: &str,
+    alertmanager: &str,
+    fast_alerts: bool,
+) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(deploy_dir().join("prometheus/prometheus.yml"))
+        .expect("read the shipped prometheus.yml");
+    let mut config = replaced(&shipped, "scrape_interval: 15s", "scrape_interval: 1s");
+    config = replaced(&config, "evaluation_interval: 15s", "evaluation_interval: 1s");
+    config = replaced(&config, "alertmanager:9093", alertmanager);
+    // The static targets: the line `- targets:` and the example replicas under it.
+    let mut lines = Vec::new();
+    let mut targets = 0;
+    for line in config.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("- incident-manager-") {
+            continue;
+        }
+        if trimmed == "- targets:" {
+            targets += 1;
+            let indent = &line[..line.len() - trimmed.len()];
+            lines.push(format!("{indent}- targets: ['{metrics_target}']"));
+        } else {
+            lines.push(line.to_owned());
+        }
+    }
+    assert_eq!(
+        targets, 1,
+        "the shipped prometheus.yml should have one static `- targets:` list"
+    );
+    let path = work_dir.join("prometheus.yml");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write prometheus.yml");
+    let rules = work_dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("create the rules folder");
+    for entry in std::fs::read_dir(deploy_dir().join("prometheus/rules")).expect("read deploy/prometheus/rules") {
+        let from = entry.expect("a rules file").path();
+        let mut text = std::fs::read_to_string(&from).expect("read a rules file");
+        if fast_alerts {
+            text = text
+                .lines()
+                .map(|line| match line.trim_start().strip_prefix("for:") {
+                    Some(_) => format!("{}for: 1s", &line[..line.len() - line.trim_start().len()]),
+                    None => line.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        std::fs::write(rules.join(from.file_name().expect("a file name")), text).expect("copy a rules file");
+    }
+    path
+}
+
+/// The metric names of a scrape (as Prometheus stores them) and each one's label names.
+fn exported(scrape: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut families: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in scrape.lines().filter(|line| !line.starts_with('#') && !line.is_empty()) {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = families.entry(line[..end].to_owned()).or_default();
+        if line[end..].starts_with('{') {
+            let names = promql::names(&format!(
+                "x{}",
+                &line[end..line.rfind('}').map_or(end, |close| close + 1)]
+            ));
+            labels.extend(names.selectors.into_iter().flat_map(|selector| selector.labels));
+        }
+    }
+    families
+}
+
+/// Every PromQL expression of a dashboard: the `expr` of each panel's targets, rows
+/// included, with its panel's title.
+fn dashboard_queries(dashboard: &Value, out: &mut Vec<(String, String)>) {
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                out.push((panel["title"].as_str().unwrap_or("?").to_owned(), expr.to_owned()));
+            }
+        }
+        dashboard_queries(panel, out);
+    }
+}
+
+/// A dashboard expression as Grafana would send it for this test's Prometheus.
+fn substituted(expr: &str) -> String {
+    [
+        ("${job}", "llm-incident-manager"),
+        ("$job", "llm-incident-manager"),
+        ("${instance}", ".*"),
+        ("$instance", ".*"),
+        ("$__rate_interval", "1m"),
+        ("$__interval", "1m"),
+        ("$__range", "1h"),
+    ]
+    .iter()
+    .fold(expr.to_owned(), |expr, (variable, value)| expr.replace(variable, value))
+}
+
+/// An expression to check: where it comes from, its text, and whether it must return
+/// data when every series it reads has some (dashboards and recording rules: yes; an
+/// alert: no, it fires only when something is wrong).
+struct Check {
+    origin: String,
+    expr: String,
+    wants_data: bool,
+}
+
+/// What is wrong with `check` now: names the service does not export, a parse error, or
+/// no data although every selector it reads has some. `None` when it is right.
+async fn check_problem(
+    client: &reqwest::Client,
+    prometheus: &PrometheusProcess,
+    check: &Check,
+    families: &BTreeMap<String, BTreeSet<String>>,
+    recorded: &BTreeMap<String, BTreeSet<String>>,
+) -> Option<String> {
+    let names = promql::names(&check.expr);
+    let mut allowed: BTreeSet<String> = ["job", "instance"].iter().map(|label| (*label).to_owned()).collect();
+    allowed.extend(names.created.iter().cloned());
+    for selector in &names.selectors {
+        let labels = if selector.metric == "up" {
+            Some(BTreeSet::new())
+        } else if selector.metric.contains(':') {
+            recorded.get(&selector.metric).cloned()
+        } else {
+            families.get(&selector.metric).cloned()
+        };
+        match labels {
+            Some(labels) => allowed.extend(labels),
+            None => {
+                return Some(format!(
+                    "names `{}`, which neither the service nor a recording rule makes",
+                    selector.metric
+                ));
+            }
+        }
+    }
+    if let Some(label) = names.labels().find(|label| !allowed.contains(*label)) {
+        return Some(format!("names the label `{label}`, which none of its metrics has"));
+    }
+    let data = match query(client, prometheus, &check.expr).await {
+        Ok(data) => data,
+        Err(error) => return Some(format!("does not run: {error}")),
+    };
+    let empty = data["result"].as_array().is_some_and(Vec::is_empty);
+    if !check.wants_data || !empty {
+        return None;
+    }
+    for selector in &names.selectors {
+        let alone = query(client, prometheus, &selector.text).await.unwrap_or_default();
+        if alone["result"].as_array().is_none_or(Vec::is_empty) {
+            return None; // it reads a series the service has not produced: no data is right
+        }
+    }
+    Some("returns no data, although every series it reads has some".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_dashboard_query_and_recording_rule_runs_on_what_the_service_exports() {
+    let database = TestDatabase::sqlite();
+    let (app, refusing, _llm) = spawn_with_a_refusing_channel(&database).await;
+    drive_traffic(&app).await;
+    refusing.wait_for(1, DEADLINE).await;
+    refuse_a_request(&app, &database).await;
+    let work_dir = tempfile::tempdir().expect("temp dir");
+    let target = app.metrics_address.trim_start_matches("http://");
+    // No Alertmanager listens there: the alerts that fire are not what this test is about.
+    let config = shipped_prometheus(work_dir.path(), target, "127.0.0.1:9", false);
+    let prometheus = PrometheusProcess::start_with(work_dir.path(), &config);
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while !job_is_up(&client, &prometheus, "llm-incident-manager").await {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "Prometheus did not scrape {target} with the shipped configuration within {DEADLINE:?}; its log:\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let families = exported(&app.scrape().await);
+
+    // The rules Prometheus loaded from the shipped files.
+    let rules = api(&client, &prometheus, "/api/v1/rules")
+        .await
+        .expect("the rules API answers");
+    let mut checks = Vec::new();
+    // Each recording rule's name and the labels its expression keeps.
+    let mut recording: Vec<(String, BTreeSet<String>)> = Vec::new();
+    for rule in rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+    {
+        let (name, expr) = (
+            rule["name"].as_str().unwrap_or("?"),
+            rule["query"].as_str().unwrap_or(""),
+        );
+        let recording_rule = rule["type"] == "recording";
+        if recording_rule {
+            let kept = promql::names(expr).labels().map(str::to_owned).collect();
+            recording.push((name.to_owned(), kept));
+        }
+        checks.push(Check {
+            origin: format!("{} rule {name}", if recording_rule { "recording" } else { "alerting" }),
+            expr: expr.to_owned(),
+            wants_data: recording_rule,
+        });
+        if recording_rule {
+            // What the rule recorded, as a dashboard reads it.
+            checks.push(Check {
+                origin: format!("recording rule {name}, its series"),
+                expr: name.to_owned(),
+                wants_data: true,
+            });
+        }
+    }
+    assert!(
+        !recording.is_empty() && checks.len() > recording.len() * 2,
+        "Prometheus loaded no shipped rule: {rules}"
+    );
+    let mut dashboards = 0;
+    for entry in std::fs::read_dir(deploy_dir().join("grafana/dashboards")).expect("read deploy/grafana/dashboards") {
+        let path = entry.expect("a dashboard").path();
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read a dashboard"))
+            .expect("a dashboard is JSON");
+        let mut queries = Vec::new();
+        dashboard_queries(&dashboard, &mut queries);
+        assert!(!queries.is_empty(), "{} has no query", path.display());
+        dashboards += 1;
+        for (panel, expr) in queries {
+            checks.push(Check {
+                origin: format!(
+                    "{} panel `{panel}`",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                expr: substituted(&expr),
+                wants_data: true,
+            });
+        }
+    }
+    assert_eq!(dashboards, 4, "the four dashboards of the seed");
+
+    // Until every check holds (rates want two scrapes, recording rules an evaluation).
+    loop {
+        let mut recorded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, kept) in &recording {
+            let series = query(&client, &prometheus, name).await.unwrap_or_default();
+            let labels = recorded.entry(name.clone()).or_insert_with(|| kept.clone());
+            for sample in series["result"].as_array().into_iter().flatten() {
+                labels.extend(
+                    sample["metric"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(label, _)| label.clone()),
+                );
+            }
+        }
+        let mut problems = Vec::new();
+        for check in &checks {
+            if let Some(problem) = check_problem(&client, &prometheus, check, &families, &recorded).await {
+                problems.push(format!("{}: {problem}\n    {}", check.origin, check.expr));
+            }
+        }
+        if problems.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after {DEADLINE:?}, {} of {} shipped queries are wrong:\n{}\nPrometheus' log:\n{}",
+            problems.len(),
+            checks.len(),
+            problems.join("\n"),
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(prometheus);
+    app.stop().await;
+}
+
+/// The shipped alert that the closed loop drives: a configuration reload that fails.
+const RELOAD_ALERT: &str = "LimConfigReloadFailed";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_alert_goes_through_a_real_alertmanager_and_opens_then_resolves_an_incident() {
+    let database = TestDatabase::sqlite();
+    let clock = std::sync::Arc::new(llm_incident_manager::clock::ManualClock::new(chrono::Utc::now()));
+    let app = TestApp::spawn_configured(&database, clock, "", |_| {}).await;
+    let work_dir = tempfile::tempdir().expect("temp dir");
+    let alertmanager_dir = work_dir.path().join("alertmanager");
+    std::fs::create_dir_all(&alertmanager_dir).expect("a folder for Alertmanager");
+    let webhook = format!("{}/v1/integrations/alertmanager", app.address);
+    let alertmanager = alertmanager_process::AlertmanagerProcess::start(&alertmanager_dir, &webhook);
+    let target = app.metrics_address.trim_start_matches("http://");
+    let config = shipped_prometheus(
+        work_dir.path(),
+        target,
+        alertmanager.url.trim_start_matches("http://"),
+        true,
+    );
+    let prometheus = PrometheusProcess::start_with(work_dir.path(), &config);
+    let client = reqwest::Client::new();
+    let logs = || {
+        format!(
+            "Prometheus' log:\n{}\nAlertmanager's log:\n{}",
+            prometheus.log(),
+            alertmanager.log()
+        )
+    };
+    let started = Instant::now();
+    while !job_is_up(&client, &prometheus, "llm-incident-manager").await {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "Prometheus did not scrape the service; {}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The condition: a configuration file that does not load, reloaded.
+    std::fs::write(&app.config, "[http\n").expect("break the configuration file");
+    let (status, body) = app.post("/-/reload", json!({})).await;
+    assert!(status >= 400, "a broken file is refused: {status} {body}");
+    let alert_incident = || async {
+        app.all_incidents()
+            .await
+            .into_iter()
+            .find(|incident| incident["labels"]["alertname"] == RELOAD_ALERT)
+    };
+    let opened = loop {
+        if let Some(incident) = alert_incident().await {
+            break incident;
+        }
+        assert!(
+            started.elapsed() < DEADLINE * 2,
+            "no incident for {RELOAD_ALERT} within {:?}; {}",
+            DEADLINE * 2,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(opened["source"], "alertmanager", "{opened}");
+    assert_ne!(opened["state"], "RESOLVED", "{opened}");
+
+    // The condition clears: the file loads again.
+    std::fs::write(&app.config, "").expect("repair the configuration file");
+    assert_eq!(app.post("/-/reload", json!({})).await.0, 200);
+    let cleared = Instant::now();
+    loop {
+        let incident = app.incident(opened["id"].as_str().expect("an id")).await;
+        if incident["state"] == "RESOLVED" {
+            break;
+        }
+        assert!(
+            cleared.elapsed() < DEADLINE * 2,
+            "{RELOAD_ALERT} cleared but its incident is {}; {}",
+            incident["state"],
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(prometheus);
+    drop(alertmanager);
     app.stop().await;
 }

@@ -2,8 +2,6 @@
 //! holds every byte (a link that drops packets: nothing is refused, nothing arrives), or it
 //! resets every connection and refuses new ones (a link that is down).
 
-use std::sync::{Arc, Mutex};
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -21,7 +19,6 @@ pub struct Proxy {
     pub port: u16,
     link: watch::Sender<Link>,
     server: tokio::task::JoinHandle<()>,
-    pub connections: Arc<Mutex<u64>>,
 }
 
 impl Proxy {
@@ -29,8 +26,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (link, links) = watch::channel(Link::Up);
-        let connections = Arc::new(Mutex::new(0));
-        let (upstream, counted) = (upstream.to_owned(), Arc::clone(&connections));
+        let upstream = upstream.to_owned();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -40,16 +36,10 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                *counted.lock().unwrap() += 1;
                 tokio::spawn(forward(client, upstream.clone(), links.clone()));
             }
         });
-        Proxy {
-            port,
-            link,
-            server,
-            connections,
-        }
+        Proxy { port, link, server }
     }
 
     pub fn set(&self, link: Link) {
