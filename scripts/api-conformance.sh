@@ -16,7 +16,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 venv="${LIM_TEST_VENV:-$root/target/test-venv}"
 tools=(schemathesis==4.32.5 openapi-spec-validator==0.9.0)
-if ! "$venv/bin/python" -m pip show --quiet schemathesis openapi-spec-validator >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import schemathesis, openapi_spec_validator' >/dev/null 2>&1; then
   log "installing ${tools[*]} into $venv"
   python3 -m venv "$venv" || die "cannot create a Python virtual environment (python3-venv)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${tools[@]}" \

@@ -81,7 +81,8 @@ psql -q -At -d "$LIM_TEST_POSTGRES_URL" -c \
 # and openapi-spec-validator (scripts/api-conformance.sh), PyYAML (scripts/check-*.sh) ---
 export LIM_TEST_VENV="$PWD/target/test-venv"
 python_tools=(aiosmtpd==1.4.6 schemathesis==4.32.5 openapi-spec-validator==0.9.0 PyYAML==6.0.4)
-if ! "$LIM_TEST_VENV/bin/python" -m pip show --quiet aiosmtpd schemathesis openapi-spec-validator PyYAML >/dev/null 2>&1; then
+# An import, not `pip show`, which answers 0 when only some of the packages are there.
+if ! "$LIM_TEST_VENV/bin/python" -c 'import aiosmtpd, schemathesis, openapi_spec_validator, yaml' >/dev/null 2>&1; then
   log "installing ${python_tools[*]} into $LIM_TEST_VENV"
   python3 -m venv "$LIM_TEST_VENV" || die "cannot create a Python virtual environment (python3 -m venv)"
   "$LIM_TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${python_tools[@]}" \
