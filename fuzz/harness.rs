@@ -16,11 +16,9 @@ use chrono::{DateTime, Utc};
 use lim_domain::classifier::classify;
 use lim_domain::event::{MAX_BATCH_EVENTS, ObjectOnly, validate_batch};
 use lim_domain::fit::fit_to_limits;
-use lim_domain::{
-    Category, ErrorKind, Event, EventRules, EventStatus, FieldError, RawBatch, RawEvent, Severity, Source,
-};
+use lim_domain::{Event, EventRules, RawBatch, RawEvent};
 use llm_incident_manager::config::{Overrides, Settings};
-use llm_incident_manager::http::alertmanager::{Alert, WebhookPayload};
+use llm_incident_manager::http::alertmanager::{chunk_events, in_payload, read_payload};
 use llm_incident_manager::http::error::ApiError;
 use llm_incident_manager::http::extract::parse_json;
 
@@ -71,123 +69,30 @@ fn classify_event(event: &Event) {
     );
 }
 
-/// `POST /v1/integrations/alertmanager`: `receive_webhook` (the payload, its version, each
-/// alert parsed and turned into an event, batches of 1,000), then
-/// `IncidentManager::ingest_tolerant` up to the store (`fit_to_limits`, validation), and
-/// the classifier on every valid event.
+/// `POST /v1/integrations/alertmanager`: `receive_webhook`'s own steps (the payload and
+/// its version, each chunk of alerts made events), then `IncidentManager::ingest_tolerant`
+/// up to the store (`fit_to_limits`, validation), and the classifier on every valid event.
 pub fn alertmanager(bytes: &[u8]) {
     let now = now();
     let rules = EventRules::default();
-    let payload: WebhookPayload<'_> = match parse_json(bytes) {
+    let payload = match read_payload(bytes) {
         Ok(payload) => payload,
         Err(error) => return answer(error),
     };
-    if payload.version != "4" {
-        return answer(ApiError::new(
-            ErrorKind::InvalidField,
-            format!(
-                "version: `{}` is not supported; expected \"4\"",
-                lim_domain::text::excerpt(&payload.version)
-            ),
-        ));
-    }
     for (chunk_index, chunk) in payload.alerts.chunks(MAX_BATCH_EVENTS).enumerate() {
         let first = chunk_index * MAX_BATCH_EVENTS;
-        let mut raw_events = Vec::with_capacity(chunk.len());
-        for (offset, alert) in chunk.iter().enumerate() {
-            match parse_json::<Alert>(alert.get().as_bytes()) {
-                Ok(alert) => raw_events.push(alert_event(alert)),
-                Err(error) => {
-                    let index = first + offset;
-                    let message = match error.message.strip_prefix("body: ") {
-                        Some(problem) => format!("alerts[{index}]: {problem}"),
-                        None => format!("alerts[{index}].{}", error.message),
-                    };
-                    return answer(ApiError::new(error.kind, message));
-                }
-            }
-        }
+        let raw_events = match chunk_events(chunk, first) {
+            Ok(events) => events,
+            Err(error) => return answer(error),
+        };
         for (index, raw) in raw_events.into_iter().enumerate() {
             let fitted = fit_to_limits(raw, now, &rules);
             let _ = fitted.changes.join("; ");
             match fitted.event.validate(now, &rules) {
                 Ok(event) => classify_event(&event),
-                Err(error) => {
-                    let error = error.in_batch(index);
-                    return answer(ApiError::from(FieldError {
-                        field: format!("alerts{}", shift_index(&error.field, first)),
-                        ..error
-                    }));
-                }
+                Err(error) => return answer(in_payload(error.in_batch(index), first)),
             }
         }
-    }
-}
-
-/// `Alert::into_event` of `http/alertmanager.rs` (private there), call for call.
-fn alert_event(alert: Alert) -> RawEvent {
-    let severity = alert
-        .labels
-        .get("severity")
-        .and_then(|value| Severity::parse_lenient(value).ok())
-        .unwrap_or_default();
-    let category = alert
-        .labels
-        .get("category")
-        .and_then(|value| Category::parse_lenient(value).ok())
-        .unwrap_or_default();
-    let title = alert
-        .annotations
-        .get("summary")
-        .or_else(|| alert.labels.get("alertname"))
-        .filter(|title| !title.trim().is_empty())
-        .cloned()
-        .unwrap_or_else(|| "Alertmanager alert".to_owned());
-    let resolved = matches!(EventStatus::parse_lenient(&alert.status), Ok(EventStatus::Resolved));
-    let starts_at = alert.starts_at.as_deref().and_then(alert_time);
-    let occurred_at = if resolved {
-        alert.ends_at.as_deref().and_then(alert_time).or(starts_at)
-    } else {
-        starts_at
-    };
-    RawEvent {
-        source: Some(Source::Alertmanager.as_str().to_owned()),
-        title: Some(title),
-        description: alert.annotations.get("description").cloned(),
-        severity: Some(severity.as_str().to_owned()),
-        category: Some(category.as_str().to_owned()),
-        labels: alert.labels,
-        fingerprint: alert.fingerprint.filter(|fingerprint| !fingerprint.trim().is_empty()),
-        status: Some(
-            if resolved {
-                EventStatus::Resolved
-            } else {
-                EventStatus::Firing
-            }
-            .as_str()
-            .to_owned(),
-        ),
-        occurred_at,
-    }
-}
-
-/// `time` of `http/alertmanager.rs` (private there).
-fn alert_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|time| time.with_timezone(&Utc))
-        .filter(|time| time.timestamp() > 0)
-}
-
-/// `shift_index` of `http/alertmanager.rs` (private there).
-fn shift_index(field: &str, first: usize) -> String {
-    let parsed = field
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once(']'))
-        .and_then(|(index, rest)| Some((index.parse::<usize>().ok()?, rest)));
-    match parsed {
-        Some((index, rest)) => format!("[{}]{rest}", first + index),
-        None => format!(".{field}"),
     }
 }
 

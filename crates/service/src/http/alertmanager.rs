@@ -114,7 +114,23 @@ pub async fn receive_webhook(
     request: Request,
 ) -> Result<Json<BatchResult>, ApiError> {
     let bytes = json_bytes(request).await?;
-    let payload: WebhookPayload<'_> = parse_json(&bytes)?;
+    let payload = read_payload(&bytes)?;
+    let mut results = Vec::with_capacity(payload.alerts.len());
+    for (chunk_index, chunk) in payload.alerts.chunks(MAX_BATCH_EVENTS).enumerate() {
+        let first = chunk_index * MAX_BATCH_EVENTS;
+        let events = chunk_events(chunk, first)?;
+        let outcomes = manager.ingest_tolerant(events).await.map_err(|error| match error {
+            CoreError::Invalid(field_error) => in_payload(field_error, first),
+            other => ApiError::from(other),
+        })?;
+        results.extend(outcomes.iter().map(EventResult::from));
+    }
+    Ok(Json(BatchResult { results }))
+}
+
+/// The payload of a webhook body, of the one version this service reads.
+pub fn read_payload(bytes: &[u8]) -> Result<WebhookPayload<'_>, ApiError> {
+    let payload: WebhookPayload<'_> = parse_json(bytes)?;
     if payload.version != "4" {
         return Err(ApiError::new(
             ErrorKind::InvalidField,
@@ -124,36 +140,37 @@ pub async fn receive_webhook(
             ),
         ));
     }
-    let mut results = Vec::with_capacity(payload.alerts.len());
-    for (chunk_index, chunk) in payload.alerts.chunks(MAX_BATCH_EVENTS).enumerate() {
-        let first = chunk_index * MAX_BATCH_EVENTS;
-        let events = chunk
-            .iter()
-            .enumerate()
-            .map(|(offset, alert)| {
-                parse_json::<Alert>(alert.get().as_bytes())
-                    .map(Alert::into_event)
-                    .map_err(|error| {
-                        let index = first + offset;
-                        let message = match error.message.strip_prefix("body: ") {
-                            Some(problem) => format!("alerts[{index}]: {problem}"),
-                            None => format!("alerts[{index}].{}", error.message),
-                        };
-                        ApiError::new(error.kind, message)
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let outcomes = manager.ingest_tolerant(events).await.map_err(|error| match error {
-            // Name the alert the way the payload does: `alerts[3].labels`.
-            CoreError::Invalid(field_error) => ApiError::from(FieldError {
-                field: format!("alerts{}", shift_index(&field_error.field, first)),
-                ..field_error
-            }),
-            other => ApiError::from(other),
-        })?;
-        results.extend(outcomes.iter().map(EventResult::from));
-    }
-    Ok(Json(BatchResult { results }))
+    Ok(payload)
+}
+
+/// The events of a chunk of alerts that starts at alert `first` of the payload; an alert
+/// that cannot be read is named the way the payload does (`alerts[1003].labels: …`).
+pub fn chunk_events(chunk: &[&RawValue], first: usize) -> Result<Vec<RawEvent>, ApiError> {
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(offset, alert)| {
+            parse_json::<Alert>(alert.get().as_bytes())
+                .map(Alert::into_event)
+                .map_err(|error| {
+                    let index = first + offset;
+                    let message = match error.message.strip_prefix("body: ") {
+                        Some(problem) => format!("alerts[{index}]: {problem}"),
+                        None => format!("alerts[{index}].{}", error.message),
+                    };
+                    ApiError::new(error.kind, message)
+                })
+        })
+        .collect()
+}
+
+/// A refused event of the chunk that starts at alert `first`, named the way the payload
+/// names its alert: `alerts[3].labels`.
+pub fn in_payload(error: FieldError, first: usize) -> ApiError {
+    ApiError::from(FieldError {
+        field: format!("alerts{}", shift_index(&error.field, first)),
+        ..error
+    })
 }
 
 /// An RFC 3339 time, or none for anything else (Alertmanager writes `0001-01-01T00:00:00Z`
