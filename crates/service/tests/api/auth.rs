@@ -522,6 +522,13 @@ async fn a_revoked_key_is_refused_within_a_second_and_failures_are_rate_limited(
             .await
             .contains("auth_failures_total{reason=\"rate_limited\"}")
     );
+    // The same client is refused on the gRPC API too, with its key.
+    let mut grpc = IncidentServiceClient::connect(app.grpc_address.clone()).await.unwrap();
+    let refused = grpc
+        .list_incidents(with_key(ListIncidentsRequest::default(), Some(&keys["admin"])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     // Health stays open to a blocked client.
     assert_eq!(call(&app, "GET", "/health/ready", None, None).await.0, 200);
     app.stop().await;
