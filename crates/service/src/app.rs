@@ -121,7 +121,10 @@ impl Application {
         if !keys.required() && !settings.allow_anonymous && !exposed.is_empty() {
             let listeners: Vec<String> = exposed.iter().map(|(key, addr)| format!("{key} {addr}")).collect();
             anyhow::bail!(
-                "refusing to serve the API on {} with no API key: anyone who can reach it could resolve                  incidents. Create a key first (`llm-incident-manager keys create --name NAME --scope admin`,                  with the same --config or --database-url), listen on a loopback address, or set                  `auth.allow_anonymous = true` to serve it open on purpose",
+                "refusing to serve the API on {} with no API key: anyone who can reach it could resolve \
+                 incidents. Create a key first (`llm-incident-manager keys create --name NAME --scope admin`, \
+                 with the same --config or --database-url), listen on a loopback address, or set \
+                 `auth.allow_anonymous = true` to serve it open on purpose",
                 listeners.join(" and ")
             );
         }

@@ -10,8 +10,10 @@
 //!   only; see `Application::build`); once one does (revoked ones count), every route but
 //!   `/health/*` and the documentation wants one, with the scope the route needs.
 //! - A client (an IP address) that fails `auth.max_failures` times (default
-//!   [`MAX_FAILURES`]) within [`FAILURE_WINDOW`] is refused with 429 until the window
-//!   ends, whatever it sends.
+//!   [`MAX_FAILURES`]) within [`FAILURE_WINDOW`] gets 429 instead of 401 for every
+//!   further failure until the window ends; a valid key from the same address still
+//!   passes (clients behind one NAT or ingress share it, and a stale key of one must not
+//!   lock the others out, nor make Alertmanager drop alerts).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -85,12 +87,8 @@ pub fn new_key() -> (String, String) {
         "{KEY_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
-    let hash = hex(&Sha256::digest(key.as_bytes()));
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
     (key, hash)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Equal in time that does not depend on where they differ.
@@ -155,17 +153,20 @@ impl Keys {
             .api_keys()
             .await?
             .into_iter()
-            .filter_map(|key| {
+            .map(|key| {
+                // A stored hash that cannot be read matches no key but still counts as a
+                // key: the API must not open because a row is damaged.
                 let mut hash = [0_u8; 32];
-                for (index, pair) in key.hash.as_bytes().chunks(2).enumerate().take(32) {
-                    hash[index] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+                let readable = hex::decode_to_slice(&key.hash, &mut hash).is_ok();
+                if !readable {
+                    tracing::error!(key = %key.name, "the stored hash of this API key cannot be read; it matches nothing");
                 }
-                Some(Known {
+                Known {
                     name: key.name,
                     hash,
                     scopes: key.scopes,
-                    revoked: key.revoked_at.is_some(),
-                })
+                    revoked: key.revoked_at.is_some() || !readable,
+                }
             })
             .collect();
         *self.known.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(known);
@@ -207,11 +208,6 @@ impl Keys {
         if known.is_empty() {
             return Ok(None);
         }
-        if let Some(client) = client
-            && let Some(seconds) = self.blocked(client)
-        {
-            return self.refuse(Refusal::RateLimited(seconds), None);
-        }
         let Some(credential) = credential.filter(|credential| !credential.is_empty()) else {
             return self.refuse(Refusal::Missing, client);
         };
@@ -240,7 +236,14 @@ impl Keys {
         Ok(Some(key.name.clone()))
     }
 
+    /// Refuses a request; a failure `counted_against` a client that has failed too often
+    /// already is answered 429 instead (a valid key from the same address still passes:
+    /// many clients may share one, behind a NAT or an ingress).
     fn refuse(&self, refusal: Refusal, counted_against: Option<IpAddr>) -> Result<Option<String>, Refusal> {
+        let refusal = match counted_against.and_then(|client| self.blocked(client)) {
+            Some(seconds) => Refusal::RateLimited(seconds),
+            None => refusal,
+        };
         self.metrics.auth_failed(refusal.reason());
         if let Some(client) = counted_against {
             self.failed(client);
@@ -346,7 +349,7 @@ mod tests {
         let (other, _) = new_key();
         assert_ne!(key, other);
         assert!(key.starts_with("lim_") && key.len() == 47, "{key}");
-        assert_eq!(hash, hex(&Sha256::digest(key.as_bytes())));
+        assert_eq!(hash, hex::encode(Sha256::digest(key.as_bytes())));
         assert_eq!(hash.len(), 64);
     }
 

@@ -175,8 +175,20 @@ impl Reloader {
 fn restart_only(settings: &Settings) -> Vec<(&'static str, String)> {
     vec![
         ("http", format!("{:?}", settings.http)),
-        ("grpc", format!("{:?}", settings.grpc_addr)),
-        ("metrics", format!("{:?}", settings.metrics_addr)),
+        (
+            "grpc",
+            format!("{:?} {:?}", settings.grpc_addr, settings.grpc_max_message_bytes),
+        ),
+        // The token's Debug shows no secret, so a changed token is only noticed when it is
+        // set or removed.
+        (
+            "metrics",
+            format!("{:?} {:?}", settings.metrics_addr, settings.metrics_token),
+        ),
+        (
+            "auth",
+            format!("{:?} {:?}", settings.allow_anonymous, settings.auth_max_failures),
+        ),
         ("database", format!("{:?}", settings.database)),
         (
             "jobs",

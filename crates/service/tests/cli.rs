@@ -637,14 +637,31 @@ async fn the_client_works_an_incident_over_grpc_and_watches_the_changes() {
         client(&server, &args)
     };
     // A watch of P0 incidents, printing one JSON line per change.
-    let watch = std::process::Command::new(BINARY)
+    let mut watch = std::process::Command::new(BINARY)
         .args(["incidents", "watch", "--severity", "P0", "--grpc-server", &server.grpc])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Give the watch time to connect before the first change.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watch says on stderr when the server has subscribed it; its whole stderr is kept.
+    let (subscribed, said) = std::sync::mpsc::channel();
+    let watch_stderr = watch.stderr.take().unwrap();
+    let watch_stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(watch_stderr)) {
+            let line = line.unwrap();
+            if line.starts_with("watching incidents") {
+                let _ = subscribed.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    tokio::task::spawn_blocking(move || said.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the watch connected");
 
     let sent = grpc(&[
         "events",
@@ -711,6 +728,7 @@ async fn the_client_works_an_incident_over_grpc_and_watches_the_changes() {
         })
         .collect();
     assert_eq!(kinds, ["created", "state_changed", "state_changed", "state_changed"]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("Unavailable: the server is shutting down"));
+    let stderr = watch_stderr.join().unwrap();
+    assert!(stderr.contains("Unavailable: the server is shutting down"), "{stderr}");
     assert!(server.wait().success());
 }

@@ -331,8 +331,17 @@ async fn problems(client: &reqwest::Client, prometheus: &PrometheusProcess) -> V
     problems
 }
 
-async fn target_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess) -> bool {
-    job_is_up(client, prometheus, "lim").await
+/// Waits until Prometheus has scraped the service as `job` successfully, failing with its
+/// log after [`DEADLINE`] from `started`.
+async fn wait_until_scraped(client: &reqwest::Client, prometheus: &PrometheusProcess, job: &str, started: Instant) {
+    while !job_is_up(client, prometheus, job).await {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "Prometheus did not scrape the service as job `{job}` within {DEADLINE:?}; its log:\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn job_is_up(client: &reqwest::Client, prometheus: &PrometheusProcess, job: &str) -> bool {
@@ -382,14 +391,7 @@ async fn a_real_prometheus_ingests_every_family_with_its_type_and_labels() {
     let client = reqwest::Client::new();
 
     let started = Instant::now();
-    while !target_is_up(&client, &prometheus).await {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "Prometheus did not scrape {target} successfully within {DEADLINE:?}; its log:\n{}",
-            prometheus.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_scraped(&client, &prometheus, "lim", started).await;
     let mut remaining = problems(&client, &prometheus).await;
     while !remaining.is_empty() {
         assert!(
@@ -668,14 +670,7 @@ async fn every_shipped_dashboard_query_and_recording_rule_runs_on_what_the_servi
     let prometheus = PrometheusProcess::start_with(work_dir.path(), &config);
     let client = reqwest::Client::new();
     let started = Instant::now();
-    while !job_is_up(&client, &prometheus, "llm-incident-manager").await {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "Prometheus did not scrape {target} with the shipped configuration within {DEADLINE:?}; its log:\n{}",
-            prometheus.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_scraped(&client, &prometheus, "llm-incident-manager", started).await;
     let families = exported(&app.scrape().await);
 
     // The rules Prometheus loaded from the shipped files.
@@ -809,14 +804,7 @@ async fn a_shipped_alert_goes_through_a_real_alertmanager_and_opens_then_resolve
         )
     };
     let started = Instant::now();
-    while !job_is_up(&client, &prometheus, "llm-incident-manager").await {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "Prometheus did not scrape the service; {}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_scraped(&client, &prometheus, "llm-incident-manager", started).await;
 
     // The condition: a configuration file that does not load, reloaded.
     std::fs::write(&app.config, "[http\n").expect("break the configuration file");

@@ -290,10 +290,17 @@ async fn kill_9_of_a_replica_under_load_loses_no_acknowledged_event_and_its_work
 async fn a_replica_cut_off_from_its_database_answers_503_is_not_ready_and_recovers() {
     llm_incident_manager::tls::install_crypto_provider();
     let database = TestDatabase::postgres().await;
-    let url = database.url();
-    let proxy = Proxy::start("127.0.0.1:5432").await;
-    let through_proxy = url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
-    assert_ne!(through_proxy, url, "the test database is on 127.0.0.1:5432");
+    // The database's own server, wherever the test command found or started it.
+    let mut through_proxy = reqwest::Url::parse(&database.url()).expect("the database URL");
+    let server = format!(
+        "{}:{}",
+        through_proxy.host_str().expect("the database URL names a host"),
+        through_proxy.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(&server).await;
+    through_proxy.set_host(Some("127.0.0.1")).expect("a host");
+    through_proxy.set_port(Some(proxy.port)).expect("a port");
+    let through_proxy = through_proxy.to_string();
     let dir = tempfile::tempdir().unwrap();
     let replica = ServiceProcess::launch(
         dir.path(),

@@ -123,8 +123,9 @@ pub struct OpenCount {
     pub source: Source,
     pub category: Category,
     pub count: i64,
-    /// When the oldest of them that nobody has acknowledged yet (NEW or ASSIGNED) was
-    /// created; `None` when every one is acknowledged.
+    /// When the oldest of them that nobody has acknowledged yet was created (NEW or
+    /// ASSIGNED and never acknowledged: one handed over after an acknowledgement is not,
+    /// as `Incident::escalates` has it); `None` when every one is acknowledged.
     pub oldest_unacknowledged: Option<DateTime<Utc>>,
 }
 

@@ -105,7 +105,8 @@ const SELECT_TIMELINE: &str = "SELECT seq, incident_id, at, kind, actor, message
 const SELECT_COMMENTS: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
      WHERE incident_id = $1 AND kind = 'comment' AND seq > $2 ORDER BY seq LIMIT $3";
 const COUNT_OPEN: &str = "SELECT severity, source, category, COUNT(*) AS count, \
-                          MIN(created_at) FILTER (WHERE state IN ('NEW', 'ASSIGNED')) AS oldest_unacknowledged \
+                          MIN(created_at) FILTER (WHERE state IN ('NEW', 'ASSIGNED') AND acknowledged_at IS NULL) \
+                          AS oldest_unacknowledged \
                           FROM incidents WHERE state <> 'RESOLVED' GROUP BY severity, source, category";
 
 pub struct PostgresStore {

@@ -464,7 +464,7 @@ impl Store for SqliteStore {
             let mut statement = connection
                 .prepare_cached(
                     "SELECT severity, source, category, \
-                     CASE WHEN state IN ('NEW', 'ASSIGNED') THEN created_at END \
+                     CASE WHEN state IN ('NEW', 'ASSIGNED') AND acknowledged_at IS NULL THEN created_at END \
                      FROM incidents WHERE state <> 'RESOLVED'",
                 )
                 .map_err(internal)?;

@@ -1243,16 +1243,19 @@ async fn pages_of_two_walk_five_incidents_newest_first_without_duplicates(db: Te
 async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     let store = db.connect().await;
     let acknowledged_alone = ingest_one(&*store, event("p4", Severity::P4, Source::Api, Category::Other)).await;
-    store
-        .transition(
-            acknowledged_alone,
-            Action::Acknowledge,
-            "ana".into(),
-            now(),
-            no_reactions(),
-        )
-        .await
-        .unwrap();
+    // Acknowledged, then handed over: ASSIGNED again, but somebody did acknowledge it.
+    for action in [
+        Action::Acknowledge,
+        Action::Assign {
+            assignee: "bo".into(),
+            team: None,
+        },
+    ] {
+        store
+            .transition(acknowledged_alone, action, "ana".into(), now(), no_reactions())
+            .await
+            .unwrap();
+    }
     let unacknowledged = ingest_one(
         &*store,
         event("p1-a", Severity::P1, Source::Sentinel, Category::Performance),
@@ -1266,6 +1269,12 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     let resolved_twin = ingest_one(
         &*store,
         event("p1-c", Severity::P1, Source::Sentinel, Category::Performance),
+    )
+    .await;
+    // Younger than p1-a: the oldest is p1-a's time, not this one's.
+    ingest_one(
+        &*store,
+        event("p1-d", Severity::P1, Source::Sentinel, Category::Performance),
     )
     .await;
     let p2 = ingest_one(&*store, event("p2", Severity::P2, Source::Shield, Category::Security)).await;
@@ -1293,8 +1302,8 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
             severity: Severity::P1,
             source: Source::Sentinel,
             category: Category::Performance,
-            count: 2,
-            // p1-a; p1-b is acknowledged.
+            count: 3,
+            // p1-a, older than p1-d; p1-b is acknowledged.
             oldest_unacknowledged: Some(created(unacknowledged).await),
         },
         OpenCount {

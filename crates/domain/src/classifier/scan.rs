@@ -12,6 +12,13 @@ use crate::vocabulary::Category;
 pub(super) const MAX_DESCRIPTION_BYTES: usize = 4096;
 const MAX_LABEL_VALUE_BYTES: usize = 256;
 const MAX_LABELS_BYTES: usize = 2048;
+/// Keyword hits and numbers read of one event, at most. The rules compare them pairwise
+/// (the subject nearest a signal, the number next to it), so their cost grows with the
+/// square of their count: a text made of one repeated word (`down down down …`, title
+/// and description at their limits) cost about 400 µs unbounded, 45 µs with these. Real
+/// alerts have a few dozen of each; past these, an event only repeats itself.
+const MAX_HITS: usize = 256;
+const MAX_QUANTITIES: usize = 64;
 
 /// Ends a clause in the normalised text: negation and numbers do not reach across it.
 pub(super) const CLAUSE_END: u8 = b'|';
@@ -224,6 +231,9 @@ fn find_keywords(text: &[u8], from: usize, clause_ends: &[usize], hits: &mut Vec
         let ends_word = end == text.len()
             || !pattern[pattern.len() - 1].is_ascii_alphanumeric()
             || !text[end].is_ascii_alphanumeric();
+        if hits.len() >= MAX_HITS {
+            return;
+        }
         if starts_word && (ends_word || keyword.bound == Bound::Stem) {
             while clause_ends.get(clause).is_some_and(|&clause_end| clause_end < start) {
                 clause += 1;
@@ -350,6 +360,9 @@ impl Normaliser {
         let identifier = unit == Unit::Plain && raw.get(i).is_some_and(u8::is_ascii_alphabetic);
         if identifier {
             // `0a1b2c`, `5xx`: a name, not a number.
+            return i;
+        }
+        if self.quantities.len() >= MAX_QUANTITIES {
             return i;
         }
         self.quantities.push(Quantity {
@@ -604,6 +617,13 @@ mod tests {
                 "{title} | {description}"
             );
         }
+    }
+
+    #[test]
+    fn a_text_of_one_repeated_signal_keeps_a_bounded_number_of_hits_and_numbers() {
+        let evidence = gathered(&"down ".repeat(100), &"error 5% down 3 ".repeat(250));
+        assert_eq!(evidence.hits.len(), MAX_HITS);
+        assert_eq!(evidence.quantities.len(), MAX_QUANTITIES);
     }
 
     #[test]

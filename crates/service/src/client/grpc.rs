@@ -259,6 +259,8 @@ pub async fn run_incident(server: &ServerArgs, command: IncidentCommand) -> anyh
                 categories: numbers::<Category>(category.as_deref(), "category")?,
             };
             let mut changes = client.watch_incidents(request).await.map_err(refused)?.into_inner();
+            // The server subscribed before it answered: every change from here on is shown.
+            eprintln!("watching incidents: one JSON line per change");
             // One JSON object per line, as each change arrives, until the server ends it.
             while let Some(change) = changes.next().await {
                 let change = change.map_err(refused)?;

@@ -68,9 +68,8 @@ impl WatchHub {
         if *self.closing.borrow() {
             return Err(shutting_down());
         }
-        self.start();
         let state = Watcher {
-            feed: self.sender.subscribe(),
+            feed: self.subscribe(),
             closing: self.closing.subscribe(),
             filter,
             done: false,
@@ -78,15 +77,30 @@ impl WatchHub {
         Ok(futures_util::stream::unfold(state, Watcher::next))
     }
 
-    /// Starts reading the store's feed at the first watch.
-    fn start(self: &Arc<Self>) {
+    /// A new watcher's receiver; the hub starts reading the store's feed when none did.
+    /// Both under one lock, which `run` also takes before it stops, so that a watcher
+    /// never subscribes to a hub about to stop.
+    fn subscribe(self: &Arc<Self>) -> broadcast::Receiver<Feed> {
         let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-        if std::mem::replace(&mut *started, true) {
-            return;
+        let receiver = self.sender.subscribe();
+        if !std::mem::replace(&mut *started, true) {
+            let hub = Arc::clone(self);
+            let changes = self.store.changes().subscribe();
+            tokio::spawn(hub.run(changes));
         }
-        let hub = Arc::clone(self);
-        let changes = self.store.changes().subscribe();
-        tokio::spawn(hub.run(changes));
+        receiver
+    }
+
+    /// Stops reading the store's feed when the last watcher has gone, so that the store
+    /// (and, on PostgreSQL, the other replicas) stop publishing for nobody. True when it
+    /// stopped.
+    fn stop_if_unwatched(&self) -> bool {
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        let unwatched = self.sender.receiver_count() == 0;
+        if unwatched {
+            *started = false;
+        }
+        unwatched
     }
 
     async fn run(self: Arc<Self>, mut changes: broadcast::Receiver<Arc<[ChangeNotice]>>) {
@@ -98,8 +112,8 @@ impl WatchHub {
             };
             match notices {
                 Ok(notices) => {
-                    if self.sender.receiver_count() == 0 {
-                        continue;
+                    if self.stop_if_unwatched() {
+                        return;
                     }
                     match self.read(&notices).await {
                         Ok(changes) => {

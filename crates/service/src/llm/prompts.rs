@@ -111,11 +111,7 @@ pub fn cache_key(provider: &str, model: &str, operation: LlmOperation, incident:
         key.update([0]);
     }
     key.update(content.finalize());
-    hex(&key.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(key.finalize())
 }
 
 #[cfg(test)]

@@ -573,9 +573,10 @@ impl Metrics {
         let (before, after) = (&transition.before, &transition.after);
         let entry = &transition.entry;
         tracing::info!(id = %after.id, from = %before.state, to = %after.state, actor = %entry.actor, "{}", entry.message);
-        // A reclassification is no state change; `incidents_active` follows it at the next
-        // scrape, as it follows everything else (see `set_active`).
-        if transition.entry.kind == TimelineKind::Classified {
+        // A reclassification or an LLM's insights is no state change; `incidents_active`
+        // follows a reclassification at the next scrape, as it follows everything else
+        // (see `set_active`).
+        if matches!(transition.entry.kind, TimelineKind::Classified | TimelineKind::Insights) {
             return;
         }
         self.state_transitions
@@ -643,13 +644,22 @@ impl Metrics {
                 .and_modify(|at| *at = (*at).min(created))
                 .or_insert(created);
         }
-        self.oldest_unacknowledged.clear();
-        for (severity, created) in oldest {
-            self.oldest_unacknowledged
-                .get_or_create(&SeverityLabels {
-                    severity: severity.as_str(),
-                })
-                .set(created.timestamp_micros() as f64 / 1e6);
+        // Series set or removed one by one, never cleared: a scrape running meanwhile (two
+        // Prometheus servers) must not see a severity vanish and come back.
+        for &severity in Severity::ALL {
+            let labels = SeverityLabels {
+                severity: severity.as_str(),
+            };
+            match oldest.get(&severity) {
+                Some(created) => {
+                    self.oldest_unacknowledged
+                        .get_or_create(&labels)
+                        .set(created.timestamp_micros() as f64 / 1e6);
+                }
+                None => {
+                    self.oldest_unacknowledged.remove(&labels);
+                }
+            }
         }
     }
 

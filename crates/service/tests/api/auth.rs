@@ -105,7 +105,7 @@ async fn every_route_wants_the_scope_it_needs_once_a_key_exists() {
     .await;
     let silence = silence["id"]
         .as_str()
-        .unwrap_or("00000000-0000-0000-0000-000000000000")
+        .expect("the matrix's silence is created")
         .to_owned();
     let routes: Vec<(&str, String, Option<Value>, Scope)> = vec![
         ("POST", "/v1/events".into(), Some(event("matrix")), Scope::Ingest),
@@ -211,7 +211,7 @@ async fn every_route_wants_the_scope_it_needs_once_a_key_exists() {
                     assert_eq!(answer["error"]["code"], code, "{method} {path} with {credential}");
                 }
                 None => assert!(
-                    ![401, 403, 429].contains(&status),
+                    ![401, 403, 429].contains(&status) && status < 500,
                     "{method} {path} with {credential}: {status} {answer}"
                 ),
             }
@@ -451,7 +451,10 @@ async fn every_rpc_wants_the_scope_it_needs_once_a_key_exists() {
                 assert_eq!(code, Some(Code::PermissionDenied), "{rpc} with {credential}");
             } else {
                 assert!(
-                    !matches!(code, Some(Code::Unauthenticated | Code::PermissionDenied)),
+                    !matches!(
+                        code,
+                        Some(Code::Unauthenticated | Code::PermissionDenied | Code::Internal | Code::Unknown)
+                    ),
                     "{rpc} with {credential}: {code:?}"
                 );
             }
@@ -485,19 +488,22 @@ async fn a_revoked_key_is_refused_within_a_second_and_failures_are_rate_limited(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The key's last use was recorded.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let listed = store.api_keys().await.unwrap();
-    assert!(
-        listed
+    // The key's last use is recorded (written back twice a second).
+    let mut recorded = false;
+    while !recorded {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the key's last use was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let listed = store.api_keys().await.unwrap();
+        recorded = listed
             .iter()
-            .find(|key| key.name == "read")
-            .unwrap()
-            .last_used_at
-            .is_some()
-    );
+            .any(|key| key.name == "read" && key.last_used_at.is_some());
+    }
 
-    // 20 failures a minute, then 429 whatever is sent, a valid key included.
+    // 20 failures a minute, then 429 for every further failure; a valid key from the same
+    // address still passes.
     for _ in 0..30 {
         let (status, _) = call(&app, "GET", "/v1/incidents", None, Some("lim_guess")).await;
         if status == 429 {
@@ -505,10 +511,14 @@ async fn a_revoked_key_is_refused_within_a_second_and_failures_are_rate_limited(
         }
         assert_eq!(status, 401);
     }
+    assert_eq!(
+        call(&app, "GET", "/v1/incidents", None, Some(&keys["admin"])).await.0,
+        200
+    );
     let response = app
         .client
         .get(format!("{}/v1/incidents", app.address))
-        .bearer_auth(&keys["admin"])
+        .bearer_auth("lim_guess")
         .send()
         .await
         .unwrap();
@@ -522,13 +532,16 @@ async fn a_revoked_key_is_refused_within_a_second_and_failures_are_rate_limited(
             .await
             .contains("auth_failures_total{reason=\"rate_limited\"}")
     );
-    // The same client is refused on the gRPC API too, with its key.
+    // The same client is limited on the gRPC API too: a guess is refused, its key passes.
     let mut grpc = IncidentServiceClient::connect(app.grpc_address.clone()).await.unwrap();
     let refused = grpc
-        .list_incidents(with_key(ListIncidentsRequest::default(), Some(&keys["admin"])))
+        .list_incidents(with_key(ListIncidentsRequest::default(), Some("lim_guess")))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    grpc.list_incidents(with_key(ListIncidentsRequest::default(), Some(&keys["admin"])))
+        .await
+        .expect("a valid key passes from a limited address");
     // Health stays open to a blocked client.
     assert_eq!(call(&app, "GET", "/health/ready", None, None).await.0, 200);
     app.stop().await;

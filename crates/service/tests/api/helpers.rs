@@ -197,6 +197,22 @@ impl TestApp {
     pub async fn metric(&self, series: &str) -> Option<f64> {
         sample(&self.scrape().await, series)
     }
+
+    /// Waits (10 s at most) until the series `series` reads `expected`.
+    pub async fn wait_for_metric(&self, series: &str, expected: f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let current = self.metric(series).await;
+            if current == Some(expected) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} is {current:?}, not {expected}, after 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub fn sample(scrape: &str, series: &str) -> Option<f64> {

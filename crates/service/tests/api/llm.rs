@@ -347,7 +347,12 @@ async fn an_answer_that_does_not_parse_or_leaves_the_vocabulary_is_never_applied
 
     server.wait_for(1, WAIT).await;
     advance_until(&app, &server, 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both answers read (and refused) before the incident is looked at.
+    app.wait_for_metric(
+        r#"llm_errors_total{provider="openai",model="gpt-4o-mini",error_type="invalid_response"}"#,
+        2.0,
+    )
+    .await;
     let incident = app.incident(&id).await;
     assert_eq!(incident["severity"], answer["severity"], "nothing invalid applied");
     assert_eq!(errors(&app, "invalid_response").await, 2.0);

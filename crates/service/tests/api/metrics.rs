@@ -2,7 +2,7 @@
 //! read back from the scrape Prometheus would take.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -454,8 +454,8 @@ async fn a_request_cut_short_by_the_timeout_is_counted_as_503_and_leaves_flight(
         )
         .await
         .expect("write");
-    wait_for(&app, in_flight, 1.0).await;
-    wait_for(&app, timed_out, 1.0).await;
+    app.wait_for_metric(in_flight, 1.0).await;
+    app.wait_for_metric(timed_out, 1.0).await;
     assert_eq!(app.metric(in_flight).await, Some(0.0));
     assert_eq!(
         app.metric(r#"http_request_duration_seconds_count{method="POST",path="/v1/events",status="503"}"#)
@@ -464,22 +464,6 @@ async fn a_request_cut_short_by_the_timeout_is_counted_as_503_and_leaves_flight(
     );
     drop(stalled);
     app.stop().await;
-}
-
-/// Scrapes until `series` has `expected`, or fails after a deadline.
-async fn wait_for(app: &TestApp, series: &str, expected: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let current = app.metric(series).await;
-        if current == Some(expected) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is {current:?}, not {expected}, after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
