@@ -393,8 +393,9 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
-    /// Events (or other writes, one each) that may wait for the SQLite writer; past it a
-    /// write is refused as `Overloaded` instead of queueing without bound.
+    /// Events (or other writes, one each) that may wait for the SQLite writer, or events
+    /// that may wait for the PostgreSQL ingest writers; past it a write is refused as
+    /// `Overloaded` instead of queueing without bound.
     pub max_queued_events: u32,
     /// PostgreSQL: the tasks that store events, each taking what is waiting into one
     /// transaction (fewer share more commits; more run more transactions at once).

@@ -138,7 +138,8 @@ impl PostgresStore {
         let timer = QueryTimer::start(&options.observer, operation::MIGRATE);
         migrate(&pool).await?;
         drop(timer);
-        let ingester = ingest::Ingester::start(pool.clone(), options.ingest_writers as usize);
+        let ingester =
+            ingest::Ingester::start(pool.clone(), options.ingest_writers as usize, options.max_queued_events);
         let changes = Arc::new(ChangeFeed::default());
         let replicas = feed::Replicas::start(pool.clone(), connect_options, Arc::clone(&changes));
         Ok(PostgresStore {
@@ -815,24 +816,28 @@ fn is_concurrent_conflict(error: &sqlx::Error) -> bool {
     matches!(error.code().as_deref(), Some("23505" | "40001" | "40P01"))
 }
 
+/// The link to the server, or the server's state, failed, not what was asked of it.
+fn is_connection_trouble(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention).
+        sqlx::Error::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("53") || code.starts_with("57")),
+        _ => false,
+    }
+}
+
 /// How a PostgreSQL failure reaches callers: connection trouble is `Unavailable` (they may
 /// retry); everything else is `Internal`, a corrupt row included.
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let unavailable = match &error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::BeginFailed => true,
-            // Classes 08 (connection exception), 53 (insufficient resources), 57 (operator intervention).
-            sqlx::Error::Database(database) => database
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("53") || code.starts_with("57")),
-            _ => false,
-        };
-        if unavailable {
+        if is_connection_trouble(&error) {
             StoreError::Unavailable(error.to_string())
         } else {
             StoreError::Internal(error.to_string())

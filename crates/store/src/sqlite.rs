@@ -171,8 +171,8 @@ impl SqliteStore {
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation);
-        // A write larger than the whole queue (an Alertmanager group of many alerts) waits
-        // for an empty queue rather than never fitting.
+        // A write larger than the whole queue (an Alertmanager group of many alerts) takes
+        // all of it: it fits into an empty queue rather than never.
         let weight = u32::try_from(weight)
             .unwrap_or(u32::MAX)
             .clamp(1, self.max_queued_events);

@@ -54,6 +54,7 @@ macro_rules! store_tests {
 }
 
 store_tests!(
+    past_its_queue_of_waiting_events_a_store_refuses_writes_as_overloaded,
     an_event_creates_an_incident_with_a_created_entry,
     a_second_event_with_the_same_fingerprint_is_deduplicated,
     two_events_of_one_fingerprint_in_one_batch_make_one_incident,
@@ -1323,6 +1324,45 @@ async fn count_open_groups_by_labels_and_drops_resolved_incidents(db: TestDb) {
     ];
     expected.sort();
     assert_eq!(counts, expected);
+}
+
+async fn past_its_queue_of_waiting_events_a_store_refuses_writes_as_overloaded(db: TestDb) {
+    let store = db
+        .connect_with(StoreOptions {
+            max_queued_events: 1,
+            ..StoreOptions::default()
+        })
+        .await;
+    let now = now();
+    let tasks: Vec<_> = (0..50)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ingest(vec![firing(&format!("queued-{index}"), now)], now, no_reactions())
+                    .await
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::Overloaded(message)) => {
+                assert!(message.contains("queue is full"), "{message}");
+                refused += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(refused > 0, "50 writes at once into a queue of 1: none refused");
+    assert!(stored > 0, "the first write fits");
+    // What was answered stored is stored; nothing refused is.
+    let open: i64 = store.count_open().await.unwrap().iter().map(|count| count.count).sum();
+    assert_eq!(open, stored);
+    // A write larger than the whole queue still fits into an empty one.
+    let batch = vec![firing("big-1", now), firing("big-2", now)];
+    store.ingest(batch, now, no_reactions()).await.unwrap();
 }
 
 async fn a_hundred_concurrent_events_of_one_fingerprint_make_one_incident(db: TestDb) {

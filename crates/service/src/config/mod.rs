@@ -117,7 +117,7 @@ pub struct HttpSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
-    /// Events that may wait for the SQLite writer before writes get 503.
+    /// Events that may wait to be written (either backend) before writes get 503.
     pub max_queued_events: u32,
     /// PostgreSQL: tasks that store events, several requests to a transaction.
     pub ingest_writers: u32,

@@ -2,9 +2,11 @@
 //!
 //! - **Shared commits.** Requests queue for a few writer tasks; a writer takes what is
 //!   waiting (up to [`MAX_MERGED_EVENTS`] events) and stores it in one transaction, so
-//!   64 clients sending one event each pay for a few commits, not 64. Should a merged
-//!   transaction fail for any reason but a lost race, each of its requests is run again
-//!   alone, so that one request's failure is never another's: a batch stays all or nothing.
+//!   64 clients sending one event each pay for a few commits, not 64. Should the server
+//!   refuse a merged transaction for any reason but a lost race, each of its requests is
+//!   run again alone, so that one request's failure is never another's: a batch stays all
+//!   or nothing. Should the link fail instead (the commit's outcome unknown), every request
+//!   is answered unavailable and none runs again, which could store it twice.
 //! - **Set-based statements.** The events of a transaction are taken in rounds: round `k`
 //!   holds the `k`-th event of each fingerprint (so a round names a fingerprint once, as
 //!   a multi-row upsert requires, and the events of one fingerprint keep their order).
@@ -37,7 +39,8 @@ use crate::chains::JobChains;
 /// The most events one shared transaction takes (a request is never split: one batch of
 /// 1,000 events is one transaction, whatever this says).
 pub(super) const MAX_MERGED_EVENTS: usize = 1000;
-/// Requests that may wait for a writer; past it a request waits to be queued.
+/// Requests that may wait for a writer (the events they hold are bounded by
+/// `database.max_queued_events`).
 const QUEUE: usize = 4096;
 
 /// An event ready for the store: a firing one comes with the incident it would open,
@@ -73,6 +76,10 @@ struct Request {
 /// The writers, stopped when dropped.
 pub(super) struct Ingester {
     queue: mpsc::Sender<Request>,
+    /// One permit per event waiting or being written, as on SQLite: past
+    /// `database.max_queued_events`, a request is refused (503) rather than kept waiting.
+    permits: Arc<tokio::sync::Semaphore>,
+    max_queued_events: u32,
     writers: Vec<JoinHandle<()>>,
 }
 
@@ -85,17 +92,34 @@ impl Drop for Ingester {
 }
 
 impl Ingester {
-    pub(super) fn start(pool: PgPool, writers: usize) -> Ingester {
+    pub(super) fn start(pool: PgPool, writers: usize, max_queued_events: u32) -> Ingester {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         let writers = (0..writers.max(1))
             .map(|_| tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver))))
             .collect();
-        Ingester { queue, writers }
+        let max_queued_events = max_queued_events.max(1);
+        Ingester {
+            queue,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_queued_events as usize)),
+            max_queued_events,
+            writers,
+        }
     }
 
     /// Stores the events in one transaction (perhaps shared with other requests).
     pub(super) async fn ingest(&self, events: Vec<Pending>) -> Result<Stored, StoreError> {
+        // A request larger than the whole allowance (an Alertmanager group of many alerts)
+        // takes all of it: it fits into an empty queue rather than never.
+        let weight = u32::try_from(events.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max_queued_events);
+        let _queued = Arc::clone(&self.permits).try_acquire_many_owned(weight).map_err(|_| {
+            StoreError::Overloaded(format!(
+                "the store's write queue is full ({} events waiting); retry shortly",
+                self.max_queued_events
+            ))
+        })?;
         let (answer, answered) = oneshot::channel();
         let closing = || StoreError::Unavailable("the store is closing".into());
         self.queue
@@ -147,7 +171,9 @@ async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreE
             results
         }
         Err(error) if requests.len() == 1 => vec![Err(error.into())],
-        Err(_) => {
+        // The server refused a statement (or the commit) of the shared transaction: nothing
+        // of it is stored, and one request may be the cause, so each runs alone.
+        Err(error) if refused_by_server(&error) => {
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
                 let events: Vec<&Pending> = request.events.iter().collect();
@@ -155,7 +181,23 @@ async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreE
             }
             results
         }
+        // The link failed: the commit may or may not have happened, so running the
+        // requests again could store them twice, and would wait on the link once per
+        // request. Every caller is answered with the failure (a 503: unconfirmed).
+        Err(error) => {
+            let message = StoreError::from(error).to_string();
+            requests
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(format!("not confirmed as stored: {message}"))))
+                .collect()
+        }
     }
+}
+
+/// True when the server answered with an error of its own that is no trouble of the
+/// connection (classes 08, 53 and 57 are): the transaction is rolled back, nothing stored.
+fn refused_by_server(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_)) && !super::is_connection_trouble(error)
 }
 
 /// Lock ordering and the upsert leave no known conflict between transactions; should one
