@@ -45,6 +45,17 @@ impl Live {
     }
 
     pub fn from_settings(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Live> {
+        Live::build(settings, metrics, None)
+    }
+
+    /// The snapshot of `settings`; with `running_llm`, the LLM client already running is
+    /// kept (its circuit breaker, its limit of requests at once and its connections) rather
+    /// than made anew: a reload that leaves `[llm]` unchanged must not reset them.
+    fn build(
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        running_llm: Option<Option<Arc<LlmClient>>>,
+    ) -> anyhow::Result<Live> {
         let channels = Channels::new(&settings.channels).context("cannot set up the channels")?;
         let contact_channels = settings
             .people
@@ -54,9 +65,12 @@ impl Live {
                 (name.clone(), channels.into_iter().map(str::to_owned).collect())
             })
             .collect();
-        let llm = LlmClient::new(&settings.llm, metrics)
-            .context("cannot set up the LLM provider")?
-            .map(Arc::new);
+        let llm = match running_llm {
+            Some(running) => running,
+            None => LlmClient::new(&settings.llm, metrics)
+                .context("cannot set up the LLM provider")?
+                .map(Arc::new),
+        };
         Ok(Live {
             llm,
             reactions: Arc::new(config::reactions(settings)),
@@ -95,6 +109,8 @@ pub struct Reloader {
     /// What only a restart changes (listeners, database, job executor, log), as it
     /// was loaded, to warn when a reload finds it changed.
     restart_only: std::sync::Mutex<Vec<(&'static str, String)>>,
+    /// The `[llm]` settings running, so that a reload keeps its client when they are equal.
+    llm: std::sync::Mutex<crate::config::LlmSettings>,
     live: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -115,6 +131,7 @@ impl Reloader {
         Reloader {
             source,
             restart_only: std::sync::Mutex::new(restart_only(loaded)),
+            llm: std::sync::Mutex::new(loaded.llm.clone()),
             live,
             metrics,
             clock,
@@ -127,10 +144,16 @@ impl Reloader {
     pub async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.running.lock().await;
         let (source, metrics) = (self.source.clone(), Arc::clone(&self.metrics));
+        let running_llm = (
+            self.llm.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            self.live.current().llm.clone(),
+        );
         // Reading files and secrets is blocking work.
         let loaded = tokio::task::spawn_blocking(move || {
             let settings = Settings::load(&source).map_err(|error| error.to_string())?;
-            let live = Live::from_settings(&settings, metrics).map_err(|error| format!("{error:#}"))?;
+            let (running_settings, running_client) = running_llm;
+            let keep = (settings.llm == running_settings).then_some(running_client);
+            let live = Live::build(&settings, metrics, keep).map_err(|error| format!("{error:#}"))?;
             Ok::<_, String>((settings, live))
         })
         .await
@@ -163,6 +186,7 @@ impl Reloader {
             );
         }
         self.live.replace(live);
+        *self.llm.lock().unwrap_or_else(PoisonError::into_inner) = settings.llm.clone();
         self.metrics.config_reloaded(true, self.clock.now());
         self.metrics.set_escalation_policies(last_levels(&settings));
         tracing::info!("configuration reloaded");

@@ -68,7 +68,7 @@ pub const DEFAULT_PRICES: &[(&str, f64, f64)] = &[
     ("claude-3-haiku-20240307", 0.25, 1.25),
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LlmSettings {
     pub provider: LlmProvider,
     pub model: String,

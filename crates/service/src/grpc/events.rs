@@ -14,9 +14,9 @@ use super::convert;
 use super::status::{from_core, invalid, status};
 use crate::incidents::IncidentManager;
 
-/// The most events one stream carries: its answer holds a result for each, so it is
-/// bounded like a batch body is.
-pub const MAX_STREAM_EVENTS: usize = 100_000;
+/// The most events one stream carries: its answer holds a result for each (about 50 bytes
+/// encoded), which must stay under the 4 MiB that gRPC clients receive by default.
+pub const MAX_STREAM_EVENTS: usize = 50_000;
 
 pub struct Events {
     manager: Arc<IncidentManager>,

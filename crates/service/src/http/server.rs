@@ -26,6 +26,9 @@ use tokio::sync::watch;
 
 use super::error::ApiError;
 
+/// How often an idle HTTP/2 connection is pinged, and how long the answer may take.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+
 /// How long a connection may take, whatever its client does.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -112,7 +115,13 @@ async fn serve_connection(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // A client that vanishes without closing (a NAT forgetting it, a laptop asleep) would
+    // keep an idle watch, and its memory, forever: HTTP/2 pings find it gone.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_KEEP_ALIVE))
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(JsonParseErrors::new(stream)), service);
     tokio::pin!(connection);
     loop {

@@ -95,15 +95,17 @@ fn code_of(headers: &HeaderMap) -> Option<&'static str> {
 
 pub async fn track_grpc(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let (service, method) = labels_of(request.uri().path());
-    let started = Instant::now();
-    let mut response = next.run(request).await;
-    oversize_is_resource_exhausted(response.headers_mut());
-    let call = Call {
+    // Recorded as CANCELLED should the client go away before the answer starts (this
+    // future is then dropped), unless the answer below takes it over.
+    let mut unanswered = Unanswered(Some(Call {
         metrics,
         service,
         method,
-        started,
-    };
+        started: Instant::now(),
+    }));
+    let mut response = next.run(request).await;
+    oversize_is_resource_exhausted(response.headers_mut());
+    let call = unanswered.0.take().expect("the call is taken once");
     // An error answered at once carries its status in the headers ("trailers only").
     if let Some(code) = code_of(response.headers()) {
         call.finish(code);
@@ -202,6 +204,17 @@ impl http_body::Body for Metered {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A call whose answer has not started yet.
+struct Unanswered(Option<Call>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.finish("CANCELLED");
+        }
     }
 }
 
