@@ -182,21 +182,17 @@ impl LlmClient {
         };
         let answer = outcome.and_then(|reply| match read(&reply.text) {
             Ok(value) => Ok((value, reply)),
-            Err(problem) => Err(LlmError::new(LlmErrorType::InvalidResponse, problem)),
+            Err(problem) => {
+                // The provider answered, and bills the answer however unusable it is.
+                self.metrics.llm_billed(&labels, self.usage(&reply));
+                Err(LlmError::new(LlmErrorType::InvalidResponse, problem))
+            }
         });
         let elapsed = started.elapsed();
         match answer {
             Ok((value, reply)) => {
                 self.breaker.succeeded();
-                let cost = self
-                    .price
-                    .map_or(0.0, |price| price.cost(reply.prompt_tokens, reply.completion_tokens));
-                let usage = LlmUsage {
-                    prompt_tokens: reply.prompt_tokens,
-                    completion_tokens: reply.completion_tokens,
-                    cost,
-                };
-                self.metrics.llm_requested(&labels, elapsed, Ok(usage));
+                self.metrics.llm_requested(&labels, elapsed, Ok(self.usage(&reply)));
                 Ok((value, reply.text))
             }
             Err(error) => {
@@ -204,6 +200,17 @@ impl LlmClient {
                 self.metrics.llm_requested(&labels, elapsed, Err(error.kind));
                 Err(error)
             }
+        }
+    }
+
+    /// The tokens of an answer and what they cost.
+    fn usage(&self, reply: &Reply) -> LlmUsage {
+        LlmUsage {
+            prompt_tokens: reply.prompt_tokens,
+            completion_tokens: reply.completion_tokens,
+            cost: self
+                .price
+                .map_or(0.0, |price| price.cost(reply.prompt_tokens, reply.completion_tokens)),
         }
     }
 

@@ -750,25 +750,29 @@ impl Metrics {
             })
             .observe(elapsed.as_secs_f64());
         match outcome {
-            Ok(usage) => {
-                for (token_type, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
-                    self.llm_tokens
-                        .get_or_create(&LlmTokenLabels {
-                            provider: request.provider,
-                            model: request.model.clone(),
-                            token_type,
-                        })
-                        .inc_by(count);
-                }
-                self.llm_cost
-                    .get_or_create(&LlmModelLabels {
-                        provider: request.provider,
-                        model: request.model.clone(),
-                    })
-                    .inc_by(usage.cost);
-            }
+            Ok(usage) => self.llm_billed(request, usage),
             Err(error_type) => self.llm_failed(request, error_type),
         }
+    }
+
+    /// What a provider's answer cost, whether or not it could be used (an answer that
+    /// does not parse is billed too).
+    pub fn llm_billed(&self, request: &LlmRequestLabels, usage: LlmUsage) {
+        for (token_type, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
+            self.llm_tokens
+                .get_or_create(&LlmTokenLabels {
+                    provider: request.provider,
+                    model: request.model.clone(),
+                    token_type,
+                })
+                .inc_by(count);
+        }
+        self.llm_cost
+            .get_or_create(&LlmModelLabels {
+                provider: request.provider,
+                model: request.model.clone(),
+            })
+            .inc_by(usage.cost);
     }
 
     /// An LLM operation failed without a request (its provider's circuit is open), or its

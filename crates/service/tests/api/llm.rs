@@ -356,6 +356,15 @@ async fn an_answer_that_does_not_parse_or_leaves_the_vocabulary_is_never_applied
     let incident = app.incident(&id).await;
     assert_eq!(incident["severity"], answer["severity"], "nothing invalid applied");
     assert_eq!(errors(&app, "invalid_response").await, 2.0);
+    // The answer out of the vocabulary was billed: its tokens count (the HTML page had none).
+    assert_eq!(
+        counter(
+            &app,
+            r#"llm_tokens_total{provider="openai",model="gpt-4o-mini",token_type="prompt"}"#
+        )
+        .await,
+        PROMPT_TOKENS as f64
+    );
 
     advance_until(&app, &server, 3).await;
     let incident = incident_when(&app, &id, |incident| incident["classification"]["status"] == "done").await;
