@@ -230,10 +230,7 @@ impl LlmClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(crate::notify::parse_retry_after);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| LlmError::new(LlmErrorType::ServiceUnavailable, "the answer was cut short"))?;
+        let body = read_bounded(response).await?;
         if !status.is_success() {
             let kind = match status.as_u16() {
                 429 => LlmErrorType::RateLimit,
@@ -251,6 +248,38 @@ impl LlmClient {
             .reply(&body)
             .map_err(|problem| LlmError::new(LlmErrorType::InvalidResponse, problem))
     }
+}
+
+/// The most an answer may hold: a classification or insights is a few KB, so a larger body
+/// is a misbehaving provider or proxy, not an answer to keep in memory.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The body of `response`, refused past [`MAX_ANSWER_BYTES`] without reading it all.
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, LlmError> {
+    let too_large = || {
+        LlmError::new(
+            LlmErrorType::InvalidResponse,
+            format!("the answer is larger than {} KiB", MAX_ANSWER_BYTES >> 10),
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|_| LlmError::new(LlmErrorType::ServiceUnavailable, "the answer was cut short"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Fails fast after `threshold` consecutive failures, for `cooldown`; then lets one

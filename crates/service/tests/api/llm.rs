@@ -333,6 +333,26 @@ async fn server_errors_and_timeouts_are_retried_a_bounded_number_of_times() {
 }
 
 #[tokio::test]
+async fn an_answer_over_a_mebibyte_is_refused_unread() {
+    // A valid classification, but 2 MiB of it (its reasoning would only be shortened).
+    let huge = json!({"severity": "P1", "category": "security", "confidence": 0.9, "reasoning": "x".repeat(2 << 20)});
+    let server = LlmServer::start(Format::OpenAi, vec![Reply::Content(huge.to_string())]).await;
+    let database = TestDatabase::sqlite();
+    let app = spawn(&database, &openai(&server.url, "")).await;
+    app.send_event(jailbreak("Jailbreak attempts")).await;
+    server.wait_for(1, WAIT).await;
+    app.wait_for_metric(
+        r#"llm_errors_total{provider="openai",model="gpt-4o-mini",error_type="invalid_response"}"#,
+        1.0,
+    )
+    .await;
+    let succeeded =
+        r#"llm_requests_total{provider="openai",model="gpt-4o-mini",operation="classify",status="success"}"#;
+    assert_eq!(counter(&app, succeeded).await, 0.0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_answer_that_does_not_parse_or_leaves_the_vocabulary_is_never_applied() {
     let invalid = json!({"severity": "P7", "category": "security", "confidence": 0.9, "reasoning": "x"});
     let server = LlmServer::start(
