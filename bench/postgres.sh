@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL ingest next to SQLite in the same round: single events at 64 connections and
-# batches of 100 new events at 16, each run on a fresh database (PostgreSQL: a database
+# batches of 100 at 16 (every event new; an alert storm over 1,000 recurring fingerprints;
+# the steady state of bench/ingest.sh), each run on a fresh database (PostgreSQL: a database
 # created for the run on the local server, trust auth; SQLite: a file in a fresh folder).
 # Every 2xx is durable on both: SQLite fsyncs its WAL, PostgreSQL commits with
 # synchronous_commit on.
@@ -48,6 +49,8 @@ for _ in $(seq 1 "$rounds"); do
   for backend in sqlite postgres; do
     run "$backend" "single events, 64 connections" single.lua 64 1
     run "$backend" "batches of 100 new events, 16 connections" batch.lua 16 100
+    run "$backend" "batches of 100, alert storm, 16 connections" batch_dedup.lua 16 100
+    run "$backend" "batches of 100, steady state, 16 connections" batch_lifecycle.lua 16 100
   done
 done
 python3 - "$summary" <<'PY'

@@ -96,10 +96,12 @@ const LOCK_BY_ID: &str = concat!(
     incident_columns!(),
     ", job_chains FROM incidents WHERE id = $1 FOR UPDATE"
 );
-const LOCK_OPEN_BY_FINGERPRINT: &str = concat!(
+/// The open incidents of a round's resolving events, locked in the order of their
+/// fingerprints (see `ingest`).
+const LOCK_OPEN_BY_FINGERPRINTS: &str = concat!(
     "SELECT ",
     incident_columns!(),
-    ", job_chains FROM incidents WHERE fingerprint = $1 AND state <> 'RESOLVED' FOR UPDATE"
+    ", job_chains FROM incidents WHERE fingerprint = ANY($1) AND state <> 'RESOLVED' ORDER BY fingerprint FOR UPDATE"
 );
 const SELECT_TIMELINE: &str = "SELECT seq, incident_id, at, kind, actor, message FROM timeline \
      WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
@@ -585,34 +587,6 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
             .await?;
     }
     tx.commit().await
-}
-
-/// Resolves the open incident with the event's fingerprint, if there is one.
-async fn resolve_open(
-    tx: &mut PgConnection,
-    event: &Event,
-    now: DateTime<Utc>,
-    reactions: &Reactions,
-    wrote: &mut Vec<JobKind>,
-) -> Result<IngestOutcome, sqlx::Error> {
-    let row = sqlx::query(LOCK_OPEN_BY_FINGERPRINT)
-        .bind(&event.fingerprint)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Ok(IngestOutcome::Ignored);
-    };
-    let incident = row_to_incident(&row)?;
-    // Every open state may be resolved, so a refusal means the row itself is wrong.
-    let transition = lifecycle::resolve_by_event(&incident, event, now)
-        .map_err(|error| sqlx::Error::Decode(format!("incident {}: {error}", incident.id).into()))?;
-    write_transition(tx, &transition).await?;
-    let jobs = reactions.after(&transition, now);
-    let job_chains: Option<&str> = row.try_get("job_chains")?;
-    jobs::stop_escalation(tx, &transition, job_chains, now).await?;
-    jobs::write_jobs(tx, Some(incident.id), &jobs, job_chains, now).await?;
-    wrote.extend(jobs.iter().map(|job| job.payload.kind()));
-    Ok(IngestOutcome::Resolved(transition))
 }
 
 /// Writes the columns an action changes and appends the action's entry.

@@ -13,7 +13,9 @@
 //!   A round's firing events are one `INSERT … SELECT FROM unnest(…) ON CONFLICT … DO
 //!   UPDATE … RETURNING` (two when some name their time: a redelivery is recognised in
 //!   the statement itself), its timeline entries one `INSERT … SELECT FROM unnest(…)`,
-//!   its new incidents' jobs one multi-row `INSERT`. Resolutions, rarer, run one by one.
+//!   its new incidents' jobs one `INSERT`. A round's resolving events lock their open
+//!   incidents with one `SELECT … FOR UPDATE`, resolve them with one `UPDATE … FROM
+//!   unnest(…)`, and write their entries and jobs with one statement each.
 //! - **Lock order.** Each round's rows are sorted by fingerprint, so concurrent
 //!   transactions lock the open incidents they share in one order; a deadlock that a
 //!   resolution could still cause is detected by PostgreSQL and the transaction run again.
@@ -22,17 +24,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use lim_domain::jobs::ESCALATION_CHAIN;
 use lim_domain::triage::Classification;
 use lim_domain::{
-    Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, Opening, Reactions, Severity, TimelineEntry,
-    lifecycle,
+    Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, NewJob, Opening, Reactions, Severity,
+    TimelineEntry, Transition, lifecycle,
 };
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{groups, is_concurrent_conflict, jobs, json_text, labels_json, parse_column, resolve_open};
+use super::{
+    LOCK_OPEN_BY_FINGERPRINTS, groups, is_concurrent_conflict, jobs, json_text, labels_json, parse_column,
+    row_to_incident,
+};
 use crate::StoreError;
 use crate::chains::JobChains;
 
@@ -240,11 +246,11 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
             .filter(|&index| events[index].opening.is_some())
             .collect();
         open_or_attach(&mut tx, events, &firing, &mut outcomes, &mut wrote).await?;
-        for index in members.into_iter().filter(|&index| events[index].opening.is_none()) {
-            let pending = events[index];
-            outcomes[index] =
-                resolve_open(&mut tx, &pending.event, pending.now, &pending.reactions, &mut wrote).await?;
-        }
+        let resolving: Vec<usize> = members
+            .into_iter()
+            .filter(|&index| events[index].opening.is_none())
+            .collect();
+        resolve_all(&mut tx, events, &resolving, &mut outcomes, &mut wrote).await?;
     }
     tx.commit().await?;
     Ok((outcomes, wrote))
@@ -393,6 +399,169 @@ async fn open_or_attach(
         .await?;
     }
     insert_entries(tx, &entries).await
+}
+
+/// One round's resolving events (`resolving`, sorted by fingerprint, one per fingerprint):
+/// their open incidents locked in one statement and resolved in one, their timeline
+/// entries, jobs and cancelled escalation levels written with one statement each.
+async fn resolve_all(
+    tx: &mut PgConnection,
+    events: &[&Pending],
+    resolving: &[usize],
+    outcomes: &mut [IngestOutcome],
+    wrote: &mut Vec<JobKind>,
+) -> Result<(), sqlx::Error> {
+    if resolving.is_empty() {
+        return Ok(());
+    }
+    let fingerprints: Vec<&str> = resolving
+        .iter()
+        .map(|&index| events[index].event.fingerprint.as_str())
+        .collect();
+    let rows = sqlx::query(LOCK_OPEN_BY_FINGERPRINTS)
+        .bind(&fingerprints)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut open: HashMap<String, (Incident, Option<String>)> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let incident = row_to_incident(row)?;
+        let chains: Option<String> = row.try_get("job_chains")?;
+        open.insert(incident.fingerprint.clone(), (incident, chains));
+    }
+
+    let decode = |error: String| sqlx::Error::Decode(error.into());
+    let mut resolved = Vec::with_capacity(open.len());
+    let mut job_count = 0;
+    for &index in resolving {
+        let pending = events[index];
+        let Some((incident, chains)) = open.remove(pending.event.fingerprint.as_str()) else {
+            outcomes[index] = IngestOutcome::Ignored;
+            continue;
+        };
+        // Every open state may be resolved, so a refusal means the row itself is wrong.
+        let transition = lifecycle::resolve_by_event(&incident, &pending.event, pending.now)
+            .map_err(|error| decode(format!("incident {}: {error}", incident.id)))?;
+        let jobs = pending.reactions.after(&transition, pending.now);
+        job_count += jobs.len();
+        resolved.push((index, transition, jobs, chains));
+    }
+    if resolved.is_empty() {
+        return Ok(());
+    }
+
+    // The pending escalation level of each incident whose escalation stops.
+    let mut cancelled: Vec<(i64, DateTime<Utc>)> = Vec::new();
+    for (index, transition, _, chains) in &resolved {
+        if transition.before.next_escalation.is_some() && transition.after.next_escalation.is_none() {
+            let chains = JobChains::parse(chains.as_deref()).map_err(|error| decode(error.to_string()))?;
+            if let Some(pending) = chains.last(ESCALATION_CHAIN) {
+                cancelled.push((pending, events[*index].now));
+            }
+        }
+    }
+    if !cancelled.is_empty() {
+        let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = cancelled.into_iter().unzip();
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', updated_at = stopped.at \
+             FROM unnest($1::int8[], $2::timestamptz[]) AS stopped (id, at) \
+             WHERE jobs.id = stopped.id AND jobs.state = 'queued'",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    let ids = jobs::job_ids(tx, job_count).await?;
+    let mut next_id = ids.as_slice();
+    let mut planned = Vec::with_capacity(job_count);
+    let mut chains_after: Vec<Option<String>> = Vec::with_capacity(resolved.len());
+    for (_, _, jobs_of, chains) in &resolved {
+        if jobs_of.is_empty() {
+            chains_after.push(chains.clone());
+            continue;
+        }
+        let (these, rest) = next_id.split_at(jobs_of.len());
+        next_id = rest;
+        let mut parsed = JobChains::parse(chains.as_deref()).map_err(|error| decode(error.to_string()))?;
+        planned.extend(jobs::plan(jobs_of, these, &mut parsed));
+        chains_after.push(parsed.to_text());
+        wrote.extend(jobs_of.iter().map(|job| job.payload.kind()));
+    }
+    jobs::insert_planned(tx, &planned, events[resolved[0].0].now).await?;
+
+    let after = || resolved.iter().map(|(_, transition, _, _)| &transition.after);
+    // The escalation level the incident waits for: the last one its new jobs schedule.
+    let escalation = |(_, transition, jobs_of, _): &(usize, Transition, Vec<NewJob>, Option<String>)| {
+        jobs::escalation_level(jobs_of).or_else(|| {
+            transition
+                .after
+                .next_escalation
+                .map(|next| (next.level as i32, next.due_at))
+        })
+    };
+    sqlx::query(
+        "UPDATE incidents SET state = changed.state, assignee = changed.assignee, team = changed.team, \
+         updated_at = changed.updated_at, acknowledged_at = changed.acknowledged_at, \
+         resolved_at = changed.resolved_at, resolution_note = changed.resolution_note, \
+         severity = changed.severity, category = changed.category, escalation_level = changed.escalation_level, \
+         escalation_due_at = changed.escalation_due_at, classification = changed.classification, \
+         insights = changed.insights, job_chains = changed.job_chains \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], \
+         $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::timestamptz[], $13::text[], \
+         $14::text[], $15::text[]) AS changed (id, state, assignee, team, updated_at, acknowledged_at, \
+         resolved_at, resolution_note, severity, category, escalation_level, escalation_due_at, classification, \
+         insights, job_chains) WHERE incidents.id = changed.id",
+    )
+    .bind(after().map(|incident| incident.id.0).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.state.as_str()).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.assignee.as_deref()).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.team.as_deref()).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.updated_at).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.acknowledged_at).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.resolved_at).collect::<Vec<_>>())
+    .bind(
+        after()
+            .map(|incident| incident.resolution_note.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(after().map(|incident| incident.severity.as_str()).collect::<Vec<_>>())
+    .bind(after().map(|incident| incident.category.as_str()).collect::<Vec<_>>())
+    .bind(
+        resolved
+            .iter()
+            .map(|one| escalation(one).map(|(level, _)| level))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        resolved
+            .iter()
+            .map(|one| escalation(one).map(|(_, due)| due))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        after()
+            .map(|incident| incident.classification.as_ref().map(Classification::to_column))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        after()
+            .map(|incident| json_text(incident.insights.as_ref()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(&chains_after)
+    .execute(&mut *tx)
+    .await?;
+
+    let entries: Vec<TimelineEntry> = resolved
+        .iter()
+        .map(|(_, transition, _, _)| transition.entry.clone())
+        .collect();
+    insert_entries(tx, &entries).await?;
+    for (index, transition, _, _) in resolved {
+        outcomes[index] = IngestOutcome::Resolved(transition);
+    }
+    Ok(())
 }
 
 macro_rules! upsert {
