@@ -1,8 +1,9 @@
 //! Ingest on PostgreSQL: set-based statements, and commits shared by concurrent requests.
 //!
 //! - **Shared commits.** Requests queue for a few writer tasks; a writer takes what is
-//!   waiting (up to [`MAX_MERGED_EVENTS`] events) and stores it in one transaction, so
-//!   64 clients sending one event each pay for a few commits, not 64. Should the server
+//!   waiting (up to [`MAX_MERGED_EVENTS`] events; while another writer's transaction
+//!   runs, it gathers until that one ends, see [`gather`]) and stores it in one
+//!   transaction, so 64 clients sending one event each pay for a few commits, not 64. Should the server
 //!   refuse a merged transaction for any reason but a lost race, each of its requests is
 //!   run again alone, so that one request's failure is never another's: a batch stays all
 //!   or nothing. Should the link fail instead (the commit's outcome unknown), every request
@@ -22,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use lim_domain::jobs::ESCALATION_CHAIN;
@@ -31,7 +33,7 @@ use lim_domain::{
     TimelineEntry, Transition, lifecycle,
 };
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -101,8 +103,9 @@ impl Ingester {
     pub(super) fn start(pool: PgPool, writers: usize, max_queued_events: u32) -> Ingester {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
+        let writing = Arc::new(Writing::default());
         let writers = (0..writers.max(1))
-            .map(|_| tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver))))
+            .map(|_| tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver), Arc::clone(&writing))))
             .collect();
         let max_queued_events = max_queued_events.max(1);
         Ingester {
@@ -136,28 +139,82 @@ impl Ingester {
     }
 }
 
-async fn run_writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Request>>>) {
+/// How many writers are in a transaction, and a signal when one ends.
+#[derive(Default)]
+struct Writing {
+    busy: AtomicUsize,
+    ended: Notify,
+}
+
+async fn run_writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Request>>>, writing: Arc<Writing>) {
     loop {
         let requests = {
             let mut queue = queue.lock().await;
             let Some(first) = queue.recv().await else {
                 return;
             };
-            let mut taken = first.events.len();
-            let mut requests = vec![first];
-            while taken < MAX_MERGED_EVENTS {
-                let Ok(next) = queue.try_recv() else {
-                    break;
-                };
-                taken += next.events.len();
-                requests.push(next);
-            }
-            requests
+            gather(&mut queue, first, &writing).await
         };
+        writing.busy.fetch_add(1, Ordering::AcqRel);
         let results = write(&pool, &requests).await;
+        writing.busy.fetch_sub(1, Ordering::AcqRel);
+        writing.ended.notify_waiters();
         for (request, result) in requests.into_iter().zip(results) {
             // A caller that has gone away no longer waits for its answer.
             let _ = request.answer.send(result);
+        }
+    }
+}
+
+/// A writer that finds fewer events waiting than this while another writer's transaction
+/// runs gathers more until that transaction ends (see [`gather`]).
+const GATHER_UNDER: usize = 100;
+
+/// The requests of one transaction: `first` and what waits behind it (up to
+/// [`MAX_MERGED_EVENTS`] events). Each transaction costs the server the same few
+/// statements and a commit whatever its size, so small ones are what makes single events
+/// slow: while another writer's transaction runs, a writer holding fewer than
+/// [`GATHER_UNDER`] events goes on gathering until that transaction ends, rather than
+/// starting one of its own beside it with the one or two requests that came meanwhile.
+/// When no transaction runs, it starts at once.
+async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &Writing) -> Vec<Request> {
+    let mut taken = first.events.len();
+    let mut requests = vec![first];
+    loop {
+        while taken < MAX_MERGED_EVENTS {
+            let Ok(next) = queue.try_recv() else {
+                break;
+            };
+            taken += next.events.len();
+            requests.push(next);
+        }
+        if taken >= GATHER_UNDER.min(MAX_MERGED_EVENTS) {
+            return requests;
+        }
+        let ended = writing.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if writing.busy.load(Ordering::Acquire) == 0 {
+            return requests;
+        }
+        tokio::select! {
+            () = &mut ended => {
+                while taken < MAX_MERGED_EVENTS {
+                    let Ok(next) = queue.try_recv() else {
+                        break;
+                    };
+                    taken += next.events.len();
+                    requests.push(next);
+                }
+                return requests;
+            }
+            next = queue.recv() => match next {
+                Some(next) => {
+                    taken += next.events.len();
+                    requests.push(next);
+                }
+                None => return requests,
+            },
         }
     }
 }
