@@ -43,7 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("../migrations/postgres/0008_change_watchers.sql")),
     (9, include_str!("../migrations/postgres/0009_api_keys.sql")),
     (10, include_str!("../migrations/postgres/0010_open_index_times.sql")),
-    (11, include_str!("../migrations/postgres/0011_incidents_fillfactor.sql")),
+    (11, include_str!("../migrations/postgres/0011_ingest_storage.sql")),
 ];
 
 /// The advisory lock every replica takes before migrating ("LIM_MIGR" in ASCII).
