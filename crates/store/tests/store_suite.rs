@@ -77,6 +77,7 @@ store_tests!(
     the_observer_hears_every_operation_by_name,
     a_redelivered_event_is_recognised_and_not_counted,
     a_repeat_event_raises_the_severity_and_never_lowers_it,
+    repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order,
     a_long_timeline_is_read_page_by_page_oldest_first,
     comments_are_read_page_by_page,
     a_routed_incident_is_assigned_with_its_deliveries_in_the_same_transaction,
@@ -1632,6 +1633,64 @@ async fn a_redelivered_event_is_recognised_and_not_counted(db: TestDb) {
     );
     assert_eq!(outcomes[2], deduplicated(id, 3));
     assert_eq!(whole_timeline(&*store, id).await.len(), 3);
+}
+
+/// PostgreSQL stores a fingerprint's consecutive firing events of one transaction as one
+/// candidate that counts them all: each still gets its own outcome, occurrence number,
+/// entry and raise, as on SQLite.
+async fn repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let with_severity = |severity| Event {
+        severity,
+        ..firing("fp", now)
+    };
+
+    let outcomes = store
+        .ingest(
+            vec![
+                with_severity(Severity::P2),
+                with_severity(Severity::P1),
+                firing("other", now),
+                with_severity(Severity::P3),
+                with_severity(Severity::P0),
+            ],
+            now,
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+
+    let id = created_id(&outcomes[0]);
+    created_id(&outcomes[2]);
+    let deduplicated = |occurrence_count, severity, raised_from| IngestOutcome::Deduplicated {
+        incident_id: id,
+        occurrence_count,
+        source: Source::Sentinel,
+        severity,
+        category: Category::Performance,
+        raised_from,
+    };
+    assert_eq!(outcomes[1], deduplicated(2, Severity::P1, Some(Severity::P2)));
+    assert_eq!(outcomes[3], deduplicated(3, Severity::P1, None));
+    assert_eq!(outcomes[4], deduplicated(4, Severity::P0, Some(Severity::P1)));
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!((incident.occurrence_count, incident.severity), (4, Severity::P0));
+    let timeline = whole_timeline(&*store, id).await;
+    assert_eq!(
+        kinds(&timeline),
+        [
+            TimelineKind::Created,
+            TimelineKind::EventAttached,
+            TimelineKind::Classified,
+            TimelineKind::EventAttached,
+            TimelineKind::EventAttached,
+            TimelineKind::Classified,
+        ]
+    );
+    assert_eq!(timeline[1].message, "occurrence 2 of `latency high`");
+    assert_eq!(timeline[4].message, "occurrence 4 of `latency high`");
+    assert_eq!(timeline[5].message, "severity raised P1 → P0 by a repeat event");
 }
 
 async fn a_repeat_event_raises_the_severity_and_never_lowers_it(db: TestDb) {

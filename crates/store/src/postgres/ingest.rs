@@ -9,8 +9,9 @@
 //!   or nothing. Should the link fail instead (the commit's outcome unknown), every request
 //!   is answered unavailable and none runs again, which could store it twice.
 //! - **Set-based statements.** The events of a transaction are taken in rounds: round `k`
-//!   holds the `k`-th event of each fingerprint (so a round names a fingerprint once, as
-//!   a multi-row upsert requires, and the events of one fingerprint keep their order).
+//!   holds the `k`-th run of each fingerprint, a run being consecutive firing events
+//!   (counted by one candidate) or one other event (so a round names a fingerprint once,
+//!   as a multi-row upsert requires, and the events of one fingerprint keep their order).
 //!   A round's firing events are one `INSERT … SELECT FROM unnest(…) ON CONFLICT … DO
 //!   UPDATE … RETURNING` (two when some name their time: a redelivery is recognised in
 //!   the statement itself), its timeline entries one `INSERT … SELECT FROM unnest(…)`,
@@ -281,10 +282,16 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
     // Stable: the events of one fingerprint keep their order.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by(|&a, &b| events[a].event.fingerprint.cmp(&events[b].event.fingerprint));
+    // Round `k` holds the `k`-th run of each fingerprint: consecutive firing events that
+    // name no time form one run (one candidate counting them all, see `open_or_attach`);
+    // a resolving event, or one that names its time (a redelivery is told by it), is a
+    // run of its own.
+    let joins = |pending: &Pending| pending.opening.is_some() && !pending.event.occurred_at_given;
     let mut round_of = vec![0_usize; events.len()];
     for pair in order.windows(2) {
-        if events[pair[0]].event.fingerprint == events[pair[1]].event.fingerprint {
-            round_of[pair[1]] = round_of[pair[0]] + 1;
+        let (before, after) = (events[pair[0]], events[pair[1]]);
+        if before.event.fingerprint == after.event.fingerprint {
+            round_of[pair[1]] = round_of[pair[0]] + usize::from(!(joins(before) && joins(after)));
         }
     }
     let rounds = round_of.iter().max().map_or(0, |last| last + 1);
@@ -321,7 +328,11 @@ struct Upserted {
     category: lim_domain::Category,
 }
 
-/// One round's firing events (`firing`, sorted by fingerprint, one per fingerprint).
+/// One round's firing events (`firing`, sorted by fingerprint), as runs: the events of
+/// one fingerprint in a round are consecutive events that name no time (see
+/// [`ingest_once`]), stored as one candidate that counts them all. The run's first event
+/// opens the incident or attaches to the open one, the rest attach after it, each with
+/// its own occurrence number, entry and severity raise, as if they had come one by one.
 async fn open_or_attach(
     tx: &mut PgConnection,
     events: &[&Pending],
@@ -332,38 +343,60 @@ async fn open_or_attach(
     if firing.is_empty() {
         return Ok(());
     }
+    let runs: Vec<&[usize]> = firing
+        .chunk_by(|&a, &b| events[a].event.fingerprint == events[b].event.fingerprint)
+        .collect();
     let opening = |index: usize| events[index].opening.as_ref().expect("a firing event has its opening");
     // Each candidate's jobs are numbered and linked before the upsert, so that a new
     // incident's row holds its job chains from the start (an attached event's candidate
     // and its numbers are dropped).
-    let job_count = firing.iter().map(|&index| opening(index).jobs.len()).sum();
+    let job_count = runs.iter().map(|run| opening(run[0]).jobs.len()).sum();
     let ids = jobs::job_ids(tx, job_count).await?;
     let mut next_id = ids.iter().as_slice();
-    let mut chains_text = Vec::with_capacity(firing.len());
-    let mut planned = Vec::with_capacity(firing.len());
-    for &index in firing {
-        let jobs_of = &opening(index).jobs;
+    let mut chains_text = Vec::with_capacity(runs.len());
+    let mut planned = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let jobs_of = &opening(run[0]).jobs;
         let (these, rest) = next_id.split_at(jobs_of.len());
         next_id = rest;
         let mut chains = JobChains::default();
         planned.push(jobs::plan(jobs_of, these, &mut chains));
         chains_text.push(chains.to_text());
     }
+    // A run of several events is one candidate counting them all, seen last at its last.
+    let counted: Vec<Option<Incident>> = runs
+        .iter()
+        .map(|run| {
+            (run.len() > 1).then(|| {
+                let mut incident = opening(run[0]).incident.clone();
+                let last = events[run[run.len() - 1]].now;
+                incident.occurrence_count = run.len() as i64;
+                incident.last_seen = run.iter().map(|&index| events[index].now).max().unwrap_or(last);
+                incident.updated_at = last;
+                incident
+            })
+        })
+        .collect();
+    let candidate = |position: usize| {
+        counted[position]
+            .as_ref()
+            .unwrap_or(&opening(runs[position][0]).incident)
+    };
 
-    let mut stored: HashMap<&str, Upserted> = HashMap::with_capacity(firing.len());
+    let mut stored: HashMap<&str, Upserted> = HashMap::with_capacity(runs.len());
     for given in [false, true] {
-        let subset: Vec<usize> = (0..firing.len())
-            .filter(|&position| events[firing[position]].event.occurred_at_given == given)
+        let subset: Vec<usize> = (0..runs.len())
+            .filter(|&position| events[runs[position][0]].event.occurred_at_given == given)
             .collect();
         if subset.is_empty() {
             continue;
         }
         let candidates: Vec<(&Incident, Option<&str>)> = subset
             .iter()
-            .map(|&position| (&opening(firing[position]).incident, chains_text[position].as_deref()))
+            .map(|&position| (candidate(position), chains_text[position].as_deref()))
             .collect();
         for row in upsert(tx, &candidates, given).await? {
-            let fingerprint = &events[firing[subset[row.0]]].event.fingerprint;
+            let fingerprint = &events[runs[subset[row.0]][0]].event.fingerprint;
             stored.insert(fingerprint.as_str(), row.1);
         }
     }
@@ -372,42 +405,52 @@ async fn open_or_attach(
     let mut raises: Vec<(Uuid, &'static str)> = Vec::new();
     let mut new_jobs = Vec::new();
     let mut redelivered = Vec::new();
-    for (position, &index) in firing.iter().enumerate() {
-        let pending = events[index];
-        let (event, now) = (&pending.event, pending.now);
-        let candidate = opening(index);
-        let Some(row) = stored.get(event.fingerprint.as_str()) else {
-            redelivered.push(index);
+    for (position, run) in runs.iter().enumerate() {
+        let head = run[0];
+        let candidate = opening(head);
+        let Some(row) = stored.get(events[head].event.fingerprint.as_str()) else {
+            // Only an event that names its time is left out, and it runs alone.
+            redelivered.extend_from_slice(run);
             continue;
         };
+        let mut attached = &run[..];
+        // The occurrence number of the run's first attached event.
+        let mut occurrence = row.occurrence_count - run.len() as i64 + 1;
+        let mut severity = row.severity;
         if row.id == candidate.incident.id {
             entries.extend(candidate.entries.iter().cloned());
             new_jobs.append(&mut planned[position]);
             wrote.extend(candidate.jobs.iter().map(|job| job.payload.kind()));
-            outcomes[index] = IngestOutcome::Created(candidate.incident.clone());
-            continue;
+            outcomes[head] = IngestOutcome::Created(candidate.incident.clone());
+            severity = candidate.incident.severity;
+            attached = &run[1..];
+            occurrence += 1;
         }
-        entries.push(lifecycle::attached_entry(row.id, row.occurrence_count, event, now));
-        // The upsert holds the row's lock, so the severity it returned is the current one.
-        let raised = lifecycle::raised_severity(row.severity, event);
-        if let Some(severity) = raised {
-            raises.push((row.id.0, severity.as_str()));
-            entries.push(lifecycle::severity_raised_entry(
-                row.id,
-                row.severity,
-                severity,
-                event,
-                now,
-            ));
+        let mut raised_to = None;
+        for &index in attached {
+            let (event, now) = (&events[index].event, events[index].now);
+            entries.push(lifecycle::attached_entry(row.id, occurrence, event, now));
+            // The upsert holds the row's lock, so the severity it returned is the current one.
+            let raised = lifecycle::raised_severity(severity, event);
+            if let Some(to) = raised {
+                entries.push(lifecycle::severity_raised_entry(row.id, severity, to, event, now));
+                raised_to = Some(to);
+            }
+            outcomes[index] = IngestOutcome::Deduplicated {
+                incident_id: row.id,
+                occurrence_count: occurrence,
+                source: event.source,
+                severity: raised.unwrap_or(severity),
+                category: row.category,
+                raised_from: raised.map(|_| severity),
+            };
+            severity = raised.unwrap_or(severity);
+            occurrence += 1;
         }
-        outcomes[index] = IngestOutcome::Deduplicated {
-            incident_id: row.id,
-            occurrence_count: row.occurrence_count,
-            source: event.source,
-            severity: raised.unwrap_or(row.severity),
-            category: row.category,
-            raised_from: raised.map(|_| row.severity),
-        };
+        // One raise per incident in the statement below (an UPDATE … FROM applies one).
+        if let Some(to) = raised_to {
+            raises.push((row.id.0, to.as_str()));
+        }
     }
     if !redelivered.is_empty() {
         let fingerprints: Vec<&str> = redelivered
@@ -439,9 +482,10 @@ async fn open_or_attach(
         }
     }
     jobs::insert_planned(tx, &new_jobs, events[firing[0]].now).await?;
-    for &index in firing {
-        if let (IngestOutcome::Created(incident), Some(group)) = (&outcomes[index], &opening(index).group) {
-            groups::join(tx, group, incident.id, events[index].now, wrote).await?;
+    for run in &runs {
+        let head = run[0];
+        if let (IngestOutcome::Created(incident), Some(group)) = (&outcomes[head], &opening(head).group) {
+            groups::join(tx, group, incident.id, events[head].now, wrote).await?;
         }
     }
     if !raises.is_empty() {
@@ -641,7 +685,7 @@ macro_rules! upsert {
          resolved_at, resolution_note, route, escalation_policy, escalation_level, escalation_due_at, \
          classification, insights, job_chains) \
          ON CONFLICT (fingerprint) WHERE state <> 'RESOLVED' DO UPDATE SET \
-         occurrence_count = incidents.occurrence_count + 1, \
+         occurrence_count = incidents.occurrence_count + EXCLUDED.occurrence_count, \
          last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen), \
          updated_at = EXCLUDED.updated_at",
             $condition,
