@@ -20,3 +20,9 @@ ALTER TABLE incidents
 ALTER TABLE jobs
     ALTER COLUMN kind TYPE TEXT COLLATE "C",
     ALTER COLUMN state TYPE TEXT COLLATE "C";
+
+-- A timeline is read by incident, in order (incident_id, seq); the primary key on seq
+-- alone served no query, yet every entry (one per event) entered it. The pair is the key.
+ALTER TABLE timeline DROP CONSTRAINT timeline_pkey;
+DROP INDEX timeline_incident_seq;
+ALTER TABLE timeline ADD PRIMARY KEY (incident_id, seq);
