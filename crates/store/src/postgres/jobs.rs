@@ -94,36 +94,38 @@ pub(super) fn escalation_level(jobs: &[NewJob]) -> Option<(i32, DateTime<Utc>)> 
     })
 }
 
-/// Writes planned jobs, of any incidents, a few thousand to a statement.
+/// Writes planned jobs, of any incidents, in one statement (its text never changes, so
+/// the server plans it once per connection whatever the number of jobs).
 pub(super) async fn insert_planned(
     tx: &mut PgConnection,
     planned: &[Planned<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    // Eleven parameters a row; PostgreSQL takes 65,535 in a statement.
-    for chunk in planned.chunks(5000) {
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
-             created_at, updated_at) ",
-        );
-        insert.push_values(chunk, |mut row, planned| {
-            let job = planned.job;
-            let payload = serde_json::to_string(&job.payload).expect("a job payload always serializes");
-            row.push_bind(planned.id)
-                .push_bind(job.payload.kind().as_str())
-                .push_bind(job.incident_id.map(|id| id.0))
-                .push_bind(payload)
-                .push_unseparated("::jsonb")
-                .push_bind("queued")
-                .push_bind(job.due_at)
-                .push_bind(0_i32)
-                .push_bind(job.max_attempts as i32)
-                .push_bind(planned.waits_for)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *tx).await?;
+    if planned.is_empty() {
+        return Ok(());
     }
+    let jobs = || planned.iter().map(|planned| planned.job);
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, incident_id, payload, state, due_at, attempts, max_attempts, waits_for, \
+         created_at, updated_at) \
+         SELECT id, kind, incident_id, payload::jsonb, 'queued', due_at, 0, max_attempts, waits_for, $8, $8 \
+         FROM unnest($1::int8[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::int4[], $7::int8[]) \
+         AS job (id, kind, incident_id, payload, due_at, max_attempts, waits_for)",
+    )
+    .bind(planned.iter().map(|planned| planned.id).collect::<Vec<_>>())
+    .bind(jobs().map(|job| job.payload.kind().as_str()).collect::<Vec<_>>())
+    .bind(jobs().map(|job| job.incident_id.map(|id| id.0)).collect::<Vec<_>>())
+    .bind(
+        jobs()
+            .map(|job| serde_json::to_string(&job.payload).expect("a job payload always serializes"))
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs().map(|job| job.due_at).collect::<Vec<_>>())
+    .bind(jobs().map(|job| job.max_attempts as i32).collect::<Vec<_>>())
+    .bind(planned.iter().map(|planned| planned.waits_for).collect::<Vec<_>>())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
