@@ -28,7 +28,7 @@ use service_process::{Launch, ServiceProcess};
 fn routed(receiver: &Receiver, database_url: &str, extra: &str) -> String {
     format!(
         "[database]\nurl = \"{database_url}\"\n\n[jobs]\nlease = \"3s\"\n{extra}\n\
-         [channels.hook]\ntype = \"webhook\"\nurl = \"{}/hook\"\n\n\
+         [channels.hook]\ntype = \"webhook\"\nurl = \"{}/hook\"\ntimeout = \"2s\"\n\n\
          [[routes]]\nname = \"everything\"\nchannels = [\"hook\"]\nnotify_on = [\"created\"]\n",
         receiver.url
     )

@@ -365,12 +365,46 @@ impl Settings {
                 ),
             });
         }
+        settings.check_leases()?;
         settings.check_ports()?;
         settings.http.public_url = match file.http.public_url {
             Some(url) => public_url(&url)?,
             None => format!("http://{}", settings.http.addr),
         };
         Ok(settings)
+    }
+
+    /// A job's attempt must end before its lease does, or another worker (or replica)
+    /// takes the job while it still runs and the delivery or provider request is made
+    /// twice. An LLM attempt may first wait for a concurrency permit (as long as one
+    /// request at most) and then make its request: twice `llm.timeout` must fit.
+    fn check_leases(&self) -> Result<(), ConfigError> {
+        let lease = self.jobs.lease;
+        let too_long = |key: String, what: String| ConfigError::Invalid {
+            key,
+            reason: format!(
+                "{what} must be shorter than jobs.lease ({}), or a job still running would be taken again",
+                format_duration(lease)
+            ),
+        };
+        if self.llm.provider != lim_domain::triage::LlmProvider::Offline && self.llm.timeout * 2 >= lease {
+            return Err(too_long(
+                "llm.timeout".into(),
+                format!(
+                    "twice {} (a request and the wait for a concurrency permit)",
+                    format_duration(self.llm.timeout)
+                ),
+            ));
+        }
+        for (name, channel) in &self.channels {
+            if channel.timeout >= lease {
+                return Err(too_long(
+                    format!("channels.{name}.timeout"),
+                    format_duration(channel.timeout),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_ports(&self) -> Result<(), ConfigError> {
@@ -698,6 +732,17 @@ mod tests {
             message("[http]\nheader_timeout = \"soon\"\n").contains("http.header_timeout: `soon` is not a duration")
         );
         assert!(message("[http]\nbody_timeout = \"40s\"\n").contains("http.body_timeout: 40s must be shorter"));
+        assert!(
+            message("[jobs]\nlease = \"5s\"\n[channels.ops]\ntype = \"webhook\"\nurl = \"https://x.example.com\"\n")
+                .contains("channels.ops.timeout: 10s must be shorter than jobs.lease (5s)")
+        );
+        assert!(
+            message(
+                "[jobs]\nlease = \"50s\"\n[llm]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n\
+                 api_key = \"sk-test\"\ntimeout = \"30s\"\n"
+            )
+            .contains("llm.timeout: twice 30s")
+        );
         assert!(message("[events]\nmax_clock_skew = \"30d\"\n").contains("events.max_clock_skew: 30d is outside"));
         assert!(message("[log]\nlevel = \"  \"\n").contains("log.level: is empty"));
         assert!(
