@@ -274,6 +274,12 @@ pub enum JobResult {
     Dead {
         error: String,
     },
+    /// Not attempted (what it needs refused it before trying, as an open circuit does):
+    /// queued again for `due_at`, the attempt its claim counted given back.
+    Deferred {
+        due_at: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 /// When to try a failed job again.

@@ -84,6 +84,7 @@ store_tests!(
     acknowledging_and_resolving_write_the_routes_deliveries,
     jobs_are_claimed_once_and_finished_by_their_worker_only,
     a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried,
+    a_deferred_job_waits_and_gives_its_attempt_back,
     the_jobs_of_one_chain_run_one_at_a_time_in_order,
     an_expired_lease_lets_another_worker_claim_the_job,
     released_jobs_are_queued_again_without_the_attempt,
@@ -2086,6 +2087,47 @@ async fn jobs_are_claimed_once_and_finished_by_their_worker_only(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(listed, vec![job]);
+}
+
+async fn a_deferred_job_waits_and_gives_its_attempt_back(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    store.enqueue_jobs(vec![plain_job(now, None)]).await.unwrap();
+    let claimed = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, lease(now), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+    let later = now + Duration::seconds(20);
+
+    let recorded = store
+        .finish_job(finish(
+            &claimed[0],
+            WORKER,
+            JobResult::Deferred {
+                due_at: later,
+                reason: "the circuit is open".into(),
+            },
+            now,
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(recorded, Finished::Recorded);
+    assert!(
+        store
+            .claim_jobs(JobKind::Notify, 1, WORKER, lease(now), now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = store
+        .claim_jobs(JobKind::Notify, 1, WORKER, lease(later), later)
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempts, 1, "the deferral did not count");
+    assert_eq!(again[0].last_error.as_deref(), Some("the circuit is open"));
 }
 
 async fn a_failed_attempt_waits_for_its_retry_and_a_dead_job_can_be_retried(db: TestDb) {

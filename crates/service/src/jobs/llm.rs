@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lim_domain::lifecycle::TriageFailure;
 use lim_domain::triage::{
-    Classification, ClassificationStatus, Insights, LlmOperation, ModelClassification, ModelInsights,
+    Classification, ClassificationStatus, Insights, LlmErrorType, LlmOperation, ModelClassification, ModelInsights,
     parse_classification, parse_insights,
 };
 use lim_domain::{Action, Incident, Job, JobPayload};
@@ -86,11 +86,18 @@ impl Handler for Triage {
         match answer {
             Ok(action) => self.apply(&incident, action, actor, now).await,
             Err(error) => {
+                // An open circuit refused before any request: the job waits for the
+                // circuit's cool-down without spending an attempt, so that an outage longer
+                // than the retries does not leave its incidents unclassified for good.
                 let failure = Failure {
                     message: error.to_string(),
                     permanent: error.permanent(),
                     retry_after: error.retry_after,
+                    deferred: error.kind == LlmErrorType::CircuitOpen,
                 };
+                if failure.deferred {
+                    return Attempt::failed(failure);
+                }
                 // The last attempt says so on the incident; the offline values stay.
                 if failure.permanent || job.attempts >= job.max_attempts {
                     let failed = TriageFailure {

@@ -42,6 +42,9 @@ pub struct Failure {
     /// Another attempt cannot succeed: the job goes dead at once.
     pub permanent: bool,
     pub retry_after: Option<Duration>,
+    /// Nothing was tried (an open circuit refused): the job waits `retry_after` (or the
+    /// first backoff) and the attempt does not count towards its maximum.
+    pub deferred: bool,
 }
 
 impl Failure {
@@ -51,6 +54,7 @@ impl Failure {
             message: message.into(),
             permanent: false,
             retry_after: None,
+            deferred: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl Failure {
             message: message.into(),
             permanent: true,
             retry_after: None,
+            deferred: false,
         }
     }
 }
@@ -266,6 +271,13 @@ impl Executor {
         let now = self.clock.now();
         let result = match &attempt.result {
             Ok(()) => JobResult::Done,
+            Err(failure) if failure.deferred => {
+                let wait = failure.retry_after.unwrap_or(self.settings.backoff.base);
+                JobResult::Deferred {
+                    due_at: now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX),
+                    reason: failure.message.clone(),
+                }
+            }
             Err(failure) => self.settings.backoff.after_failure(
                 job.attempts,
                 job.max_attempts,
@@ -277,12 +289,15 @@ impl Executor {
             ),
         };
         let dead = matches!(result, JobResult::Dead { .. });
-        self.metrics
-            .job_attempted(job.kind, attempt.result.is_ok(), dead, elapsed);
+        // A deferred job was not attempted: its refusal is counted where it happened.
+        if !matches!(result, JobResult::Deferred { .. }) {
+            self.metrics
+                .job_attempted(job.kind, attempt.result.is_ok(), dead, elapsed);
+        }
         if let Some(delivery) = &attempt.delivery {
             let outcome = match &result {
                 JobResult::Done => Delivery::Sent,
-                JobResult::Retry { .. } => Delivery::Failed,
+                JobResult::Retry { .. } | JobResult::Deferred { .. } => Delivery::Failed,
                 JobResult::Dead { .. } => Delivery::Dead,
             };
             self.metrics.delivery_attempted(delivery.channel, outcome, elapsed);
@@ -291,6 +306,9 @@ impl Executor {
             JobResult::Done => tracing::debug!(job = %job.id, job_type = %job.kind, attempt = job.attempts, "job done"),
             JobResult::Retry { due_at, error } => {
                 tracing::info!(job = %job.id, job_type = %job.kind, attempt = job.attempts, %error, %due_at, "job failed; retrying")
+            }
+            JobResult::Deferred { due_at, reason } => {
+                tracing::debug!(job = %job.id, job_type = %job.kind, %reason, %due_at, "job deferred, not attempted")
             }
             JobResult::Dead { error } => {
                 tracing::warn!(job = %job.id, job_type = %job.kind, attempts = job.attempts, %error, "job failed for the last time; it is dead")
@@ -347,6 +365,10 @@ fn delivery_message(what: &str, job: &Job, result: &JobResult) -> String {
             due_at.format("%Y-%m-%dT%H:%M:%SZ")
         ),
         JobResult::Dead { error } => format!("notifying {what} failed (attempt {attempt}), given up: {error}"),
+        JobResult::Deferred { due_at, reason } => format!(
+            "notifying {what} deferred, not attempted: {reason}; next try at {}",
+            due_at.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
     }
 }
 

@@ -185,6 +185,7 @@ async fn delivered(channel: &Channel, message: &Message, what: String, incidents
         message: error.message,
         permanent: error.permanent,
         retry_after: error.retry_after,
+        deferred: false,
     });
     Attempt {
         result,

@@ -438,16 +438,35 @@ async fn the_breaker_opens_after_five_failures_and_closes_after_a_good_probe() {
     }
     server.wait_for(5, WAIT).await;
 
-    // Open: the next questions fail fast, without a request.
-    let id = id_of(&app.send_event(jailbreak("Jailbreak attempts 5")).await);
-    incident_when(&app, &id, |incident| incident["classification"]["status"] == "failed").await;
+    // Open: the next question is refused without a request, and its job waits for the
+    // cool-down without spending an attempt (with max_retries = 0, a spent attempt would
+    // have left the incident unclassified for good).
+    let waiting = id_of(&app.send_event(jailbreak("Jailbreak attempts 5")).await);
+    let deadline = std::time::Instant::now() + WAIT;
+    while errors(&app, "circuit_open").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the open circuit never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(server.received().len(), 5);
-    assert_eq!(errors(&app, "circuit_open").await, 1.0);
+    assert_ne!(app.incident(&waiting).await["classification"]["status"], "failed");
+    let (_, jobs) = app.get("/v1/jobs?state=queued&kind=llm_classify").await;
+    assert!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|job| job["incident_id"] == waiting.as_str() && job["attempts"] == 0),
+        "the refused job waits with its attempt given back: {jobs:#}"
+    );
 
-    // After the cooldown one probe goes through, succeeds, and the breaker closes.
+    // After the cool-down (the breaker's real time; the job's due time on the test's
+    // clock) one probe goes through, the waiting job's, succeeds, and the breaker closes.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let probe = id_of(&app.send_event(jailbreak("Jailbreak attempts 6")).await);
-    incident_when(&app, &probe, |incident| incident["classification"]["status"] == "done").await;
+    app.clock.advance(TimeDelta::milliseconds(2100));
+    incident_when(&app, &waiting, |incident| {
+        incident["classification"]["status"] == "done"
+    })
+    .await;
     let after = id_of(&app.send_event(jailbreak("Jailbreak attempts 7")).await);
     incident_when(&app, &after, |incident| incident["classification"]["status"] == "done").await;
     assert_eq!(server.received().len(), 7);

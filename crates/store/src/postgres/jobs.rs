@@ -233,10 +233,13 @@ pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<
         JobResult::Done => (JobState::Done, None, None),
         JobResult::Retry { due_at, error } => (JobState::Queued, Some(*due_at), Some(error.as_str())),
         JobResult::Dead { error } => (JobState::Dead, None, Some(error.as_str())),
+        JobResult::Deferred { due_at, reason } => (JobState::Queued, Some(*due_at), Some(reason.as_str())),
     };
+    let given_back = i32::from(matches!(finish.result, JobResult::Deferred { .. }));
     let changed = sqlx::query(
         "UPDATE jobs SET state = $3, due_at = coalesce($4, due_at), last_error = coalesce($5, last_error), \
-         worker = NULL, lease_until = NULL, updated_at = $6 WHERE id = $1 AND worker = $2 AND state = 'running'",
+         worker = NULL, lease_until = NULL, updated_at = $6, attempts = attempts - $7 \
+         WHERE id = $1 AND worker = $2 AND state = 'running'",
     )
     .bind(finish.id.0)
     .bind(&finish.worker)
@@ -244,6 +247,7 @@ pub(super) async fn finish(tx: &mut PgConnection, finish: &JobFinish) -> Result<
     .bind(due_at)
     .bind(error)
     .bind(finish.now)
+    .bind(given_back)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -312,11 +312,14 @@ pub(super) fn finish(connection: &Connection, finish: &JobFinish) -> Result<Fini
         JobResult::Done => (JobState::Done, None, None),
         JobResult::Retry { due_at, error } => (JobState::Queued, Some(due_at.timestamp_micros()), Some(error)),
         JobResult::Dead { error } => (JobState::Dead, None, Some(error)),
+        JobResult::Deferred { due_at, reason } => (JobState::Queued, Some(due_at.timestamp_micros()), Some(reason)),
     };
+    let given_back = i64::from(matches!(finish.result, JobResult::Deferred { .. }));
     let changed = prepare(
         connection,
         "UPDATE jobs SET state = ?3, due_at = coalesce(?4, due_at), last_error = coalesce(?5, last_error), \
-         worker = NULL, lease_until = NULL, updated_at = ?6 WHERE id = ?1 AND worker = ?2 AND state = 'running'",
+         worker = NULL, lease_until = NULL, updated_at = ?6, attempts = attempts - ?7 \
+         WHERE id = ?1 AND worker = ?2 AND state = 'running'",
     )?
     .execute(params![
         finish.id.0,
@@ -324,7 +327,8 @@ pub(super) fn finish(connection: &Connection, finish: &JobFinish) -> Result<Fini
         state.as_str(),
         due_at,
         error,
-        finish.now.timestamp_micros()
+        finish.now.timestamp_micros(),
+        given_back
     ])
     .map_err(internal)?;
     if changed == 0 {
