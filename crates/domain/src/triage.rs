@@ -95,18 +95,22 @@ pub struct Classification {
 
 impl Classification {
     /// How the store keeps the classification. The offline classifier's is kept as a mark
-    /// (`offline:` and its status and what it decided: `offline:done,severity,category`),
+    /// (`offline:` and its status and what it decided: `offline:done,severity=P1,category=security`),
     /// not as JSON: it is written for most new incidents, on the ingest path, and its
     /// confidence and reasoning follow from the incident's own text, so they are worked
     /// out again when it is read ([`Classification::from_column`]). Any other is JSON.
     pub fn to_column(&self) -> String {
         if self.provider == OFFLINE_PROVIDER && self.model == OFFLINE_MODEL {
             let mut mark = format!("{OFFLINE_MARK}{}", self.status);
-            if self.severity.is_some() {
-                mark.push_str(",severity");
+            // The values, not only which were decided: a repeat event may raise the
+            // incident's severity later, and the classifier did not decide that one.
+            if let Some(severity) = self.severity {
+                mark.push_str(",severity=");
+                mark.push_str(severity.as_str());
             }
-            if self.category.is_some() {
-                mark.push_str(",category");
+            if let Some(category) = self.category {
+                mark.push_str(",category=");
+                mark.push_str(category.as_str());
             }
             return mark;
         }
@@ -114,8 +118,9 @@ impl Classification {
     }
 
     /// A classification as [`Classification::to_column`] kept it, for the incident whose
-    /// text, severity and category are given (an offline one is worked out again from
-    /// them; what it decided is the incident's own severity and category).
+    /// text, severity and category are given (an offline one's confidence and reasoning
+    /// are worked out again from them; a mark written before it held the values, a bare
+    /// `severity` or `category`, stands for the incident's own).
     pub fn from_column(
         text: &str,
         title: &str,
@@ -134,11 +139,14 @@ impl Classification {
             .parse()
             .map_err(|error: crate::vocabulary::UnknownValue| error.to_string())?;
         let (mut decided_severity, mut decided_category) = (None, None);
+        let unknown = |error: crate::vocabulary::UnknownValue| error.to_string();
         for part in parts {
-            match part {
-                "severity" => decided_severity = Some(severity),
-                "category" => decided_category = Some(category),
-                other => return Err(format!("`{other}` is not severity or category")),
+            match part.split_once('=') {
+                None if part == "severity" => decided_severity = Some(severity),
+                None if part == "category" => decided_category = Some(category),
+                Some(("severity", value)) => decided_severity = Some(value.parse().map_err(unknown)?),
+                Some(("category", value)) => decided_category = Some(value.parse().map_err(unknown)?),
+                _ => return Err(format!("`{part}` is not severity or category")),
             }
         }
         let verdict = crate::classifier::classify(title, description, labels);
@@ -356,9 +364,23 @@ mod tests {
             model: OFFLINE_MODEL.into(),
         };
         let column = offline.to_column();
-        assert_eq!(column, "offline:pending,severity");
+        assert_eq!(column, format!("offline:pending,severity={}", verdict.severity));
         let read = Classification::from_column(&column, title, "", &labels, verdict.severity, Category::Cost).unwrap();
         assert_eq!(read, offline);
+        // A repeat event raised the incident's severity since: the classifier's stays.
+        let raised = Classification::from_column(&column, title, "", &labels, Severity::P0, Category::Cost).unwrap();
+        assert_eq!(raised.severity, Some(verdict.severity));
+        assert_ne!(verdict.severity, Severity::P0);
+        // A mark written before the values were kept stands for the incident's own.
+        let old = Classification::from_column(
+            "offline:done,severity",
+            title,
+            "",
+            &labels,
+            Severity::P2,
+            Category::Cost,
+        );
+        assert_eq!(old.unwrap().severity, Some(Severity::P2));
         let manual = Classification::manual(Severity::P0, Category::Security, "ana");
         let column = manual.to_column();
         assert!(column.starts_with('{'));
