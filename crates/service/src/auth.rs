@@ -117,7 +117,15 @@ pub struct Keys {
     used: Mutex<HashSet<String>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     max_failures: u32,
+    /// Bumped whenever a refresh finds a key revoked that was not: long calls made with a
+    /// key (a watch) look again whether theirs still holds.
+    revocations: watch::Sender<u64>,
 }
+
+/// The key a call was accepted with (a request extension, set by the gRPC check), so
+/// that a long call can end when its key is revoked.
+#[derive(Debug, Clone)]
+pub struct AcceptedKey(pub String);
 
 impl Keys {
     /// The store's keys, read now.
@@ -133,6 +141,7 @@ impl Keys {
             known: RwLock::new(Arc::new(Vec::new())),
             used: Mutex::default(),
             failures: Mutex::default(),
+            revocations: watch::Sender::new(0),
         });
         keys.refresh().await?;
         Ok(keys)
@@ -169,8 +178,33 @@ impl Keys {
                 }
             })
             .collect();
-        *self.known.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(known);
+        let revoked = |keys: &[Known]| -> HashSet<String> {
+            keys.iter()
+                .filter(|key| key.revoked)
+                .map(|key| key.name.clone())
+                .collect()
+        };
+        let newly_revoked = {
+            let mut current = self.known.write().unwrap_or_else(PoisonError::into_inner);
+            let before = revoked(&current);
+            let newly = revoked(&known).difference(&before).next().is_some();
+            *current = Arc::new(known);
+            newly
+        };
+        if newly_revoked {
+            self.revocations.send_modify(|generation| *generation += 1);
+        }
         Ok(())
+    }
+
+    /// Signals each time a refresh finds a key newly revoked.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Whether the key called `name` is still accepted (it exists and is not revoked).
+    pub fn holds(&self, name: &str) -> bool {
+        self.snapshot().iter().any(|key| key.name == name && !key.revoked)
     }
 
     /// Reads the keys again and writes when keys were used, every [`REFRESH`], until `stopped`.
@@ -460,7 +494,13 @@ pub async fn require_grpc_key(
         .get("authorization")
         .and_then(|value| value.to_str().ok());
     match keys.check(client_of(&request), credential(authorization).as_deref(), needed) {
-        Ok(_) => next.run(request).await,
+        Ok(accepted) => {
+            let mut request = request;
+            if let Some(name) = accepted {
+                request.extensions_mut().insert(AcceptedKey(name));
+            }
+            next.run(request).await
+        }
         Err(refusal) => {
             let kind = kind_of(refusal);
             crate::grpc::status::status(kind, &refusal.message()).into_http::<axum::body::Body>()

@@ -151,6 +151,12 @@ async fn keys_guard_a_public_api_and_no_secret_leaks() {
         .unwrap_err();
     assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
     answers.lock().unwrap().push(format!("{unauthenticated:?}"));
+    // A watch made with the key, which its revocation below ends.
+    let mut watch_request = tonic::Request::new(lim_proto::v1::WatchIncidentsRequest::default());
+    watch_request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let mut watch = grpc.watch_incidents(watch_request).await.unwrap().into_inner();
     let scrape = client
         .get(&server.metrics)
         .bearer_auth("metrics-token-secret")
@@ -231,6 +237,13 @@ async fn keys_guard_a_public_api_and_no_secret_leaks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The watch opened with it ends too, UNAUTHENTICATED.
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the watch of a revoked key goes on");
+    let status = ended.expect_err("the watch ends with a status");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{status:?}");
     let (_, after, _) = keys(dir.path(), &["list"]);
 
     server.signal("-TERM");

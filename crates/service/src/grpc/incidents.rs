@@ -17,18 +17,20 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, from_proto};
 use super::status::{from_api, from_core, invalid};
-use super::watch::WatchHub;
+use super::watch::{KeyHold, WatchHub};
+use crate::auth::{AcceptedKey, Keys};
 use crate::http::extract::{cursor, one_page, page_size};
 use crate::incidents::{IncidentManager, NewIncident};
 
 pub struct Incidents {
     manager: Arc<IncidentManager>,
     hub: Arc<WatchHub>,
+    keys: Arc<Keys>,
 }
 
 impl Incidents {
-    pub fn new(manager: Arc<IncidentManager>, hub: Arc<WatchHub>) -> Self {
-        Incidents { manager, hub }
+    pub fn new(manager: Arc<IncidentManager>, hub: Arc<WatchHub>, keys: Arc<Keys>) -> Self {
+        Incidents { manager, hub, keys }
     }
 
     async fn act(&self, id: &str, action: Action, actor: String) -> Result<Response<Incident>, Status> {
@@ -193,6 +195,11 @@ impl IncidentService for Incidents {
         &self,
         request: Request<WatchIncidentsRequest>,
     ) -> Result<Response<Self::WatchIncidentsStream>, Status> {
+        // A watch made with a key ends when the key is revoked.
+        let key = request
+            .extensions()
+            .get::<AcceptedKey>()
+            .map(|accepted| KeyHold::new(Arc::clone(&self.keys), accepted.0.clone()));
         let request = request.into_inner();
         let filter = convert::filter(
             &request.states,
@@ -201,7 +208,7 @@ impl IncidentService for Incidents {
             &request.categories,
         )
         .map_err(invalid)?;
-        let stream = self.hub.watch(filter)?;
+        let stream = self.hub.watch(filter, key)?;
         Ok(Response::new(Box::pin(stream)))
     }
 }

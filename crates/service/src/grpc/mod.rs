@@ -50,7 +50,7 @@ pub fn router(
     let (reporter, health) = tonic_health::server::health_reporter();
     let events = EventServiceServer::new(events::Events::new(Arc::clone(&manager), options.idle_timeout))
         .max_decoding_message_size(options.max_message_bytes);
-    let incidents = IncidentServiceServer::new(incidents::Incidents::new(manager, hub))
+    let incidents = IncidentServiceServer::new(incidents::Incidents::new(manager, hub, Arc::clone(&keys)))
         .max_decoding_message_size(options.max_message_bytes);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(lim_proto::FILE_DESCRIPTOR_SET)

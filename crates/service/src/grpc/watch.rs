@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
 use super::convert;
+use crate::auth::Keys;
 
 /// Changes a watcher may be behind before it is dropped (the hub keeps this many,
 /// shared by every watcher).
@@ -64,6 +65,7 @@ impl WatchHub {
     pub fn watch(
         self: &Arc<Self>,
         filter: IncidentFilter,
+        key: Option<KeyHold>,
     ) -> Result<impl Stream<Item = Result<v1::IncidentChange, Status>> + Send + 'static, Status> {
         if *self.closing.borrow() {
             return Err(shutting_down());
@@ -72,6 +74,7 @@ impl WatchHub {
             feed: self.subscribe(),
             closing: self.closing.subscribe(),
             filter,
+            key,
             done: false,
         };
         Ok(futures_util::stream::unfold(state, Watcher::next))
@@ -187,10 +190,50 @@ fn shutting_down() -> Status {
     Status::unavailable("the server is shutting down; watch again on another replica or after the restart")
 }
 
+/// The API key a watch was made with: the watch ends when it is revoked.
+pub struct KeyHold {
+    keys: Arc<Keys>,
+    name: String,
+    revocations: watch::Receiver<u64>,
+}
+
+impl KeyHold {
+    pub fn new(keys: Arc<Keys>, name: String) -> KeyHold {
+        let revocations = keys.revocations();
+        KeyHold {
+            keys,
+            name,
+            revocations,
+        }
+    }
+
+    /// Completes when the key no longer holds.
+    async fn revoked(&mut self) {
+        loop {
+            if !self.keys.holds(&self.name) {
+                return;
+            }
+            if self.revocations.changed().await.is_err() {
+                // The keys are gone with the server; its closing ends the watch.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Completes when the watch's key (if it was made with one) is revoked.
+async fn key_revoked(key: &mut Option<KeyHold>) {
+    match key {
+        Some(key) => key.revoked().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Watcher {
     feed: broadcast::Receiver<Feed>,
     closing: watch::Receiver<bool>,
     filter: IncidentFilter,
+    key: Option<KeyHold>,
     done: bool,
 }
 
@@ -203,6 +246,9 @@ impl Watcher {
             let received = tokio::select! {
                 received = self.feed.recv() => Some(received),
                 () = closed(&mut self.closing) => None,
+                () = key_revoked(&mut self.key) => {
+                    return self.end(Status::unauthenticated("the API key of this watch was revoked"));
+                }
             };
             let Some(received) = received else {
                 return self.end(shutting_down());
