@@ -227,6 +227,25 @@ async fn keys_guard_a_public_api_and_no_secret_leaks() {
     };
     assert_eq!(list[1]["name"], "ops");
     assert_eq!(list[1]["scopes"], json!(["admin"]));
+    // And an event stream made with it, which takes events until the key is revoked.
+    let (feed, fed) = tokio::sync::mpsc::channel::<lim_proto::v1::SubmitEventRequest>(4);
+    let events = futures_util::stream::unfold(fed, |mut fed| async move { fed.recv().await.map(|event| (event, fed)) });
+    let mut stream_request = tonic::Request::new(events);
+    stream_request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let mut events_client = lim_proto::v1::event_service_client::EventServiceClient::connect(server.grpc.clone())
+        .await
+        .unwrap();
+    let streaming = tokio::spawn(async move { events_client.stream_events(stream_request).await });
+    let streamed = |title: &str| lim_proto::v1::SubmitEventRequest {
+        event: Some(lim_proto::v1::Event {
+            source: lim_proto::v1::Source::Sentinel as i32,
+            title: title.into(),
+            ..lim_proto::v1::Event::default()
+        }),
+    };
+    feed.send(streamed("streamed before the revocation")).await.unwrap();
     let (revoked, answer, _) = keys(dir.path(), &["revoke", "ops"]);
     assert!(revoked, "{answer}");
     let revoked_at = Instant::now();
@@ -237,13 +256,32 @@ async fn keys_guard_a_public_api_and_no_secret_leaks() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The watch opened with it ends too, UNAUTHENTICATED.
-    let ended = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .expect("the watch of a revoked key goes on");
+    // The watch opened with it ends too, UNAUTHENTICATED (after the change the stream's
+    // first event made, which it saw).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_change)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch of a revoked key goes on");
     let status = ended.expect_err("the watch ends with a status");
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{status:?}");
+    feed.send(streamed("streamed after the revocation")).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), streaming)
+        .await
+        .expect("the event stream of a revoked key goes on")
+        .unwrap()
+        .expect_err("the event stream ends with a status");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("[1]: the API key of this stream was revoked"),
+        "{status:?}"
+    );
     let (_, after, _) = keys(dir.path(), &["list"]);
 
     server.signal("-TERM");

@@ -12,6 +12,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::convert;
 use super::status::{from_core, invalid, status};
+use crate::auth::{AcceptedKey, Keys};
 use crate::incidents::IncidentManager;
 
 /// The most events one stream carries: its answer holds a result for each (about 50 bytes
@@ -22,11 +23,16 @@ pub struct Events {
     manager: Arc<IncidentManager>,
     /// How long a stream may go without sending an event before it is ended.
     idle_timeout: Duration,
+    keys: Arc<Keys>,
 }
 
 impl Events {
-    pub fn new(manager: Arc<IncidentManager>, idle_timeout: Duration) -> Self {
-        Events { manager, idle_timeout }
+    pub fn new(manager: Arc<IncidentManager>, idle_timeout: Duration, keys: Arc<Keys>) -> Self {
+        Events {
+            manager,
+            idle_timeout,
+            keys,
+        }
     }
 
     /// The next event of the stream: `None` at its end.
@@ -91,6 +97,10 @@ impl EventService for Events {
         &self,
         request: Request<Streaming<SubmitEventRequest>>,
     ) -> Result<Response<StreamEventsResponse>, Status> {
+        let key = request
+            .extensions()
+            .get::<AcceptedKey>()
+            .map(|accepted| accepted.0.clone());
         let mut stream = request.into_inner();
         let mut results = Vec::new();
         let mut batch = Vec::new();
@@ -104,6 +114,14 @@ impl EventService for Events {
                 Ok(None) => break,
                 Err(error) => return Err(error),
             };
+            // A stream made with a key that has been revoked since stops taking events.
+            if let Some(name) = &key
+                && !self.keys.holds(name)
+            {
+                return Err(Status::unauthenticated(format!(
+                    "[{index}]: the API key of this stream was revoked; the events before it are stored"
+                )));
+            }
             let mut ended = false;
             let mut failed = self.accept(first, index, &mut batch).err();
             while failed.is_none() && batch.len() < MAX_BATCH_EVENTS {

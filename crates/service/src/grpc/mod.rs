@@ -48,8 +48,12 @@ pub fn router(
     options: GrpcOptions,
 ) -> (axum::Router, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let events = EventServiceServer::new(events::Events::new(Arc::clone(&manager), options.idle_timeout))
-        .max_decoding_message_size(options.max_message_bytes);
+    let events = EventServiceServer::new(events::Events::new(
+        Arc::clone(&manager),
+        options.idle_timeout,
+        Arc::clone(&keys),
+    ))
+    .max_decoding_message_size(options.max_message_bytes);
     let incidents = IncidentServiceServer::new(incidents::Incidents::new(manager, hub, Arc::clone(&keys)))
         .max_decoding_message_size(options.max_message_bytes);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
