@@ -23,6 +23,8 @@ use crate::auth::Keys;
 /// Changes a watcher may be behind before it is dropped (the hub keeps this many,
 /// shared by every watcher).
 pub const HUB_CAPACITY: usize = 4096;
+/// Most change notices the hub reads together (several commits' worth).
+const COALESCE_NOTICES: usize = 4096;
 
 /// One change as watchers get it: the incident as read after it.
 #[derive(Debug)]
@@ -114,9 +116,23 @@ impl WatchHub {
                 () = closed(&mut closing) => return,
             };
             match notices {
-                Ok(notices) => {
+                Ok(first) => {
                     if self.stop_if_unwatched() {
                         return;
+                    }
+                    // The commits that came while the last read ran are read together:
+                    // under heavy ingest the hub reads once per round, not once per commit,
+                    // and so keeps up.
+                    let mut notices = first.to_vec();
+                    while notices.len() < COALESCE_NOTICES {
+                        match changes.try_recv() {
+                            Ok(more) => notices.extend_from_slice(&more),
+                            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                                tracing::warn!(missed, "the watch hub fell behind the store's changes");
+                                let _ = self.sender.send(Feed::Missed(missed));
+                            }
+                            Err(_) => break,
+                        }
                     }
                     match self.read(&notices).await {
                         Ok(changes) => {
@@ -145,13 +161,13 @@ impl WatchHub {
         let mut ids: Vec<_> = notices.iter().map(|notice| notice.incident_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let incidents: HashMap<_, _> = self
-            .store
-            .get_incidents(&ids)
-            .await?
-            .into_iter()
-            .map(|incident| (incident.id, incident))
-            .collect();
+        let mut incidents = HashMap::with_capacity(ids.len());
+        // The store reads at most MAX_INCIDENTS_READ at once; a large commit takes several.
+        for chunk in ids.chunks(lim_store::MAX_INCIDENTS_READ) {
+            for incident in self.store.get_incidents(chunk).await? {
+                incidents.insert(incident.id, incident);
+            }
+        }
         Ok(notices
             .iter()
             .filter_map(|notice| {
@@ -288,4 +304,56 @@ pub fn matches(filter: &IncidentFilter, incident: &Incident) -> bool {
         && (filter.severities.is_empty() || filter.severities.contains(&incident.severity))
         && (filter.sources.is_empty() || filter.sources.contains(&incident.source))
         && (filter.categories.is_empty() || filter.categories.contains(&incident.category))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lim_domain::{Category, Event, EventStatus, IngestOutcome, Reactions, Severity, Source};
+
+    use super::*;
+
+    /// The store reads at most `MAX_INCIDENTS_READ` incidents at once; the hub reads the
+    /// notices of several commits together, so it reads them in chunks.
+    #[tokio::test]
+    async fn the_hub_reads_more_changed_incidents_than_one_store_read_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/hub.db", dir.path().display());
+        let store = lim_store::connect(&url, lim_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let count = lim_store::MAX_INCIDENTS_READ + 500;
+        let events = (0..count)
+            .map(|n| Event {
+                source: Source::Sentinel,
+                title: format!("latency {n}"),
+                description: String::new(),
+                severity: Severity::P2,
+                category: Category::Performance,
+                labels: BTreeMap::new(),
+                fingerprint: format!("fp-{n}"),
+                status: EventStatus::Firing,
+                occurred_at: now,
+                occurred_at_given: false,
+                classification: None,
+            })
+            .collect();
+        let outcomes = store.ingest(events, now, Arc::new(Reactions::default())).await.unwrap();
+        let notices: Vec<ChangeNotice> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                IngestOutcome::Created(incident) => ChangeNotice {
+                    kind: ChangeKind::Created,
+                    incident_id: incident.id,
+                    at: now,
+                },
+                other => panic!("expected a new incident, got {other:?}"),
+            })
+            .collect();
+
+        let hub = WatchHub::new(store);
+        assert_eq!(hub.read(&notices).await.unwrap().len(), count);
+    }
 }

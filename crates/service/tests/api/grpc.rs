@@ -615,6 +615,38 @@ async fn a_watcher_receives_changes_made_through_the_http_api_postgres() {
     a_watcher_receives_changes_made_through_the_http_api(TestDatabase::postgres().await).await;
 }
 
+/// Commits larger than one read of the store (1,000 incidents), and commits that come while
+/// the hub reads (it reads them together): the watcher still gets every change.
+#[tokio::test]
+async fn a_watcher_receives_every_change_of_commits_larger_than_one_read() {
+    let database = TestDatabase::sqlite();
+    let app = TestApp::spawn(&database).await;
+    let mut all = incidents(&app)
+        .await
+        .watch_incidents(WatchIncidentsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let batch = |round: usize| {
+        let events: Vec<serde_json::Value> = (0..1000).map(|n| event(&format!("batch {round} event {n}"))).collect();
+        serde_json::Value::Array(events)
+    };
+    let (first, second, third) = tokio::join!(
+        app.post("/v1/events", batch(0)),
+        app.post("/v1/events", batch(1)),
+        app.post("/v1/events", batch(2))
+    );
+    assert_eq!((first.0, second.0, third.0), (200, 200, 200));
+
+    let mut created = std::collections::HashSet::new();
+    while created.len() < 3000 {
+        let change = next_change(&mut all).await;
+        assert_eq!(change.kind(), ChangeKind::Created);
+        created.insert(change.incident.unwrap().id);
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn on_postgres_a_watcher_receives_changes_made_through_a_second_service_process() {
     let database = TestDatabase::postgres().await;
