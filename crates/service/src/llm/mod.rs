@@ -158,16 +158,21 @@ impl LlmClient {
             operation: prompt.operation.as_str(),
             status: "",
         };
-        if let Some(left) = self.breaker.refuses() {
-            self.metrics.llm_failed(&labels, LlmErrorType::CircuitOpen);
-            return Err(LlmError {
-                retry_after: Some(left),
-                ..LlmError::new(
-                    LlmErrorType::CircuitOpen,
-                    format!("the {} circuit is open after repeated failures", self.provider),
-                )
-            });
-        }
+        // Held to the end of the request: a probe whose caller goes away mid-request gives
+        // its turn back.
+        let _probe = match self.breaker.admit() {
+            Ok(probe) => probe,
+            Err(left) => {
+                self.metrics.llm_failed(&labels, LlmErrorType::CircuitOpen);
+                return Err(LlmError {
+                    retry_after: Some(left),
+                    ..LlmError::new(
+                        LlmErrorType::CircuitOpen,
+                        format!("the {} circuit is open after repeated failures", self.provider),
+                    )
+                });
+            }
+        };
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         let started = Instant::now();
         let outcome = match tokio::time::timeout(self.timeout, self.request(prompt)).await {
@@ -296,6 +301,27 @@ struct BreakerState {
     open_until: Option<Instant>,
     /// A request is trying the provider after the cooldown.
     probing: bool,
+    /// Counts probes, so that a probe's guard only ever ends its own.
+    probes: u64,
+}
+
+/// The turn of the request that tries the provider after the cool-down (inactive for any
+/// other request). Dropped without an outcome (its caller went away mid-request: a job
+/// handed back at shutdown, say), it gives the turn back; otherwise the breaker would
+/// wait for that probe, and refuse every request, until the process restarts.
+struct Probe<'a> {
+    breaker: Option<(&'a Breaker, u64)>,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        if let Some((breaker, probe)) = self.breaker {
+            let mut state = breaker.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.probing && state.probes == probe {
+                state.probing = false;
+            }
+        }
+    }
 }
 
 impl Breaker {
@@ -307,25 +333,35 @@ impl Breaker {
         }
     }
 
-    /// How long the breaker stays open, when it refuses a request now.
-    fn refuses(&self) -> Option<Duration> {
+    /// Lets a request through (the probe's turn, when it is the one trying the provider
+    /// after the cool-down), or answers how long the breaker stays open.
+    fn admit(&self) -> Result<Probe<'_>, Duration> {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let until = state.open_until?;
+        let Some(until) = state.open_until else {
+            return Ok(Probe { breaker: None });
+        };
         let now = Instant::now();
         if now < until {
-            return Some(until - now);
+            return Err(until - now);
         }
         if state.probing {
             // One request tries the provider; the others wait for its outcome.
-            return Some(Duration::from_secs(1));
+            return Err(Duration::from_secs(1));
         }
         state.probing = true;
-        None
+        state.probes += 1;
+        Ok(Probe {
+            breaker: Some((self, state.probes)),
+        })
     }
 
     fn succeeded(&self) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state = BreakerState::default();
+        let probes = state.probes;
+        *state = BreakerState {
+            probes,
+            ..BreakerState::default()
+        };
     }
 
     fn failed(&self) {
@@ -346,21 +382,42 @@ mod tests {
     fn the_breaker_opens_after_its_threshold_and_lets_one_probe_through_after_the_cooldown() {
         let breaker = Breaker::new(3, Duration::from_millis(50));
         for _ in 0..2 {
-            assert_eq!(breaker.refuses(), None);
+            assert!(breaker.admit().is_ok());
             breaker.failed();
         }
-        assert_eq!(breaker.refuses(), None, "two failures of three");
+        assert!(breaker.admit().is_ok(), "two failures of three");
         breaker.failed();
-        assert!(breaker.refuses().is_some(), "open");
+        assert!(breaker.admit().is_err(), "open");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(breaker.refuses(), None, "the probe");
-        assert!(breaker.refuses().is_some(), "only one probe at a time");
+        let probe = breaker.admit().expect("the probe");
+        assert!(breaker.admit().is_err(), "only one probe at a time");
         breaker.failed();
-        assert!(breaker.refuses().is_some(), "a failed probe opens it again");
+        drop(probe);
+        assert!(breaker.admit().is_err(), "a failed probe opens it again");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(breaker.refuses(), None);
+        let probe = breaker.admit().expect("the next probe");
         breaker.succeeded();
-        assert_eq!(breaker.refuses(), None, "closed");
-        assert_eq!(breaker.refuses(), None);
+        drop(probe);
+        assert!(breaker.admit().is_ok(), "closed");
+        assert!(breaker.admit().is_ok());
+    }
+
+    #[test]
+    fn a_probe_whose_caller_went_away_gives_its_turn_back() {
+        let breaker = Breaker::new(1, Duration::from_millis(20));
+        breaker.failed();
+        std::thread::sleep(Duration::from_millis(30));
+        let probe = breaker.admit().expect("the probe");
+        assert!(breaker.admit().is_err(), "one probe at a time");
+        // Its request is cancelled: no outcome is recorded.
+        drop(probe);
+        let next = breaker.admit().expect("another request may probe");
+        // An older probe's guard never ends a newer probe's turn.
+        let stale = Probe {
+            breaker: Some((&breaker, 0)),
+        };
+        drop(stale);
+        assert!(breaker.admit().is_err(), "the newer probe still holds its turn");
+        drop(next);
     }
 }
