@@ -366,12 +366,30 @@ impl Settings {
             });
         }
         settings.check_leases()?;
+        settings.check_pool()?;
         settings.check_ports()?;
         settings.http.public_url = match file.http.public_url {
             Some(url) => public_url(&url)?,
             None => format!("http://{}", settings.http.addr),
         };
         Ok(settings)
+    }
+
+    /// On PostgreSQL each ingest writer holds a pooled connection for its transaction: some
+    /// must stay for reads, job claims and the readiness check while ingest writes.
+    fn check_pool(&self) -> Result<(), ConfigError> {
+        let database = &self.database;
+        if database.url.starts_with("postgres") && database.ingest_writers >= database.max_connections {
+            return Err(ConfigError::Invalid {
+                key: "database.ingest_writers".into(),
+                reason: format!(
+                    "{} must be fewer than database.max_connections ({}), so that reads, jobs and the \
+                     readiness check keep a connection while ingest writes",
+                    database.ingest_writers, database.max_connections
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A job's attempt must end before its lease does, or another worker (or replica)
@@ -732,6 +750,10 @@ mod tests {
             message("[http]\nheader_timeout = \"soon\"\n").contains("http.header_timeout: `soon` is not a duration")
         );
         assert!(message("[http]\nbody_timeout = \"40s\"\n").contains("http.body_timeout: 40s must be shorter"));
+        assert!(
+            message("[database]\nurl = \"postgres://db/lim\"\nmax_connections = 4\ningest_writers = 4\n")
+                .contains("database.ingest_writers: 4 must be fewer than database.max_connections (4)")
+        );
         assert!(
             message("[jobs]\nlease = \"5s\"\n[channels.ops]\ntype = \"webhook\"\nurl = \"https://x.example.com\"\n")
                 .contains("channels.ops.timeout: 10s must be shorter than jobs.lease (5s)")

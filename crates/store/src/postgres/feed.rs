@@ -123,6 +123,15 @@ async fn run_interest(pool: PgPool, origin: String, feed: Arc<ChangeFeed>, wante
             if let Err(error) = marked {
                 tracing::warn!(%error, "cannot tell the other replicas that this one has watchers");
             }
+            // Each process marks under a name of its own: the marks of processes long gone
+            // (restarts, rescheduled pods) are removed rather than kept for ever.
+            let pruned = sqlx::query("DELETE FROM change_watchers WHERE until < now() - make_interval(secs => $1)")
+                .bind(INTEREST_TTL_SECONDS * 10.0)
+                .execute(&pool)
+                .await;
+            if let Err(error) = pruned {
+                tracing::debug!(%error, "cannot remove the marks of replicas gone");
+            }
         }
         let others = sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM change_watchers WHERE replica <> $1 AND until > now())",
