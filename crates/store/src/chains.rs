@@ -5,7 +5,6 @@
 //! the change that causes the job reads and writes anyway.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use crate::StoreError;
 
@@ -43,7 +42,10 @@ impl JobChains {
             if index > 0 {
                 text.push(',');
             }
-            let _ = write!(text, "\"{name}\":{id}");
+            text.push('"');
+            text.push_str(name);
+            text.push_str("\":");
+            push_number(&mut text, *id);
         }
         text.push('}');
         Some(text)
@@ -65,6 +67,26 @@ impl JobChains {
             }
         }
     }
+}
+
+/// Appends `number` in decimal (without the formatting machinery: this runs for every
+/// change that causes a job).
+fn push_number(text: &mut String, number: i64) {
+    let mut digits = [0_u8; 20];
+    let mut start = digits.len();
+    let mut rest = number.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if number < 0 {
+        text.push('-');
+    }
+    text.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
 }
 
 /// A name JSON writes as it is, between quotes.
@@ -105,6 +127,16 @@ mod tests {
         let mut again = JobChains::parse(Some(&text)).unwrap();
         assert_eq!(again.follow("pager", 4), Some(2));
         assert_eq!(JobChains::default().to_text(), None);
+        let mut numbers = JobChains::default();
+        for (name, id) in [("zero", 0), ("max", i64::MAX), ("min", i64::MIN), ("ten", 10)] {
+            numbers.follow(name, id);
+        }
+        let text = numbers.to_text().unwrap();
+        assert_eq!(
+            text,
+            format!(r#"{{"max":{},"min":{},"ten":10,"zero":0}}"#, i64::MAX, i64::MIN)
+        );
+        assert_eq!(JobChains::parse(Some(&text)).unwrap(), numbers);
         assert!(JobChains::parse(Some("[")).is_err());
     }
 
