@@ -482,8 +482,11 @@ async fn open_or_attach(
         }
     }
     jobs::insert_planned(tx, &new_jobs, events[firing[0]].now).await?;
-    for run in &runs {
-        let head = run[0];
+    // New incidents join their route's grouped notification in the order their events came
+    // (the round is in fingerprint order; `events` is in arrival order).
+    let mut heads: Vec<usize> = runs.iter().map(|run| run[0]).collect();
+    heads.sort_unstable();
+    for head in heads {
         if let (IngestOutcome::Created(incident), Some(group)) = (&outcomes[head], &opening(head).group) {
             groups::join(tx, group, incident.id, events[head].now, wrote).await?;
         }
