@@ -117,8 +117,8 @@ pub struct Keys {
     used: Mutex<HashSet<String>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     max_failures: u32,
-    /// Bumped whenever a refresh finds a key revoked that was not: long calls made with a
-    /// key (a watch) look again whether theirs still holds.
+    /// Bumped whenever a refresh finds that a key which held no longer does: long calls
+    /// made with a key (a watch, an event stream) look again whether theirs still holds.
     revocations: watch::Sender<u64>,
 }
 
@@ -178,26 +178,24 @@ impl Keys {
                 }
             })
             .collect();
-        let revoked = |keys: &[Known]| -> HashSet<String> {
-            keys.iter()
-                .filter(|key| key.revoked)
-                .map(|key| key.name.clone())
-                .collect()
-        };
-        let newly_revoked = {
+        // A key that held and no longer does (revoked, or its row gone): the calls made
+        // with it look again (`holds`).
+        let lost = {
             let mut current = self.known.write().unwrap_or_else(PoisonError::into_inner);
-            let before = revoked(&current);
-            let newly = revoked(&known).difference(&before).next().is_some();
+            let lost = current
+                .iter()
+                .filter(|key| !key.revoked)
+                .any(|key| !known.iter().any(|now| now.name == key.name && !now.revoked));
             *current = Arc::new(known);
-            newly
+            lost
         };
-        if newly_revoked {
+        if lost {
             self.revocations.send_modify(|generation| *generation += 1);
         }
         Ok(())
     }
 
-    /// Signals each time a refresh finds a key newly revoked.
+    /// Signals each time a refresh finds that a key which held no longer does.
     pub fn revocations(&self) -> watch::Receiver<u64> {
         self.revocations.subscribe()
     }

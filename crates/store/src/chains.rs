@@ -51,6 +51,17 @@ impl JobChains {
         Some(text)
     }
 
+    /// The incident's pending escalation level (the last job of its escalation chain) when
+    /// `transition` stops its escalation; cancelling it is a no-op unless it is queued.
+    pub(crate) fn stopped_escalation(&self, transition: &lim_domain::Transition) -> Option<i64> {
+        let stops = transition.before.next_escalation.is_some() && transition.after.next_escalation.is_none();
+        if stops {
+            self.last(lim_domain::jobs::ESCALATION_CHAIN)
+        } else {
+            None
+        }
+    }
+
     /// The last job of `chain`, if the incident has one.
     pub(crate) fn last(&self, chain: &str) -> Option<i64> {
         self.0.get(chain).copied()

@@ -272,9 +272,13 @@ impl Executor {
         let result = match &attempt.result {
             Ok(()) => JobResult::Done,
             Err(failure) if failure.deferred => {
-                let wait = failure.retry_after.unwrap_or(self.settings.backoff.base);
+                // Never further off than the longest backoff: deferred again is cheap.
+                let wait = failure
+                    .retry_after
+                    .unwrap_or(self.settings.backoff.base)
+                    .min(self.settings.backoff.max);
                 JobResult::Deferred {
-                    due_at: now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX),
+                    due_at: now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::zero()),
                     reason: failure.message.clone(),
                 }
             }

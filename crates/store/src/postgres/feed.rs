@@ -109,6 +109,7 @@ fn rand_origin() -> u32 {
 async fn run_interest(pool: PgPool, origin: String, feed: Arc<ChangeFeed>, wanted: Arc<AtomicBool>) {
     let mut ticks = tokio::time::interval(INTEREST_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned = false;
     loop {
         ticks.tick().await;
         if feed.watched() {
@@ -123,14 +124,19 @@ async fn run_interest(pool: PgPool, origin: String, feed: Arc<ChangeFeed>, wante
             if let Err(error) = marked {
                 tracing::warn!(%error, "cannot tell the other replicas that this one has watchers");
             }
-            // Each process marks under a name of its own: the marks of processes long gone
-            // (restarts, rescheduled pods) are removed rather than kept for ever.
-            let pruned = sqlx::query("DELETE FROM change_watchers WHERE until < now() - make_interval(secs => $1)")
-                .bind(INTEREST_TTL_SECONDS * 10.0)
-                .execute(&pool)
-                .await;
-            if let Err(error) = pruned {
-                tracing::debug!(%error, "cannot remove the marks of replicas gone");
+            // Each process marks under a name of its own: the first time it marks, it
+            // removes the marks of processes long gone (restarts, rescheduled pods), which
+            // would otherwise be kept for ever.
+            if !pruned {
+                let deleted =
+                    sqlx::query("DELETE FROM change_watchers WHERE until < now() - make_interval(secs => $1)")
+                        .bind(INTEREST_TTL_SECONDS * 10.0)
+                        .execute(&pool)
+                        .await;
+                match deleted {
+                    Ok(_) => pruned = true,
+                    Err(error) => tracing::debug!(%error, "cannot remove the marks of replicas gone"),
+                }
             }
         }
         let others = sqlx::query_scalar::<_, bool>(

@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
-use lim_domain::jobs::ESCALATION_CHAIN;
 use lim_domain::triage::Classification;
 use lim_domain::{
     Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, NewJob, Opening, Reactions, Severity,
@@ -535,33 +534,31 @@ async fn resolve_all(
 
     let decode = |error: String| sqlx::Error::Decode(error.into());
     let mut resolved = Vec::with_capacity(open.len());
+    // Each resolved incident's job chains, beside `resolved`.
+    let mut chains_of: Vec<JobChains> = Vec::with_capacity(open.len());
     let mut job_count = 0;
+    // The pending escalation level of each incident whose escalation stops.
+    let mut cancelled: Vec<(i64, DateTime<Utc>)> = Vec::new();
     for &index in resolving {
         let pending = events[index];
-        let Some((incident, chains)) = open.remove(pending.event.fingerprint.as_str()) else {
+        let Some((incident, chains_text)) = open.remove(pending.event.fingerprint.as_str()) else {
             outcomes[index] = IngestOutcome::Ignored;
             continue;
         };
         // Every open state may be resolved, so a refusal means the row itself is wrong.
         let transition = lifecycle::resolve_by_event(&incident, &pending.event, pending.now)
             .map_err(|error| decode(format!("incident {}: {error}", incident.id)))?;
+        let chains = JobChains::parse(chains_text.as_deref()).map_err(|error| decode(error.to_string()))?;
+        if let Some(level) = chains.stopped_escalation(&transition) {
+            cancelled.push((level, pending.now));
+        }
         let jobs = pending.reactions.after(&transition, pending.now);
         job_count += jobs.len();
-        resolved.push((index, transition, jobs, chains));
+        resolved.push((index, transition, jobs, chains_text));
+        chains_of.push(chains);
     }
     if resolved.is_empty() {
         return Ok(());
-    }
-
-    // The pending escalation level of each incident whose escalation stops.
-    let mut cancelled: Vec<(i64, DateTime<Utc>)> = Vec::new();
-    for (index, transition, _, chains) in &resolved {
-        if transition.before.next_escalation.is_some() && transition.after.next_escalation.is_none() {
-            let chains = JobChains::parse(chains.as_deref()).map_err(|error| decode(error.to_string()))?;
-            if let Some(pending) = chains.last(ESCALATION_CHAIN) {
-                cancelled.push((pending, events[*index].now));
-            }
-        }
     }
     if !cancelled.is_empty() {
         let (ids, times): (Vec<i64>, Vec<DateTime<Utc>>) = cancelled.into_iter().unzip();
@@ -580,23 +577,22 @@ async fn resolve_all(
     let mut next_id = ids.as_slice();
     let mut planned = Vec::with_capacity(job_count);
     let mut chains_after: Vec<Option<String>> = Vec::with_capacity(resolved.len());
-    for (_, _, jobs_of, chains) in &resolved {
+    for ((_, _, jobs_of, chains_text), chains) in resolved.iter().zip(&mut chains_of) {
         if jobs_of.is_empty() {
-            chains_after.push(chains.clone());
+            chains_after.push(chains_text.clone());
             continue;
         }
         let (these, rest) = next_id.split_at(jobs_of.len());
         next_id = rest;
-        let mut parsed = JobChains::parse(chains.as_deref()).map_err(|error| decode(error.to_string()))?;
-        planned.extend(jobs::plan(jobs_of, these, &mut parsed));
-        chains_after.push(parsed.to_text());
+        planned.extend(jobs::plan(jobs_of, these, chains));
+        chains_after.push(chains.to_text());
         wrote.extend(jobs_of.iter().map(|job| job.payload.kind()));
     }
     jobs::insert_planned(tx, &planned, events[resolved[0].0].now).await?;
 
-    let after = || resolved.iter().map(|(_, transition, _, _)| &transition.after);
+    let after = || resolved.iter().map(|(_, transition, ..)| &transition.after);
     // The escalation level the incident waits for: the last one its new jobs schedule.
-    let escalation = |(_, transition, jobs_of, _): &(usize, Transition, Vec<NewJob>, Option<String>)| {
+    let escalation = |(_, transition, jobs_of, ..): &(usize, Transition, Vec<NewJob>, Option<String>)| {
         jobs::escalation_level(jobs_of).or_else(|| {
             transition
                 .after
@@ -659,10 +655,10 @@ async fn resolve_all(
 
     let entries: Vec<TimelineEntry> = resolved
         .iter()
-        .map(|(_, transition, _, _)| transition.entry.clone())
+        .map(|(_, transition, ..)| transition.entry.clone())
         .collect();
     insert_entries(tx, &entries).await?;
-    for (index, transition, _, _) in resolved {
+    for (index, transition, ..) in resolved {
         outcomes[index] = IngestOutcome::Resolved(transition);
     }
     Ok(())

@@ -4,7 +4,6 @@
 //! again when the lease runs out.
 
 use chrono::{DateTime, Utc};
-use lim_domain::jobs::ESCALATION_CHAIN;
 use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, TimelineEntry, Transition};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
@@ -138,11 +137,8 @@ pub(super) async fn stop_escalation(
     job_chains: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    if transition.before.next_escalation.is_none() || transition.after.next_escalation.is_some() {
-        return Ok(());
-    }
     let chains = JobChains::parse(job_chains).map_err(|error| sqlx::Error::Decode(error.to_string().into()))?;
-    let Some(pending) = chains.last(ESCALATION_CHAIN) else {
+    let Some(pending) = chains.stopped_escalation(transition) else {
         return Ok(());
     };
     sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $2 WHERE id = $1 AND state = 'queued'")

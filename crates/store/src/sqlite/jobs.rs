@@ -1,7 +1,6 @@
 //! The job queue on SQLite. Every statement here runs on the writer thread (claims and
 //! completions are writes), so nothing comes between a look-up and the update after it.
 
-use lim_domain::jobs::ESCALATION_CHAIN;
 use lim_domain::{IncidentId, Job, JobId, JobKind, JobPayload, JobResult, JobState, NewJob, Transition};
 
 use super::*;
@@ -100,10 +99,7 @@ pub(super) fn stop_escalation(
     chains: &JobChains,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    if transition.before.next_escalation.is_none() || transition.after.next_escalation.is_some() {
-        return Ok(());
-    }
-    let Some(pending) = chains.last(ESCALATION_CHAIN) else {
+    let Some(pending) = chains.stopped_escalation(transition) else {
         return Ok(());
     };
     prepare(
