@@ -597,6 +597,13 @@ fn substituted(expr: &str) -> String {
     .fold(expr.to_owned(), |expr, (variable, value)| expr.replace(variable, value))
 }
 
+/// Selectors of the shipped queries that the test's traffic does not produce, so that
+/// they return no data and that is right: server errors, over HTTP and over gRPC.
+const NEVER_PRODUCED: &[&str] = &[
+    r#"grpc_requests_total{code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED"}"#,
+    r#"http_requests_total{status=~"5.."}"#,
+];
+
 /// An expression to check: where it comes from, its text, and whether it must return
 /// data when every series it reads has some (dashboards and recording rules: yes; an
 /// alert: no, it fires only when something is wrong).
@@ -614,6 +621,7 @@ async fn check_problem(
     check: &Check,
     families: &BTreeMap<String, BTreeSet<String>>,
     recorded: &BTreeMap<String, BTreeSet<String>>,
+    unproduced: &mut BTreeSet<String>,
 ) -> Option<String> {
     let names = promql::names(&check.expr);
     let mut allowed: BTreeSet<String> = ["job", "instance"].iter().map(|label| (*label).to_owned()).collect();
@@ -650,7 +658,11 @@ async fn check_problem(
     for selector in &names.selectors {
         let alone = query(client, prometheus, &selector.text).await.unwrap_or_default();
         if alone["result"].as_array().is_none_or(Vec::is_empty) {
-            return None; // it reads a series the service has not produced: no data is right
+            // It reads a series the service has not produced: no data is right, if that
+            // series is one the traffic is known not to produce (checked by the caller:
+            // a misspelt label value also selects nothing).
+            unproduced.insert(selector.text.clone());
+            return None;
         }
     }
     Some("returns no data, although every series it reads has some".into())
@@ -752,10 +764,28 @@ async fn every_shipped_dashboard_query_and_recording_rule_runs_on_what_the_servi
             }
         }
         let mut problems = Vec::new();
+        let mut unproduced = BTreeSet::new();
         for check in &checks {
-            if let Some(problem) = check_problem(&client, &prometheus, check, &families, &recorded).await {
+            if let Some(problem) =
+                check_problem(&client, &prometheus, check, &families, &recorded, &mut unproduced).await
+            {
                 problems.push(format!("{}: {problem}\n    {}", check.origin, check.expr));
             }
+        }
+        if problems.is_empty() {
+            // A query may go without data only where it reads series the test's traffic
+            // never produces (no 5xx, no failed gRPC call): a misspelt label value selects
+            // nothing too, and would otherwise pass. Recording rules' own series are
+            // checked through their expressions.
+            let unexpected: Vec<&String> = unproduced
+                .iter()
+                .filter(|selector| !selector.starts_with("lim:") && !NEVER_PRODUCED.contains(&selector.as_str()))
+                .collect();
+            assert!(
+                unexpected.is_empty(),
+                "these selectors match no series the service exports; a label value is misspelt, or the \
+                 test's traffic does not produce them (then list them in NEVER_PRODUCED): {unexpected:#?}"
+            );
         }
         if problems.is_empty() {
             break;
