@@ -235,7 +235,8 @@ impl LlmClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(crate::notify::parse_retry_after);
-        let body = read_bounded(response).await?;
+        // A refusal is classified by its status alone (its body, an error page of any size,
+        // is neither read nor kept).
         if !status.is_success() {
             let kind = match status.as_u16() {
                 429 => LlmErrorType::RateLimit,
@@ -249,6 +250,7 @@ impl LlmClient {
                 ..LlmError::new(kind, format!("{} answered {status}", self.provider))
             });
         }
+        let body = read_bounded(response).await?;
         self.format
             .reply(&body)
             .map_err(|problem| LlmError::new(LlmErrorType::InvalidResponse, problem))

@@ -79,6 +79,9 @@ type Stored = (Vec<IngestOutcome>, Vec<JobKind>);
 struct Request {
     events: Vec<Pending>,
     answer: oneshot::Sender<Result<Stored, StoreError>>,
+    /// The request's share of `database.max_queued_events`, held until it is answered,
+    /// whether or not its caller still waits.
+    _queued: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The writers, stopped when dropped.
@@ -123,7 +126,7 @@ impl Ingester {
         let weight = u32::try_from(events.len())
             .unwrap_or(u32::MAX)
             .clamp(1, self.max_queued_events);
-        let _queued = Arc::clone(&self.permits).try_acquire_many_owned(weight).map_err(|_| {
+        let queued = Arc::clone(&self.permits).try_acquire_many_owned(weight).map_err(|_| {
             StoreError::Overloaded(format!(
                 "the store's write queue is full ({} events waiting); retry shortly",
                 self.max_queued_events
@@ -132,7 +135,11 @@ impl Ingester {
         let (answer, answered) = oneshot::channel();
         let closing = || StoreError::Unavailable("the store is closing".into());
         self.queue
-            .send(Request { events, answer })
+            .send(Request {
+                events,
+                answer,
+                _queued: queued,
+            })
             .await
             .map_err(|_| closing())?;
         answered.await.map_err(|_| closing())?
@@ -234,8 +241,9 @@ async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreE
             results
         }
         Err(error) if requests.len() == 1 => vec![Err(error.into())],
-        // The server refused a statement (or the commit) of the shared transaction: nothing
-        // of it is stored, and one request may be the cause, so each runs alone.
+        // The shared transaction failed short of its commit (the server refused a statement
+        // or the commit, or a row could not be read): nothing of it is stored, and one
+        // request may be the cause, so each runs alone.
         Err(error) if refused_by_server(&error) => {
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
@@ -257,10 +265,12 @@ async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreE
     }
 }
 
-/// True when the server answered with an error of its own that is no trouble of the
-/// connection (classes 08, 53 and 57 are): the transaction is rolled back, nothing stored.
+/// True when the transaction surely did not commit: any failure but trouble with the
+/// connection (or a garbled exchange), after which the commit may have happened. A
+/// statement the server refused, or a row this code could not read, ends the transaction
+/// before its commit, which rolls it back.
 fn refused_by_server(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(_)) && !super::is_connection_trouble(error)
+    !super::is_connection_trouble(error) && !matches!(error, sqlx::Error::Protocol(_))
 }
 
 /// Lock ordering and the upsert leave no known conflict between transactions; should one
