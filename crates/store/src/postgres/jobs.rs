@@ -114,11 +114,7 @@ pub(super) async fn insert_planned(
     .bind(planned.iter().map(|planned| planned.id).collect::<Vec<_>>())
     .bind(jobs().map(|job| job.payload.kind().as_str()).collect::<Vec<_>>())
     .bind(jobs().map(|job| job.incident_id.map(|id| id.0)).collect::<Vec<_>>())
-    .bind(
-        jobs()
-            .map(|job| serde_json::to_string(&job.payload).expect("a job payload always serializes"))
-            .collect::<Vec<_>>(),
-    )
+    .bind(jobs().map(|job| job.payload.to_json()).collect::<Vec<_>>())
     .bind(jobs().map(|job| job.due_at).collect::<Vec<_>>())
     .bind(jobs().map(|job| job.max_attempts as i32).collect::<Vec<_>>())
     .bind(planned.iter().map(|planned| planned.waits_for).collect::<Vec<_>>())
