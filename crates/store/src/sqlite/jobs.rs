@@ -123,7 +123,8 @@ pub(super) fn stop_escalation(
 
 /// The number of the next job. The writer numbers jobs itself, as it numbers timeline
 /// entries, so that an incident can name its chains' last jobs in the statement that
-/// writes the incident. (Pruning keeps the newest job, so numbers never go back.)
+/// writes the incident. (Pruning keeps the newest job, so numbers never go back.) SQLite
+/// gives each row the same number when it writes it, and `insert_prepared` checks that.
 fn next_job_id(connection: &Connection) -> Result<i64, StoreError> {
     prepare(connection, "SELECT coalesce(max(id), 0) + 1 FROM jobs")?
         .query_row([], |row| row.get(0))
