@@ -17,9 +17,10 @@ use lim_domain::classifier::classify;
 use lim_domain::event::{MAX_BATCH_EVENTS, ObjectOnly, validate_batch};
 use lim_domain::fit::fit_to_limits;
 use lim_domain::{Event, EventRules, RawBatch, RawEvent};
-use llm_incident_manager::config::{Overrides, Settings};
+use llm_incident_manager::config::{Overrides, Settings, percent_decode};
 use llm_incident_manager::http::alertmanager::{chunk_events, in_payload, read_payload};
 use llm_incident_manager::http::error::ApiError;
+use llm_incident_manager::http::events::is_batch;
 use llm_incident_manager::http::extract::parse_json;
 
 /// The clock of every run: fixed, so that an input replays the same way on any day
@@ -40,8 +41,7 @@ fn answer(error: ApiError) {
 pub fn events(bytes: &[u8]) {
     let now = now();
     let rules = EventRules::default();
-    let is_batch = bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
-    let validated = if is_batch {
+    let validated = if is_batch(bytes) {
         let RawBatch(raw) = match parse_json(bytes) {
             Ok(batch) => batch,
             Err(error) => return answer(error),
@@ -135,8 +135,8 @@ fn config_dir() -> PathBuf {
     dir
 }
 
-/// True when a string of the document, as written or percent-decoded once (an SMTP URL's
-/// password), holds `file:`.
+/// True when a string of the document, as written or percent-decoded once as the service
+/// decodes an SMTP URL's password, holds `file:`.
 fn names_a_file_secret(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return false; // not UTF-8: the file is refused before any secret is read
@@ -152,25 +152,7 @@ fn names_a_file_secret(bytes: &[u8]) -> bool {
             _ => false,
         }
     }
-    let names_file = |text: &str| text.contains("file:") || percent_decoded(text).contains("file:");
+    let names_file =
+        |text: &str| text.contains("file:") || percent_decode(text).is_some_and(|decoded| decoded.contains("file:"));
     document.values().any(|value| any_string(value, &names_file))
-}
-
-fn percent_decoded(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        let hex = tail.get(..2).and_then(|hex| std::str::from_utf8(hex).ok());
-        match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-            Some(byte) if first == b'%' => {
-                bytes.push(byte);
-                rest = &tail[2..];
-            }
-            _ => {
-                bytes.push(first);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }

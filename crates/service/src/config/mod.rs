@@ -20,7 +20,9 @@ use lim_domain::routing::Route;
 use serde::Deserialize;
 
 pub use llm::{DEFAULT_PRICES, LlmSettings, Price};
-pub use notify::{ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL, SmtpServer, reactions};
+pub use notify::{
+    ChannelSettings, ChannelSpec, JobSettings, PAGERDUTY_EVENTS_URL, SmtpServer, percent_decode, reactions,
+};
 pub use oncall::Person;
 pub use secret::Secret;
 

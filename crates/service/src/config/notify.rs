@@ -358,7 +358,9 @@ fn smtp_server(key: &str, url: &Secret) -> Result<SmtpServer, ConfigError> {
     })
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// `text` with its `%XX` escapes decoded (an SMTP URL's user and password); None when an
+/// escape is not two hexadecimal digits or the result is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&first, tail)) = rest.split_first() {

@@ -104,6 +104,12 @@ impl From<&IngestOutcome> for EventResult {
     }
 }
 
+/// True when a body is a batch (an array): its first character other than white space
+/// is `[`. Anything else is read as one event (and refused unless it is an object).
+pub fn is_batch(bytes: &[u8]) -> bool {
+    bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[')
+}
+
 /// Submit one event (an object) or a batch of up to 1,000 (an array).
 ///
 /// A 200 answer means every event is durably stored. A batch is all or nothing: one
@@ -120,8 +126,7 @@ pub async fn submit_events(
     request: Request,
 ) -> Result<Response, ApiError> {
     let bytes = json_bytes(request).await?;
-    let is_batch = bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
-    if is_batch {
+    if is_batch(&bytes) {
         let RawBatch(events) = parse_json(&bytes)?;
         let outcomes = manager.ingest(events).await?;
         let results = outcomes.iter().map(EventResult::from).collect();
