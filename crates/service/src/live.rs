@@ -203,11 +203,17 @@ fn restart_only(settings: &Settings) -> Vec<(&'static str, String)> {
             "grpc",
             format!("{:?} {:?}", settings.grpc_addr, settings.grpc_max_message_bytes),
         ),
-        // The token's Debug shows no secret, so a changed token is only noticed when it is
-        // set or removed.
+        // A token is compared by its digest: these renderings are kept, never logged.
         (
             "metrics",
-            format!("{:?} {:?}", settings.metrics_addr, settings.metrics_token),
+            format!(
+                "{:?} {:?}",
+                settings.metrics_addr,
+                settings
+                    .metrics_token
+                    .as_ref()
+                    .map(|token| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.expose())))
+            ),
         ),
         (
             "auth",
@@ -231,4 +237,41 @@ fn last_levels(settings: &Settings) -> impl Iterator<Item = (&str, usize)> {
         .policies
         .iter()
         .map(|(name, policy)| (name.as_str(), policy.levels.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn settings(toml: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        Settings::load(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .unwrap()
+    }
+
+    fn metrics_rendering(settings: &Settings) -> String {
+        restart_only(settings)
+            .into_iter()
+            .find(|(section, _)| *section == "metrics")
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn a_rotated_metrics_token_is_a_change_that_needs_a_restart_and_is_never_rendered() {
+        let first = settings("[metrics]\ntoken = \"first-scrape-token\"\n");
+        let same = settings("[metrics]\ntoken = \"first-scrape-token\"\n");
+        let rotated = settings("[metrics]\ntoken = \"second-scrape-token\"\n");
+        assert_eq!(metrics_rendering(&first), metrics_rendering(&same));
+        assert_ne!(metrics_rendering(&first), metrics_rendering(&rotated));
+        for settings in [&first, &rotated] {
+            assert!(!metrics_rendering(settings).contains("scrape-token"));
+        }
+    }
 }
