@@ -17,6 +17,8 @@ pub struct Selector {
 pub struct Names {
     pub selectors: Vec<Selector>,
     pub grouping: Vec<String>,
+    /// The labels of its `by` lists alone (what an aggregation keeps).
+    pub by: Vec<String>,
     /// Labels the expression makes itself (`label_replace`'s destination).
     pub created: Vec<String>,
 }
@@ -166,6 +168,9 @@ pub fn names(expr: &str) -> Names {
             let next = (i..chars.len()).find(|&j| !chars[j].is_whitespace());
             if GROUPING.contains(&word.as_str()) {
                 let (labels, end) = label_list(&chars, i);
+                if word == "by" {
+                    names.by.extend(labels.iter().cloned());
+                }
                 names.grouping.extend(labels);
                 i = end;
             } else if next.is_some_and(|j| chars[j] == '(') || KEYWORDS.contains(&word.as_str()) {
@@ -209,6 +214,7 @@ mod tests {
             r#"http_requests_total{job="a", status=~"5.."}"#
         );
         assert_eq!(found.grouping, ["job", "path", "path", "le", "policy", "level"]);
+        assert_eq!(found.by, ["job", "path"]);
     }
 
     #[test]
