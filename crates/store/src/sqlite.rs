@@ -354,7 +354,7 @@ impl Store for SqliteStore {
                 let transition = lifecycle::apply(&tracked.incident, &action, &actor, now)?;
                 let chain = append_entry(connection, &transition.entry, tracked.chain)?;
                 let jobs = reactions.after(&transition, now);
-                let mut prepared = jobs::PreparedJob::all(&jobs)?;
+                let mut prepared = jobs::PreparedJob::all(&jobs);
                 let mut job_chains = tracked.job_chains()?;
                 jobs::stop_escalation(connection, &transition, &job_chains, now)?;
                 jobs::link(connection, &mut prepared, &mut job_chains, &mut None)?;

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Utc};
 use lim_domain::triage::Classification;
 use lim_domain::{
-    Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, NewJob, Opening, Reactions, Severity,
-    TimelineEntry, Transition, lifecycle,
+    Event, EventStatus, Incident, IncidentId, IngestOutcome, JobKind, Opening, Reactions, Severity, TimelineEntry,
+    lifecycle,
 };
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
@@ -187,14 +187,18 @@ const GATHER_UNDER: usize = 100;
 async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &Writing) -> Vec<Request> {
     let mut taken = first.events.len();
     let mut requests = vec![first];
-    loop {
-        while taken < MAX_MERGED_EVENTS {
+    // Takes what waits now, up to MAX_MERGED_EVENTS.
+    let take_waiting = |queue: &mut mpsc::Receiver<Request>, requests: &mut Vec<Request>, taken: &mut usize| {
+        while *taken < MAX_MERGED_EVENTS {
             let Ok(next) = queue.try_recv() else {
                 break;
             };
-            taken += next.events.len();
+            *taken += next.events.len();
             requests.push(next);
         }
+    };
+    loop {
+        take_waiting(queue, &mut requests, &mut taken);
         if taken >= GATHER_UNDER.min(MAX_MERGED_EVENTS) {
             return requests;
         }
@@ -206,13 +210,7 @@ async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &W
         }
         tokio::select! {
             () = &mut ended => {
-                while taken < MAX_MERGED_EVENTS {
-                    let Ok(next) = queue.try_recv() else {
-                        break;
-                    };
-                    taken += next.events.len();
-                    requests.push(next);
-                }
+                take_waiting(queue, &mut requests, &mut taken);
                 return requests;
             }
             next = queue.recv() => match next {
@@ -601,15 +599,19 @@ async fn resolve_all(
     jobs::insert_planned(tx, &planned, events[resolved[0].0].now).await?;
 
     let after = || resolved.iter().map(|(_, transition, ..)| &transition.after);
-    // The escalation level the incident waits for: the last one its new jobs schedule.
-    let escalation = |(_, transition, jobs_of, ..): &(usize, Transition, Vec<NewJob>, Option<String>)| {
-        jobs::escalation_level(jobs_of).or_else(|| {
-            transition
-                .after
-                .next_escalation
-                .map(|next| (next.level as i32, next.due_at))
+    // The escalation level each incident waits for: the last one its new jobs schedule.
+    let (levels, level_due): (Vec<Option<i32>>, Vec<Option<DateTime<Utc>>>) = resolved
+        .iter()
+        .map(|(_, transition, jobs_of, _)| {
+            jobs::escalation_level(jobs_of).or_else(|| {
+                transition
+                    .after
+                    .next_escalation
+                    .map(|next| (next.level as i32, next.due_at))
+            })
         })
-    };
+        .map(|level| (level.map(|(level, _)| level), level.map(|(_, due)| due)))
+        .unzip();
     sqlx::query(
         "UPDATE incidents SET state = changed.state, assignee = changed.assignee, team = changed.team, \
          updated_at = changed.updated_at, acknowledged_at = changed.acknowledged_at, \
@@ -637,18 +639,8 @@ async fn resolve_all(
     )
     .bind(after().map(|incident| incident.severity.as_str()).collect::<Vec<_>>())
     .bind(after().map(|incident| incident.category.as_str()).collect::<Vec<_>>())
-    .bind(
-        resolved
-            .iter()
-            .map(|one| escalation(one).map(|(level, _)| level))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        resolved
-            .iter()
-            .map(|one| escalation(one).map(|(_, due)| due))
-            .collect::<Vec<_>>(),
-    )
+    .bind(&levels)
+    .bind(&level_due)
     .bind(
         after()
             .map(|incident| incident.classification.as_ref().map(Classification::to_column))

@@ -70,8 +70,8 @@ pub(super) struct PreparedJob {
 }
 
 impl PreparedJob {
-    pub(super) fn new(job: &NewJob) -> Result<Self, StoreError> {
-        Ok(PreparedJob {
+    pub(super) fn new(job: &NewJob) -> Self {
+        PreparedJob {
             kind: job.payload.kind(),
             incident_id: job.incident_id,
             payload: job.payload.to_json(),
@@ -80,10 +80,10 @@ impl PreparedJob {
             chain: job.chain.clone(),
             id: 0,
             waits_for: None,
-        })
+        }
     }
 
-    pub(super) fn all(jobs: &[NewJob]) -> Result<Vec<Self>, StoreError> {
+    pub(super) fn all(jobs: &[NewJob]) -> Vec<Self> {
         jobs.iter().map(PreparedJob::new).collect()
     }
 
@@ -163,7 +163,7 @@ pub(super) fn insert_jobs(connection: &Connection, jobs: &[NewJob], now: DateTim
         return Ok(());
     }
     let mut next_id = None;
-    let mut prepared = PreparedJob::all(jobs)?;
+    let mut prepared = PreparedJob::all(jobs);
     // Each incident's jobs together, in the order given.
     prepared.sort_by_key(|job| job.incident_id);
     for group in prepared.chunk_by_mut(|a, b| a.incident_id == b.incident_id) {

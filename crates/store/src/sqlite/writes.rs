@@ -39,16 +39,13 @@ impl NewIncident {
     pub(super) fn new(opening: Opening) -> Result<Self, StoreError> {
         let labels =
             serde_json::to_string(&opening.incident.labels).map_err(|error| StoreError::Internal(error.to_string()))?;
-        let group = match opening.group {
-            Some(group) => Some((group.window, PreparedJob::all(&group.jobs)?)),
-            None => None,
-        };
+        let group = opening.group.map(|group| (group.window, PreparedJob::all(&group.jobs)));
         let classification = opening.incident.classification.as_ref().map(Classification::to_column);
         Ok(NewIncident {
             classification,
             fingerprint_key: fingerprint_key(&opening.incident.fingerprint),
             entries: opening.entries,
-            jobs: PreparedJob::all(&opening.jobs)?,
+            jobs: PreparedJob::all(&opening.jobs),
             labels,
             incident: opening.incident,
             group,
@@ -232,7 +229,7 @@ impl<'c> IngestStatements<'c> {
         let chain = chain.appended(self.append(&transition.entry, chain.last_entry, chain.entry_count + 1)?);
         let mut job_chains = tracked.job_chains()?;
         jobs::stop_escalation(self.connection, &transition, &job_chains, now)?;
-        self.queue_jobs(PreparedJob::all(&reactions.after(&transition, now))?, &mut job_chains)?;
+        self.queue_jobs(PreparedJob::all(&reactions.after(&transition, now)), &mut job_chains)?;
         update_incident(
             self.get(IngestSql::UpdateIncident)?,
             &transition.after,
