@@ -2393,6 +2393,41 @@ mod postgres_only {
         .await;
     }
 
+    /// A replica attaches a repeat to the incident it last saw open with a plain update;
+    /// when another replica has resolved that incident meanwhile, the repeat opens a new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_repeat_after_another_replica_resolved_the_incident_opens_a_new_one() {
+        run(Backend::Postgres, |db: TestDb| async move {
+            let (one, other) = (db.connect().await, db.connect().await);
+            let at = now();
+            let first = ingest_one(&*one, firing("fp", at)).await;
+            // Seen open by `one`: these repeats attach through its update.
+            let repeats = one
+                .ingest(vec![firing("fp", at), firing("fp", at)], at, no_reactions())
+                .await
+                .unwrap();
+            assert_eq!(repeats, [deduplicated(first, 2), deduplicated(first, 3)]);
+            assert_eq!(one.get_incident(first).await.unwrap().unwrap().occurrence_count, 3);
+
+            let resolved_at = at + Duration::minutes(1);
+            other
+                .ingest(vec![resolved("fp", resolved_at)], resolved_at, no_reactions())
+                .await
+                .unwrap();
+            let again = at + Duration::minutes(2);
+            let outcomes = one
+                .ingest(vec![firing("fp", again)], again, no_reactions())
+                .await
+                .unwrap();
+            let second = created_id(&outcomes[0]);
+            assert_ne!(second, first);
+            let stored = one.get_incident(first).await.unwrap().unwrap();
+            assert_eq!((stored.state, stored.occurrence_count), (State::Resolved, 3));
+            assert_eq!(one.get_incident(second).await.unwrap().unwrap().occurrence_count, 1);
+        })
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn replicas_claiming_at_once_take_each_job_once() {
         run(Backend::Postgres, |db: TestDb| async move {

@@ -2,8 +2,12 @@
 //!
 //! - **Shared commits.** Requests queue for a few writer tasks; a writer takes what is
 //!   waiting (up to [`MAX_MERGED_EVENTS`] events; while another writer's transaction
-//!   runs, it gathers until that one ends, see [`gather`]) and stores it in one
-//!   transaction, so 64 clients sending one event each pay for a few commits, not 64. Should the server
+//!   runs, it gathers until that one sends its commit unless it holds enough events none
+//!   of whose fingerprints that transaction holds, see [`gather`]) and stores it in one
+//!   transaction, so 64 clients sending one event each pay for a few commits, not 64, and
+//!   an alert storm's requests, which all touch the same open incidents, are stored one
+//!   large transaction after another rather than in several that wait for each other's
+//!   row locks. Should the server
 //!   refuse a merged transaction for any reason but a lost race, each of its requests is
 //!   run again alone, so that one request's failure is never another's: a batch stays all
 //!   or nothing. Should the link fail instead (the commit's outcome unknown), every request
@@ -12,7 +16,9 @@
 //!   holds the `k`-th run of each fingerprint, a run being consecutive firing events
 //!   (counted by one candidate) or one other event (so a round names a fingerprint once,
 //!   as a multi-row upsert requires, and the events of one fingerprint keep their order).
-//!   A round's firing events are one `INSERT … SELECT FROM unnest(…) ON CONFLICT … DO
+//!   A round's firing events whose fingerprint the process lately saw open are first one
+//!   `UPDATE … FROM unnest(…) RETURNING` of their open incidents (see [`OpenFingerprints`]);
+//!   the rest are one `INSERT … SELECT FROM unnest(…) ON CONFLICT … DO
 //!   UPDATE … RETURNING` (two when some name their time: a redelivery is recognised in
 //!   the statement itself), its timeline entries one `INSERT … SELECT FROM unnest(…)`,
 //!   its new incidents' jobs one `INSERT`. A round's resolving events lock their open
@@ -22,9 +28,10 @@
 //!   transactions lock the open incidents they share in one order; a deadlock that a
 //!   resolution could still cause is detected by PostgreSQL and the transaction run again.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, Utc};
 use lim_domain::triage::Classification;
@@ -46,7 +53,7 @@ use crate::chains::JobChains;
 
 /// The most events one shared transaction takes (a request is never split: one batch of
 /// 1,000 events is one transaction, whatever this says).
-pub(super) const MAX_MERGED_EVENTS: usize = 1000;
+pub(super) const MAX_MERGED_EVENTS: usize = 3000;
 /// Requests that may wait for a writer (the events they hold are bounded by
 /// `database.max_queued_events`).
 const QUEUE: usize = 4096;
@@ -58,13 +65,18 @@ pub(super) struct Pending {
     now: DateTime<Utc>,
     reactions: Arc<Reactions>,
     opening: Option<Opening>,
+    /// The fingerprint's hash, by which writers tell which incidents a transaction touches.
+    key: u64,
 }
 
 impl Pending {
     pub(super) fn new(event: Event, now: DateTime<Utc>, reactions: &Arc<Reactions>) -> Pending {
         let opening = (event.status == EventStatus::Firing)
             .then(|| reactions.open(Incident::open(IncidentId::generate(), &event, now), now));
+        let mut hasher = DefaultHasher::new();
+        event.fingerprint.hash(&mut hasher);
         Pending {
+            key: hasher.finish(),
             event,
             now,
             reactions: Arc::clone(reactions),
@@ -106,9 +118,13 @@ impl Ingester {
     pub(super) fn start(pool: PgPool, writers: usize, max_queued_events: u32) -> Ingester {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
-        let writing = Arc::new(Writing::default());
+        let shared = Arc::new(Shared {
+            pool,
+            writing: Writing::default(),
+            open: OpenFingerprints::default(),
+        });
         let writers = (0..writers.max(1))
-            .map(|_| tokio::spawn(run_writer(pool.clone(), Arc::clone(&receiver), Arc::clone(&writing))))
+            .map(|_| tokio::spawn(run_writer(Arc::clone(&shared), Arc::clone(&receiver))))
             .collect();
         let max_queued_events = max_queued_events.max(1);
         Ingester {
@@ -146,26 +162,138 @@ impl Ingester {
     }
 }
 
-/// How many writers are in a transaction, and a signal when one ends.
+/// What the writers share.
+struct Shared {
+    pool: PgPool,
+    writing: Writing,
+    open: OpenFingerprints,
+}
+
+/// How many writers are in a transaction, the fingerprints their transactions hold, and a
+/// signal when one ends. A transaction counts until it sends its commit: a transaction
+/// begun then waits only for that commit's row locks, and does its own work meanwhile.
 #[derive(Default)]
 struct Writing {
     busy: AtomicUsize,
+    /// Each fingerprint key of the running transactions, with how many of them hold it.
+    held: std::sync::Mutex<HashMap<u64, u32>>,
     ended: Notify,
 }
 
-async fn run_writer(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Request>>>, writing: Arc<Writing>) {
+impl Writing {
+    /// Counts `requests` as being written until the returned hold is let go.
+    fn start<'a>(&'a self, requests: &[Request]) -> Hold<'a> {
+        let keys: Vec<u64> = keys(requests).collect();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        for &key in &keys {
+            *held.entry(key).or_default() += 1;
+        }
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Hold {
+            writing: self,
+            keys: std::sync::Mutex::new(Some(keys)),
+        }
+    }
+
+    /// True when a running transaction holds one of these requests' fingerprints.
+    fn overlaps(&self, requests: &[Request]) -> bool {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        !held.is_empty() && keys(requests).any(|key| held.contains_key(&key))
+    }
+}
+
+/// A group of requests counted as being written: let go when its transaction sends its
+/// commit (or fails, or ends), once.
+struct Hold<'a> {
+    writing: &'a Writing,
+    keys: std::sync::Mutex<Option<Vec<u64>>>,
+}
+
+impl Hold<'_> {
+    fn release(&self) {
+        let Some(keys) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
+        {
+            let mut held = self.writing.held.lock().unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                if let Some(count) = held.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        held.remove(&key);
+                    }
+                }
+            }
+        }
+        self.writing.busy.fetch_sub(1, Ordering::AcqRel);
+        self.writing.ended.notify_waiters();
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn keys(requests: &[Request]) -> impl Iterator<Item = u64> + '_ {
+    requests
+        .iter()
+        .flat_map(|request| request.events.iter().map(|pending| pending.key))
+}
+
+/// The fingerprints this process last saw with an open incident (it opened, attached to
+/// or redelivered onto one, and saw no resolution since). Their firing events first try
+/// a plain `UPDATE` of the open incident, which costs the server far less than the
+/// upsert's whole candidate row; one that finds no open incident (another replica
+/// resolved it, or the hint is stale) goes on to the upsert, so the hint is never trusted
+/// for an answer. At most [`OPEN_FINGERPRINTS`] are kept: past that the set starts again.
+#[derive(Default)]
+struct OpenFingerprints(std::sync::Mutex<HashSet<u64>>);
+
+/// The most fingerprints [`OpenFingerprints`] keeps (8 bytes each, plus the set's own).
+const OPEN_FINGERPRINTS: usize = 1 << 18;
+
+impl OpenFingerprints {
+    /// `items` split into those whose key is known open and the rest, each in its order.
+    fn partition<T>(&self, items: Vec<T>, key: impl Fn(&T) -> u64) -> (Vec<T>, Vec<T>) {
+        let open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        items.into_iter().partition(|item| open.contains(&key(item)))
+    }
+
+    /// Learns from a committed transaction's outcomes.
+    fn learn(&self, events: &[&Pending], outcomes: &[IngestOutcome]) {
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() > OPEN_FINGERPRINTS {
+            open.clear();
+        }
+        for (pending, outcome) in events.iter().zip(outcomes) {
+            match outcome {
+                IngestOutcome::Created(_) | IngestOutcome::Deduplicated { .. } | IngestOutcome::Redelivered { .. } => {
+                    open.insert(pending.key);
+                }
+                IngestOutcome::Resolved(_) | IngestOutcome::Ignored => {
+                    open.remove(&pending.key);
+                }
+            }
+        }
+    }
+}
+
+async fn run_writer(shared: Arc<Shared>, queue: Arc<Mutex<mpsc::Receiver<Request>>>) {
     loop {
-        let requests = {
+        let (requests, hold) = {
             let mut queue = queue.lock().await;
             let Some(first) = queue.recv().await else {
                 return;
             };
-            gather(&mut queue, first, &writing).await
+            let requests = gather(&mut queue, first, &shared.writing).await;
+            // Held before the queue is let go, so the next writer's gathering sees them.
+            let hold = shared.writing.start(&requests);
+            (requests, hold)
         };
-        writing.busy.fetch_add(1, Ordering::AcqRel);
-        let results = write(&pool, &requests).await;
-        writing.busy.fetch_sub(1, Ordering::AcqRel);
-        writing.ended.notify_waiters();
+        let results = write(&shared, &requests, &hold).await;
+        drop(hold);
         for (request, result) in requests.into_iter().zip(results) {
             // A caller that has gone away no longer waits for its answer.
             let _ = request.answer.send(result);
@@ -181,9 +309,12 @@ const GATHER_UNDER: usize = 100;
 /// [`MAX_MERGED_EVENTS`] events). Each transaction costs the server the same few
 /// statements and a commit whatever its size, so small ones are what makes single events
 /// slow: while another writer's transaction runs, a writer holding fewer than
-/// [`GATHER_UNDER`] events goes on gathering until that transaction ends, rather than
-/// starting one of its own beside it with the one or two requests that came meanwhile.
-/// When no transaction runs, it starts at once.
+/// [`GATHER_UNDER`] events goes on gathering until that transaction sends its commit,
+/// rather than starting one of its own beside it with the one or two requests that came
+/// meanwhile. So does a writer whose requests share a fingerprint with a running
+/// transaction (an alert storm): its statements would only wait for that transaction's
+/// row locks, and one larger transaction later counts each repeated alert in one row
+/// update rather than several. When no transaction runs, it starts at once.
 async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &Writing) -> Vec<Request> {
     let mut taken = first.events.len();
     let mut requests = vec![first];
@@ -199,20 +330,17 @@ async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &W
     };
     loop {
         take_waiting(queue, &mut requests, &mut taken);
-        if taken >= GATHER_UNDER.min(MAX_MERGED_EVENTS) {
-            return requests;
-        }
         let ended = writing.ended.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        if writing.busy.load(Ordering::Acquire) == 0 {
+        if writing.busy.load(Ordering::Acquire) == 0
+            || taken >= MAX_MERGED_EVENTS
+            || (taken >= GATHER_UNDER && !writing.overlaps(&requests))
+        {
             return requests;
         }
         tokio::select! {
-            () = &mut ended => {
-                take_waiting(queue, &mut requests, &mut taken);
-                return requests;
-            }
+            () = &mut ended => {}
             next = queue.recv() => match next {
                 Some(next) => {
                     taken += next.events.len();
@@ -225,16 +353,19 @@ async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &W
 }
 
 /// The requests in one transaction, or, should it fail, each in its own.
-async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreError>> {
+async fn write(shared: &Shared, requests: &[Request], hold: &Hold<'_>) -> Vec<Result<Stored, StoreError>> {
     let all: Vec<&Pending> = requests.iter().flat_map(|request| &request.events).collect();
-    match with_retries(pool, &all).await {
-        Ok((mut outcomes, wrote)) => {
+    let result = with_retries(shared, &all, Some(hold)).await;
+    hold.release();
+    match result {
+        Ok((outcomes, wrote)) => {
+            let mut outcomes = outcomes.into_iter();
             let mut results = Vec::with_capacity(requests.len());
             for (index, request) in requests.iter().enumerate() {
-                let rest = outcomes.split_off(request.events.len());
+                let own: Vec<IngestOutcome> = outcomes.by_ref().take(request.events.len()).collect();
                 // Every caller wakes the workers of the kinds written: a spare wake-up is cheap.
                 let wrote = if index == 0 { wrote.clone() } else { Vec::new() };
-                results.push(Ok((std::mem::replace(&mut outcomes, rest), wrote)));
+                results.push(Ok((own, wrote)));
             }
             results
         }
@@ -246,7 +377,7 @@ async fn write(pool: &PgPool, requests: &[Request]) -> Vec<Result<Stored, StoreE
             let mut results = Vec::with_capacity(requests.len());
             for request in requests {
                 let events: Vec<&Pending> = request.events.iter().collect();
-                results.push(with_retries(pool, &events).await.map_err(StoreError::from));
+                results.push(with_retries(shared, &events, None).await.map_err(StoreError::from));
             }
             results
         }
@@ -275,17 +406,25 @@ fn refused_by_server(error: &sqlx::Error) -> bool {
 /// still lose a race (deadlock, unique violation), it is run again, up to this many times.
 const MAX_ATTEMPTS: u32 = 5;
 
-async fn with_retries(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx::Error> {
+async fn with_retries(shared: &Shared, events: &[&Pending], hold: Option<&Hold<'_>>) -> Result<Stored, sqlx::Error> {
     let mut attempt = 1;
     loop {
-        match ingest_once(pool, events).await {
+        match ingest_once(shared, events, hold).await {
             Err(error) if is_concurrent_conflict(&error) && attempt < MAX_ATTEMPTS => attempt += 1,
             result => return result,
         }
     }
 }
 
-async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx::Error> {
+/// Begins an ingest transaction. Its joins are never hash joins: a hash join would lock the
+/// rows of an `UPDATE … FROM unnest(…)` in the order it reads the table, while a nested
+/// loop over the candidates (sorted by fingerprint) or a merge join locks them in
+/// fingerprint order, the order every ingest transaction locks open incidents in, so that
+/// concurrent ones wait for each other rather than deadlock.
+const BEGIN: &str = "BEGIN; SET LOCAL enable_hashjoin = off";
+
+/// `hold`: let go as the commit is sent.
+async fn ingest_once(shared: &Shared, events: &[&Pending], hold: Option<&Hold<'_>>) -> Result<Stored, sqlx::Error> {
     // Stable: the events of one fingerprint keep their order.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by(|&a, &b| events[a].event.fingerprint.cmp(&events[b].event.fingerprint));
@@ -304,7 +443,7 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
     let rounds = round_of.iter().max().map_or(0, |last| last + 1);
     let mut outcomes = vec![IngestOutcome::Ignored; events.len()];
     let mut wrote = Vec::new();
-    let mut tx = pool.begin().await?;
+    let mut tx = shared.pool.begin_with(BEGIN).await?;
     for round in 0..rounds {
         let members: Vec<usize> = order
             .iter()
@@ -316,14 +455,18 @@ async fn ingest_once(pool: &PgPool, events: &[&Pending]) -> Result<Stored, sqlx:
             .copied()
             .filter(|&index| events[index].opening.is_some())
             .collect();
-        open_or_attach(&mut tx, events, &firing, &mut outcomes, &mut wrote).await?;
+        open_or_attach(&mut tx, events, &firing, &shared.open, &mut outcomes, &mut wrote).await?;
         let resolving: Vec<usize> = members
             .into_iter()
             .filter(|&index| events[index].opening.is_none())
             .collect();
         resolve_all(&mut tx, events, &resolving, &mut outcomes, &mut wrote).await?;
     }
+    if let Some(hold) = hold {
+        hold.release();
+    }
     tx.commit().await?;
+    shared.open.learn(events, &outcomes);
     Ok((outcomes, wrote))
 }
 
@@ -344,6 +487,7 @@ async fn open_or_attach(
     tx: &mut PgConnection,
     events: &[&Pending],
     firing: &[usize],
+    open: &OpenFingerprints,
     outcomes: &mut [IngestOutcome],
     wrote: &mut Vec<JobKind>,
 ) -> Result<(), sqlx::Error> {
@@ -395,6 +539,26 @@ async fn open_or_attach(
         let subset: Vec<usize> = (0..runs.len())
             .filter(|&position| events[runs[position][0]].event.occurred_at_given == given)
             .collect();
+        // Candidates whose fingerprint was lately seen open first try to attach to it.
+        let subset = if given {
+            subset
+        } else {
+            let (likely_open, mut left): (Vec<usize>, Vec<usize>) =
+                open.partition(subset, |&position| events[runs[position][0]].key);
+            let mut attached = attach(tx, likely_open.iter().map(|&position| candidate(position))).await?;
+            for position in likely_open {
+                let fingerprint = events[runs[position][0]].event.fingerprint.as_str();
+                match attached.remove(fingerprint) {
+                    Some(row) => {
+                        stored.insert(fingerprint, row);
+                    }
+                    None => left.push(position),
+                }
+            }
+            // Back in fingerprint order, the order the upsert locks rows in.
+            left.sort_unstable();
+            left
+        };
         if subset.is_empty() {
             continue;
         }
@@ -774,6 +938,54 @@ async fn upsert(
                 .ok_or_else(|| sqlx::Error::Decode(format!("an upsert returned `{fingerprint}`").into()))?;
             Ok((position, upserted(row)?))
         })
+        .collect()
+}
+
+/// Candidates attached to their fingerprint's open incident with one `UPDATE`, which
+/// counts them as the upsert would; what it returns is by fingerprint, and a candidate
+/// without an open incident is left out. The candidates come sorted by fingerprint, and
+/// the transaction joins them without hashing (see [`BEGIN`]), so the rows are locked in
+/// that order.
+async fn attach<'a>(
+    tx: &mut PgConnection,
+    candidates: impl Iterator<Item = &'a Incident>,
+) -> Result<HashMap<String, Upserted>, sqlx::Error> {
+    let candidates: Vec<&Incident> = candidates.collect();
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "UPDATE incidents SET occurrence_count = incidents.occurrence_count + candidate.occurrence_count, \
+         last_seen = GREATEST(incidents.last_seen, candidate.last_seen), updated_at = candidate.updated_at \
+         FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[]) \
+         AS candidate (fingerprint, occurrence_count, last_seen, updated_at) \
+         WHERE incidents.fingerprint = candidate.fingerprint AND incidents.state <> 'RESOLVED' \
+         RETURNING incidents.id, incidents.fingerprint, incidents.occurrence_count, incidents.severity, \
+         incidents.category",
+    )
+    .bind(
+        candidates
+            .iter()
+            .map(|incident| incident.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        candidates
+            .iter()
+            .map(|incident| incident.occurrence_count)
+            .collect::<Vec<_>>(),
+    )
+    .bind(candidates.iter().map(|incident| incident.last_seen).collect::<Vec<_>>())
+    .bind(
+        candidates
+            .iter()
+            .map(|incident| incident.updated_at)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("fingerprint")?, upserted(row)?)))
         .collect()
 }
 
