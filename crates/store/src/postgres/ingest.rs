@@ -30,7 +30,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -191,7 +191,8 @@ impl Writing {
         self.busy.fetch_add(1, Ordering::AcqRel);
         Hold {
             writing: self,
-            keys: std::sync::Mutex::new(Some(keys)),
+            keys,
+            released: AtomicBool::new(false),
         }
     }
 
@@ -206,21 +207,22 @@ impl Writing {
 /// commit (or fails, or ends), once.
 struct Hold<'a> {
     writing: &'a Writing,
-    keys: std::sync::Mutex<Option<Vec<u64>>>,
+    keys: Vec<u64>,
+    released: AtomicBool,
 }
 
 impl Hold<'_> {
     fn release(&self) {
-        let Some(keys) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+        if self.released.swap(true, Ordering::AcqRel) {
             return;
-        };
+        }
         {
             let mut held = self.writing.held.lock().unwrap_or_else(PoisonError::into_inner);
-            for key in keys {
-                if let Some(count) = held.get_mut(&key) {
+            for key in &self.keys {
+                if let Some(count) = held.get_mut(key) {
                     *count -= 1;
                     if *count == 0 {
-                        held.remove(&key);
+                        held.remove(key);
                     }
                 }
             }
