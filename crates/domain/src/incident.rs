@@ -257,8 +257,9 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
-    /// A new incident was opened.
-    Created(Incident),
+    /// A new incident was opened. (Boxed, as is `Resolved`'s transition: a store moves
+    /// outcomes by the thousand, and most are the small `Deduplicated`.)
+    Created(Box<Incident>),
     /// The event was counted on the open incident with its fingerprint.
     Deduplicated {
         incident_id: IncidentId,
@@ -279,7 +280,7 @@ pub enum IngestOutcome {
         category: Category,
     },
     /// A `resolved` event resolved the open incident.
-    Resolved(crate::lifecycle::Transition),
+    Resolved(Box<crate::lifecycle::Transition>),
     /// A `resolved` event for which no incident was open.
     Ignored,
 }

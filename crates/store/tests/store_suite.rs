@@ -77,6 +77,7 @@ store_tests!(
     the_observer_hears_every_operation_by_name,
     a_redelivered_event_is_recognised_and_not_counted,
     a_repeat_event_raises_the_severity_and_never_lowers_it,
+    repeats_of_an_open_incident_count_in_order_beside_its_other_entries,
     repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order,
     a_long_timeline_is_read_page_by_page_oldest_first,
     comments_are_read_page_by_page,
@@ -816,7 +817,7 @@ async fn an_event_creates_an_incident_with_a_created_entry(db: TestDb) {
     assert_eq!(created.labels, event.labels);
     assert_eq!(created.first_seen, event.occurred_at);
     assert_eq!(created.created_at, now);
-    assert_eq!(store.get_incident(created.id).await.unwrap().as_ref(), Some(created));
+    assert_eq!(store.get_incident(created.id).await.unwrap().as_ref(), Some(&**created));
     let timeline = whole_timeline(&*store, created.id).await;
     assert_eq!(timeline, vec![lim_domain::lifecycle::created_entry(created)]);
     assert_eq!(timeline[0].kind, TimelineKind::Created);
@@ -1694,6 +1695,83 @@ async fn repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order(db
     assert_eq!(timeline[5].message, "severity raised P1 → P0 by a repeat event");
 }
 
+/// Repeats of an incident the store already saw open (on PostgreSQL, counted on it with
+/// their entries in one statement), several in one batch and beside other entries: each
+/// has its occurrence number, in order, its own time and source, and the severity stays.
+async fn repeats_of_an_open_incident_count_in_order_beside_its_other_entries(db: TestDb) {
+    let store = db.connect().await;
+    let now = now();
+    let id = created_id(
+        &store
+            .ingest(vec![firing("fp", now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    );
+    store
+        .add_comment(TimelineEntry::new(
+            id,
+            now + Duration::seconds(1),
+            TimelineKind::Comment,
+            "alice",
+            "looking",
+        ))
+        .await
+        .unwrap();
+    let later = now + Duration::seconds(2);
+    let repeat = |severity, source, title: &str| Event {
+        severity,
+        source,
+        title: title.into(),
+        ..firing("fp", later)
+    };
+
+    let outcomes = store
+        .ingest(
+            vec![
+                repeat(Severity::P3, Source::Sentinel, "latency high"),
+                firing("other", later),
+                repeat(Severity::P1, Source::Alertmanager, "it's `back`; again"),
+                repeat(Severity::P4, Source::Sentinel, "latency high"),
+            ],
+            later,
+            no_reactions(),
+        )
+        .await
+        .unwrap();
+
+    let deduplicated = |occurrence_count, source| IngestOutcome::Deduplicated {
+        incident_id: id,
+        occurrence_count,
+        source,
+        severity: Severity::P1,
+        category: Category::Performance,
+        raised_from: None,
+    };
+    assert_eq!(outcomes[0], deduplicated(2, Source::Sentinel));
+    created_id(&outcomes[1]);
+    assert_eq!(outcomes[2], deduplicated(3, Source::Alertmanager));
+    assert_eq!(outcomes[3], deduplicated(4, Source::Sentinel));
+    let incident = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!((incident.occurrence_count, incident.severity), (4, Severity::P1));
+    assert_eq!(incident.last_seen, later);
+    let timeline = whole_timeline(&*store, id).await;
+    let written: Vec<(&str, &str)> = timeline
+        .iter()
+        .skip(1)
+        .map(|entry| (entry.actor.as_str(), entry.message.as_str()))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("alice", "looking"),
+            ("sentinel", "occurrence 2 of `latency high`"),
+            ("alertmanager", "occurrence 3 of `it's `back`; again`"),
+            ("sentinel", "occurrence 4 of `latency high`"),
+        ]
+    );
+    assert!(timeline[2..].iter().all(|entry| entry.at == later));
+}
+
 async fn a_repeat_event_raises_the_severity_and_never_lowers_it(db: TestDb) {
     let store = db.connect().await;
     let now = now();
@@ -1936,7 +2014,10 @@ async fn a_routed_incident_is_assigned_with_its_deliveries_in_the_same_transacti
     assert_eq!(incident.state, State::Assigned);
     assert_eq!(incident.assignee.as_deref(), Some("ana"));
     assert_eq!(incident.route.as_deref(), Some("everything"));
-    assert_eq!(store.get_incident(incident.id).await.unwrap().as_ref(), Some(incident));
+    assert_eq!(
+        store.get_incident(incident.id).await.unwrap().as_ref(),
+        Some(&**incident)
+    );
     let timeline = whole_timeline(&*store, incident.id).await;
     assert_eq!(kinds(&timeline), [TimelineKind::Created, TimelineKind::Assigned]);
     assert_eq!(timeline[1].actor, "route everything");

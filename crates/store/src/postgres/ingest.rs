@@ -1,13 +1,14 @@
 //! Ingest on PostgreSQL: set-based statements, and commits shared by concurrent requests.
 //!
 //! - **Shared commits.** Requests queue for a few writer tasks; a writer takes what is
-//!   waiting (up to [`MAX_MERGED_EVENTS`] events; while another writer's transaction
-//!   runs, it gathers until that one sends its commit unless it holds enough events none
-//!   of whose fingerprints that transaction holds, see [`gather`]) and stores it in one
-//!   transaction, so 64 clients sending one event each pay for a few commits, not 64, and
-//!   an alert storm's requests, which all touch the same open incidents, are stored one
-//!   large transaction after another rather than in several that wait for each other's
-//!   row locks. Should the server
+//!   waiting (up to [`MAX_MERGED_EVENTS`] events), passing over each request that shares
+//!   a fingerprint with a running transaction until that one sends its commit, and, while
+//!   another transaction runs, gathering until it holds enough events (see [`gather`]);
+//!   it stores what it took in one transaction. So 64 clients sending one event each pay
+//!   for a few commits, not 64; transactions over different incidents run side by side;
+//!   and the requests of an alert storm that touch the same open incidents are stored
+//!   together once the transaction holding them ends, rather than in several that wait
+//!   for each other's row locks. Should the server
 //!   refuse a merged transaction for any reason but a lost race, each of its requests is
 //!   run again alone, so that one request's failure is never another's: a batch stays all
 //!   or nothing. Should the link fail instead (the commit's outcome unknown), every request
@@ -28,7 +29,7 @@
 //!   transactions lock the open incidents they share in one order; a deadlock that a
 //!   resolution could still cause is detected by PostgreSQL and the transaction run again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -116,15 +117,19 @@ impl Drop for Ingester {
 
 impl Ingester {
     pub(super) fn start(pool: PgPool, writers: usize, max_queued_events: u32) -> Ingester {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let (queue, incoming) = mpsc::channel(QUEUE);
+        let waiting = Arc::new(Mutex::new(Waiting {
+            incoming,
+            deferred: VecDeque::new(),
+            closed: false,
+        }));
         let shared = Arc::new(Shared {
             pool,
             writing: Writing::default(),
             open: OpenFingerprints::default(),
         });
         let writers = (0..writers.max(1))
-            .map(|_| tokio::spawn(run_writer(Arc::clone(&shared), Arc::clone(&receiver))))
+            .map(|_| tokio::spawn(run_writer(Arc::clone(&shared), Arc::clone(&waiting))))
             .collect();
         let max_queued_events = max_queued_events.max(1);
         Ingester {
@@ -194,12 +199,6 @@ impl Writing {
             keys,
             released: AtomicBool::new(false),
         }
-    }
-
-    /// True when a running transaction holds one of these requests' fingerprints.
-    fn overlaps(&self, requests: &[Request]) -> bool {
-        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        !held.is_empty() && keys(requests).any(|key| held.contains_key(&key))
     }
 }
 
@@ -282,14 +281,22 @@ impl OpenFingerprints {
     }
 }
 
-async fn run_writer(shared: Arc<Shared>, queue: Arc<Mutex<mpsc::Receiver<Request>>>) {
+/// The requests no writer has taken yet: those in the queue, and those a writer passed
+/// over because a running transaction holds one of their fingerprints (oldest first).
+struct Waiting {
+    incoming: mpsc::Receiver<Request>,
+    deferred: VecDeque<Request>,
+    /// The queue is closed (the ingester is gone): only the deferred requests are left.
+    closed: bool,
+}
+
+async fn run_writer(shared: Arc<Shared>, waiting: Arc<Mutex<Waiting>>) {
     loop {
         let (requests, hold) = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
+            let mut waiting = waiting.lock().await;
+            let Some(requests) = gather(&mut waiting, &shared.writing).await else {
                 return;
             };
-            let requests = gather(&mut queue, first, &shared.writing).await;
             // Held before the queue is let go, so the next writer's gathering sees them.
             let hold = shared.writing.start(&requests);
             (requests, hold)
@@ -307,51 +314,74 @@ async fn run_writer(shared: Arc<Shared>, queue: Arc<Mutex<mpsc::Receiver<Request
 /// runs gathers more until that transaction ends (see [`gather`]).
 const GATHER_UNDER: usize = 100;
 
-/// The requests of one transaction: `first` and what waits behind it (up to
-/// [`MAX_MERGED_EVENTS`] events). Each transaction costs the server the same few
+/// The requests of one transaction (up to [`MAX_MERGED_EVENTS`] events), or none when
+/// the queue is closed and nothing waits. A request none of whose fingerprints a running
+/// transaction holds is taken, oldest first; one that shares a fingerprint with a running
+/// transaction is passed over until that transaction sends its commit (its statements
+/// would only wait for that transaction's row locks), and then stored by the next
+/// transaction with whatever else waits, so that each incident an alert storm repeats is
+/// updated once per transaction rather than once per request, and transactions over
+/// other incidents run beside it. Each transaction costs the server the same few
 /// statements and a commit whatever its size, so small ones are what makes single events
 /// slow: while another writer's transaction runs, a writer holding fewer than
-/// [`GATHER_UNDER`] events goes on gathering until that transaction sends its commit,
-/// rather than starting one of its own beside it with the one or two requests that came
-/// meanwhile. So does a writer whose requests share a fingerprint with a running
-/// transaction (an alert storm): its statements would only wait for that transaction's
-/// row locks, and one larger transaction later counts each repeated alert in one row
-/// update rather than several. When no transaction runs, it starts at once.
-async fn gather(queue: &mut mpsc::Receiver<Request>, first: Request, writing: &Writing) -> Vec<Request> {
-    let mut taken = first.events.len();
-    let mut requests = vec![first];
-    // Takes what waits now, up to MAX_MERGED_EVENTS.
-    let take_waiting = |queue: &mut mpsc::Receiver<Request>, requests: &mut Vec<Request>, taken: &mut usize| {
-        while *taken < MAX_MERGED_EVENTS {
-            let Ok(next) = queue.try_recv() else {
-                break;
-            };
-            *taken += next.events.len();
-            requests.push(next);
-        }
-    };
+/// [`GATHER_UNDER`] events goes on gathering until a transaction sends its commit. When
+/// no transaction runs, it starts at once.
+async fn gather(waiting: &mut Waiting, writing: &Writing) -> Option<Vec<Request>> {
+    let mut requests = Vec::new();
+    let mut taken = 0;
     loop {
-        take_waiting(queue, &mut requests, &mut taken);
         let ended = writing.ended.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        if writing.busy.load(Ordering::Acquire) == 0
-            || taken >= MAX_MERGED_EVENTS
-            || (taken >= GATHER_UNDER && !writing.overlaps(&requests))
-        {
-            return requests;
+        take(waiting, writing, &mut requests, &mut taken);
+        if !requests.is_empty() && (writing.busy.load(Ordering::Acquire) == 0 || taken >= GATHER_UNDER) {
+            return Some(requests);
+        }
+        if waiting.closed {
+            if requests.is_empty() && waiting.deferred.is_empty() {
+                return None;
+            }
+            ended.await;
+            continue;
         }
         tokio::select! {
             () = &mut ended => {}
-            next = queue.recv() => match next {
-                Some(next) => {
-                    taken += next.events.len();
-                    requests.push(next);
-                }
-                None => return requests,
+            next = waiting.incoming.recv() => match next {
+                Some(next) => waiting.deferred.push_back(next),
+                None => waiting.closed = true,
             },
         }
     }
+}
+
+/// Moves into `requests` what waits and conflicts with no running transaction, the
+/// deferred requests first, up to [`MAX_MERGED_EVENTS`] events; the rest stay deferred,
+/// in their order. A request that shares a fingerprint with an older one left waiting
+/// waits too, so that the events of one fingerprint are stored in the order they came.
+fn take(waiting: &mut Waiting, writing: &Writing, requests: &mut Vec<Request>, taken: &mut usize) {
+    let held = writing.held.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut left: HashSet<u64> = HashSet::new();
+    let mut passed_over = VecDeque::new();
+    let mut consider = |request: Request, requests: &mut Vec<Request>, taken: &mut usize| {
+        let blocked = |key: &u64| held.contains_key(key) || left.contains(key);
+        if *taken < MAX_MERGED_EVENTS && !request.events.iter().any(|event| blocked(&event.key)) {
+            *taken += request.events.len();
+            requests.push(request);
+        } else {
+            left.extend(request.events.iter().map(|event| event.key));
+            passed_over.push_back(request);
+        }
+    };
+    while let Some(request) = waiting.deferred.pop_front() {
+        consider(request, requests, taken);
+    }
+    while *taken < MAX_MERGED_EVENTS {
+        let Ok(next) = waiting.incoming.try_recv() else {
+            break;
+        };
+        consider(next, requests, taken);
+    }
+    waiting.deferred = passed_over;
 }
 
 /// The requests in one transaction, or, should it fail, each in its own.
@@ -594,7 +624,7 @@ async fn open_or_attach(
             entries.extend(candidate.entries.iter().cloned());
             new_jobs.append(&mut planned[position]);
             wrote.extend(candidate.jobs.iter().map(|job| job.payload.kind()));
-            outcomes[head] = IngestOutcome::Created(candidate.incident.clone());
+            outcomes[head] = IngestOutcome::Created(Box::new(candidate.incident.clone()));
             severity = candidate.incident.severity;
             attached = &run[1..];
             occurrence += 1;
@@ -827,7 +857,7 @@ async fn resolve_all(
         .collect();
     insert_entries(tx, &entries).await?;
     for (index, transition, ..) in resolved {
-        outcomes[index] = IngestOutcome::Resolved(transition);
+        outcomes[index] = IngestOutcome::Resolved(Box::new(transition));
     }
     Ok(())
 }

@@ -236,7 +236,7 @@ impl<'c> IngestStatements<'c> {
             chain,
             job_chains.to_text().as_deref(),
         )?;
-        Ok(IngestOutcome::Resolved(transition))
+        Ok(IngestOutcome::Resolved(Box::new(transition)))
     }
 
     /// Opens an incident, or counts the event on the open one with its fingerprint
@@ -279,7 +279,7 @@ impl<'c> IngestStatements<'c> {
             {
                 self.queue_jobs(jobs, &mut JobChains::default())?;
             }
-            return Ok(IngestOutcome::Created(opens.incident));
+            return Ok(IngestOutcome::Created(Box::new(opens.incident)));
         };
         if event.occurred_at_given && event.occurred_at.timestamp_micros() == open.last_seen {
             return Ok(IngestOutcome::Redelivered {
