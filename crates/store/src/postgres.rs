@@ -202,12 +202,7 @@ impl Store for PostgresStore {
         reactions: Arc<Reactions>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let _timer = QueryTimer::start(&self.observer, operation::INGEST);
-        // Routing a new incident needs no database: it is done here, on the caller's task.
-        let pending = events
-            .into_iter()
-            .map(|event| ingest::Pending::new(event, now, &reactions))
-            .collect();
-        let (outcomes, wrote) = self.ingester.ingest(pending).await?;
+        let (outcomes, wrote) = self.ingester.ingest(events, now, &reactions).await?;
         self.job_signals.wrote(wrote);
         self.changed(ChangeNotice::of_ingest(&outcomes, now));
         Ok(outcomes)

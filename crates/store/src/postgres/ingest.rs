@@ -32,7 +32,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError};
 
 use chrono::{DateTime, Utc};
 use lim_domain::triage::Classification;
@@ -59,30 +59,46 @@ pub(super) const MAX_MERGED_EVENTS: usize = 3000;
 /// `database.max_queued_events`).
 const QUEUE: usize = 4096;
 
-/// An event ready for the store: a firing one comes with the incident it would open,
-/// routed by the reactions its request came with.
-pub(super) struct Pending {
+/// An event ready for the store, with the reactions its request came with.
+struct Pending {
     event: Event,
     now: DateTime<Utc>,
     reactions: Arc<Reactions>,
-    opening: Option<Opening>,
+    /// The incident a firing event would open, routed: made on the caller's task, unless
+    /// the event's fingerprint was lately seen open (then it most likely attaches, and
+    /// the incident is made by the writer only should it not).
+    opening: OnceLock<Opening>,
     /// The fingerprint's hash, by which writers tell which incidents a transaction touches.
     key: u64,
 }
 
 impl Pending {
-    pub(super) fn new(event: Event, now: DateTime<Utc>, reactions: &Arc<Reactions>) -> Pending {
-        let opening = (event.status == EventStatus::Firing)
-            .then(|| reactions.open(Incident::open(IncidentId::generate(), &event, now), now));
+    fn new(event: Event, now: DateTime<Utc>, reactions: &Arc<Reactions>, open: &OpenFingerprints) -> Pending {
         let mut hasher = DefaultHasher::new();
         event.fingerprint.hash(&mut hasher);
-        Pending {
+        let pending = Pending {
             key: hasher.finish(),
             event,
             now,
             reactions: Arc::clone(reactions),
-            opening,
+            opening: OnceLock::new(),
+        };
+        if pending.firing() && !open.knows(pending.key) {
+            pending.opening();
         }
+        pending
+    }
+
+    fn firing(&self) -> bool {
+        self.event.status == EventStatus::Firing
+    }
+
+    /// The incident a firing event would open.
+    fn opening(&self) -> &Opening {
+        self.opening.get_or_init(|| {
+            let incident = Incident::open(IncidentId::generate(), &self.event, self.now);
+            self.reactions.open(incident, self.now)
+        })
     }
 }
 
@@ -100,6 +116,7 @@ struct Request {
 /// The writers, stopped when dropped.
 pub(super) struct Ingester {
     queue: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
     /// One permit per event waiting or being written, as on SQLite: past
     /// `database.max_queued_events`, a request is refused (503) rather than kept waiting.
     permits: Arc<tokio::sync::Semaphore>,
@@ -134,14 +151,21 @@ impl Ingester {
         let max_queued_events = max_queued_events.max(1);
         Ingester {
             queue,
+            shared,
             permits: Arc::new(tokio::sync::Semaphore::new(max_queued_events as usize)),
             max_queued_events,
             writers,
         }
     }
 
-    /// Stores the events in one transaction (perhaps shared with other requests).
-    pub(super) async fn ingest(&self, events: Vec<Pending>) -> Result<Stored, StoreError> {
+    /// Stores the events in one transaction (perhaps shared with other requests). Routing
+    /// a new incident needs no database: it is done here, on the caller's task.
+    pub(super) async fn ingest(
+        &self,
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        reactions: &Arc<Reactions>,
+    ) -> Result<Stored, StoreError> {
         // A request larger than the whole allowance (an Alertmanager group of many alerts)
         // takes all of it: it fits into an empty queue rather than never.
         let weight = u32::try_from(events.len())
@@ -153,6 +177,10 @@ impl Ingester {
                 self.max_queued_events
             ))
         })?;
+        let events = events
+            .into_iter()
+            .map(|event| Pending::new(event, now, reactions, &self.shared.open))
+            .collect();
         let (answer, answered) = oneshot::channel();
         let closing = || StoreError::Unavailable("the store is closing".into());
         self.queue
@@ -256,10 +284,14 @@ struct OpenFingerprints(std::sync::Mutex<HashSet<u64>>);
 const OPEN_FINGERPRINTS: usize = 1 << 18;
 
 impl OpenFingerprints {
-    /// `items` split into those whose key is known open and the rest, each in its order.
-    fn partition<T>(&self, items: Vec<T>, key: impl Fn(&T) -> u64) -> (Vec<T>, Vec<T>) {
+    fn knows(&self, key: u64) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(&key)
+    }
+
+    /// For each key, whether it is known open.
+    fn known(&self, keys: impl Iterator<Item = u64>) -> Vec<bool> {
         let open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        items.into_iter().partition(|item| open.contains(&key(item)))
+        keys.map(|key| open.contains(&key)).collect()
     }
 
     /// Learns from a committed transaction's outcomes.
@@ -312,7 +344,7 @@ async fn run_writer(shared: Arc<Shared>, waiting: Arc<Mutex<Waiting>>) {
 
 /// A writer that finds fewer events waiting than this while another writer's transaction
 /// runs gathers more until that transaction ends (see [`gather`]).
-const GATHER_UNDER: usize = 100;
+const GATHER_UNDER: usize = 32;
 
 /// The requests of one transaction (up to [`MAX_MERGED_EVENTS`] events), or none when
 /// the queue is closed and nothing waits. A request none of whose fingerprints a running
@@ -464,7 +496,7 @@ async fn ingest_once(shared: &Shared, events: &[&Pending], hold: Option<&Hold<'_
     // name no time form one run (one candidate counting them all, see `open_or_attach`);
     // a resolving event, or one that names its time (a redelivery is told by it), is a
     // run of its own.
-    let joins = |pending: &Pending| pending.opening.is_some() && !pending.event.occurred_at_given;
+    let joins = |pending: &Pending| pending.firing() && !pending.event.occurred_at_given;
     let mut round_of = vec![0_usize; events.len()];
     for pair in order.windows(2) {
         let (before, after) = (events[pair[0]], events[pair[1]]);
@@ -485,13 +517,10 @@ async fn ingest_once(shared: &Shared, events: &[&Pending], hold: Option<&Hold<'_
         let firing: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|&index| events[index].opening.is_some())
+            .filter(|&index| events[index].firing())
             .collect();
         open_or_attach(&mut tx, events, &firing, &shared.open, &mut outcomes, &mut wrote).await?;
-        let resolving: Vec<usize> = members
-            .into_iter()
-            .filter(|&index| events[index].opening.is_none())
-            .collect();
+        let resolving: Vec<usize> = members.into_iter().filter(|&index| !events[index].firing()).collect();
         resolve_all(&mut tx, events, &resolving, &mut outcomes, &mut wrote).await?;
     }
     if let Some(hold) = hold {
@@ -500,6 +529,32 @@ async fn ingest_once(shared: &Shared, events: &[&Pending], hold: Option<&Hold<'_
     tx.commit().await?;
     shared.open.learn(events, &outcomes);
     Ok((outcomes, wrote))
+}
+
+/// A run of firing events of one fingerprint, as the row update that counts them.
+struct Repeats<'a> {
+    fingerprint: &'a str,
+    count: i64,
+    /// The latest time one of them occurred at.
+    last_seen: DateTime<Utc>,
+    /// The last one's time.
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> Repeats<'a> {
+    fn of(events: &[&'a Pending], run: &[usize]) -> Repeats<'a> {
+        let last = events[run[run.len() - 1]];
+        Repeats {
+            fingerprint: last.event.fingerprint.as_str(),
+            count: run.len() as i64,
+            last_seen: run
+                .iter()
+                .map(|&index| events[index].event.occurred_at)
+                .max()
+                .unwrap_or(last.event.occurred_at),
+            updated_at: last.now,
+        }
+    }
 }
 
 /// What the upsert returns of an incident: enough to tell created from attached.
@@ -529,33 +584,55 @@ async fn open_or_attach(
     let runs: Vec<&[usize]> = firing
         .chunk_by(|&a, &b| events[a].event.fingerprint == events[b].event.fingerprint)
         .collect();
-    let opening = |index: usize| events[index].opening.as_ref().expect("a firing event has its opening");
-    // Each candidate's jobs are numbered and linked before the upsert, so that a new
-    // incident's row holds its job chains from the start (an attached event's candidate
-    // and its numbers are dropped).
-    let job_count = runs.iter().map(|run| opening(run[0]).jobs.len()).sum();
+    let opening = |index: usize| events[index].opening();
+    let fingerprint = |position: usize| events[runs[position][0]].event.fingerprint.as_str();
+    // Runs whose fingerprint was lately seen open first try to attach to it; no incident
+    // is made for those that do.
+    let known = open.known(runs.iter().map(|run| events[run[0]].key));
+    let likely_open: Vec<usize> = (0..runs.len())
+        .filter(|&position| known[position] && !events[runs[position][0]].event.occurred_at_given)
+        .collect();
+    let mut attached = attach(
+        tx,
+        likely_open.iter().map(|&position| Repeats::of(events, runs[position])),
+    )
+    .await?;
+    let mut stored: HashMap<&str, Upserted> = HashMap::with_capacity(runs.len());
+    let mut by_hint = vec![false; runs.len()];
+    for position in likely_open {
+        if let Some(row) = attached.remove(fingerprint(position)) {
+            stored.insert(fingerprint(position), row);
+            by_hint[position] = true;
+        }
+    }
+    // The rest, in fingerprint order (the order the upsert locks rows in), as candidates:
+    // each with its jobs numbered and linked before the upsert, so that a new incident's
+    // row holds its job chains from the start (an attached event's candidate and its
+    // numbers are dropped).
+    let rest: Vec<usize> = (0..runs.len()).filter(|&position| !by_hint[position]).collect();
+    let job_count = rest.iter().map(|&position| opening(runs[position][0]).jobs.len()).sum();
     let ids = jobs::job_ids(tx, job_count).await?;
     let mut next_id = ids.iter().as_slice();
-    let mut chains_text = Vec::with_capacity(runs.len());
-    let mut planned = Vec::with_capacity(runs.len());
-    for run in &runs {
-        let jobs_of = &opening(run[0]).jobs;
-        let (these, rest) = next_id.split_at(jobs_of.len());
-        next_id = rest;
+    let mut chains_text: Vec<Option<String>> = vec![None; runs.len()];
+    let mut planned: Vec<Vec<jobs::Planned>> = (0..runs.len()).map(|_| Vec::new()).collect();
+    for &position in &rest {
+        let jobs_of = &opening(runs[position][0]).jobs;
+        let (these, others) = next_id.split_at(jobs_of.len());
+        next_id = others;
         let mut chains = JobChains::default();
-        planned.push(jobs::plan(jobs_of, these, &mut chains));
-        chains_text.push(chains.to_text());
+        planned[position] = jobs::plan(jobs_of, these, &mut chains);
+        chains_text[position] = chains.to_text();
     }
     // A run of several events is one candidate counting them all, seen last at its last.
-    let counted: Vec<Option<Incident>> = runs
-        .iter()
-        .map(|run| {
-            (run.len() > 1).then(|| {
+    let counted: Vec<Option<Incident>> = (0..runs.len())
+        .map(|position| {
+            let run = runs[position];
+            (run.len() > 1 && !by_hint[position]).then(|| {
+                let repeats = Repeats::of(events, run);
                 let mut incident = opening(run[0]).incident.clone();
-                let last = events[run[run.len() - 1]].now;
-                incident.occurrence_count = run.len() as i64;
-                incident.last_seen = run.iter().map(|&index| events[index].now).max().unwrap_or(last);
-                incident.updated_at = last;
+                incident.occurrence_count = repeats.count;
+                incident.last_seen = repeats.last_seen;
+                incident.updated_at = repeats.updated_at;
                 incident
             })
         })
@@ -566,31 +643,12 @@ async fn open_or_attach(
             .unwrap_or(&opening(runs[position][0]).incident)
     };
 
-    let mut stored: HashMap<&str, Upserted> = HashMap::with_capacity(runs.len());
     for given in [false, true] {
-        let subset: Vec<usize> = (0..runs.len())
+        let subset: Vec<usize> = rest
+            .iter()
+            .copied()
             .filter(|&position| events[runs[position][0]].event.occurred_at_given == given)
             .collect();
-        // Candidates whose fingerprint was lately seen open first try to attach to it.
-        let subset = if given {
-            subset
-        } else {
-            let (likely_open, mut left): (Vec<usize>, Vec<usize>) =
-                open.partition(subset, |&position| events[runs[position][0]].key);
-            let mut attached = attach(tx, likely_open.iter().map(|&position| candidate(position))).await?;
-            for position in likely_open {
-                let fingerprint = events[runs[position][0]].event.fingerprint.as_str();
-                match attached.remove(fingerprint) {
-                    Some(row) => {
-                        stored.insert(fingerprint, row);
-                    }
-                    None => left.push(position),
-                }
-            }
-            // Back in fingerprint order, the order the upsert locks rows in.
-            left.sort_unstable();
-            left
-        };
         if subset.is_empty() {
             continue;
         }
@@ -610,7 +668,6 @@ async fn open_or_attach(
     let mut redelivered = Vec::new();
     for (position, run) in runs.iter().enumerate() {
         let head = run[0];
-        let candidate = opening(head);
         let Some(row) = stored.get(events[head].event.fingerprint.as_str()) else {
             // Only an event that names its time is left out, and it runs alone.
             redelivered.extend_from_slice(run);
@@ -620,7 +677,8 @@ async fn open_or_attach(
         // The occurrence number of the run's first attached event.
         let mut occurrence = row.occurrence_count - run.len() as i64 + 1;
         let mut severity = row.severity;
-        if row.id == candidate.incident.id {
+        if !by_hint[position] && row.id == opening(head).incident.id {
+            let candidate = opening(head);
             entries.extend(candidate.entries.iter().cloned());
             new_jobs.append(&mut planned[position]);
             wrote.extend(candidate.jobs.iter().map(|job| job.payload.kind()));
@@ -690,7 +748,9 @@ async fn open_or_attach(
     let mut heads: Vec<usize> = runs.iter().map(|run| run[0]).collect();
     heads.sort_unstable();
     for head in heads {
-        if let (IngestOutcome::Created(incident), Some(group)) = (&outcomes[head], &opening(head).group) {
+        if let IngestOutcome::Created(incident) = &outcomes[head]
+            && let Some(group) = &opening(head).group
+        {
             groups::join(tx, group, incident.id, events[head].now, wrote).await?;
         }
     }
@@ -980,9 +1040,9 @@ async fn upsert(
 /// that order.
 async fn attach<'a>(
     tx: &mut PgConnection,
-    candidates: impl Iterator<Item = &'a Incident>,
+    candidates: impl Iterator<Item = Repeats<'a>>,
 ) -> Result<HashMap<String, Upserted>, sqlx::Error> {
-    let candidates: Vec<&Incident> = candidates.collect();
+    let candidates: Vec<Repeats> = candidates.collect();
     if candidates.is_empty() {
         return Ok(HashMap::new());
     }
@@ -995,25 +1055,10 @@ async fn attach<'a>(
          RETURNING incidents.id, incidents.fingerprint, incidents.occurrence_count, incidents.severity, \
          incidents.category",
     )
-    .bind(
-        candidates
-            .iter()
-            .map(|incident| incident.fingerprint.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        candidates
-            .iter()
-            .map(|incident| incident.occurrence_count)
-            .collect::<Vec<_>>(),
-    )
-    .bind(candidates.iter().map(|incident| incident.last_seen).collect::<Vec<_>>())
-    .bind(
-        candidates
-            .iter()
-            .map(|incident| incident.updated_at)
-            .collect::<Vec<_>>(),
-    )
+    .bind(candidates.iter().map(|repeats| repeats.fingerprint).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|repeats| repeats.count).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|repeats| repeats.last_seen).collect::<Vec<_>>())
+    .bind(candidates.iter().map(|repeats| repeats.updated_at).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     rows.iter()
