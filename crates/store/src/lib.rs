@@ -410,7 +410,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 8,
             max_queued_events: 20_000,
-            ingest_writers: 3,
+            ingest_writers: 4,
             statement_cache: 100,
             observer: None,
         }

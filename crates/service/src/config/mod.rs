@@ -325,7 +325,7 @@ impl Settings {
                 )?,
                 ingest_writers: bounded(
                     "database.ingest_writers",
-                    file.database.ingest_writers.unwrap_or(3),
+                    file.database.ingest_writers.unwrap_or(4),
                     1,
                     64,
                 )?,

@@ -54,7 +54,7 @@ use crate::chains::JobChains;
 
 /// The most events one shared transaction takes (a request is never split: one batch of
 /// 1,000 events is one transaction, whatever this says).
-pub(super) const MAX_MERGED_EVENTS: usize = 3000;
+pub(super) const MAX_MERGED_EVENTS: usize = 300;
 /// Requests that may wait for a writer (the events they hold are bounded by
 /// `database.max_queued_events`).
 const QUEUE: usize = 4096;
