@@ -29,8 +29,8 @@
 //!   transactions lock the open incidents they share in one order; a deadlock that a
 //!   resolution could still cause is detected by PostgreSQL and the transaction run again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
 
@@ -55,6 +55,10 @@ use crate::chains::JobChains;
 /// The most events one shared transaction takes (a request is never split: one batch of
 /// 1,000 events is one transaction, whatever this says).
 pub(super) const MAX_MERGED_EVENTS: usize = 300;
+/// How a fingerprint's key is made (see [`Pending::key`]): fast, and the same in every
+/// writer; a collision costs a transaction's wait or a hint's wasted lookup, never a
+/// wrong answer.
+const FINGERPRINT_KEYS: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6c69_6d5f_6b65_7973);
 /// Requests that may wait for a writer (the events they hold are bounded by
 /// `database.max_queued_events`).
 const QUEUE: usize = 4096;
@@ -73,18 +77,29 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(event: Event, now: DateTime<Utc>, reactions: &Arc<Reactions>, open: &OpenFingerprints) -> Pending {
-        let mut hasher = DefaultHasher::new();
-        event.fingerprint.hash(&mut hasher);
-        let pending = Pending {
-            key: hasher.finish(),
-            event,
-            now,
-            reactions: Arc::clone(reactions),
-            opening: OnceLock::new(),
-        };
-        if pending.firing() && !open.knows(pending.key) {
-            pending.opening();
+    /// A request's events, each firing one whose fingerprint was not lately seen open with
+    /// the incident it would open.
+    fn all(
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+        reactions: &Arc<Reactions>,
+        open: &OpenFingerprints,
+    ) -> Vec<Pending> {
+        let pending: Vec<Pending> = events
+            .into_iter()
+            .map(|event| Pending {
+                key: FINGERPRINT_KEYS.hash_one(event.fingerprint.as_str()),
+                event,
+                now,
+                reactions: Arc::clone(reactions),
+                opening: OnceLock::new(),
+            })
+            .collect();
+        let known = open.known(pending.iter().map(|pending| pending.key));
+        for (pending, known) in pending.iter().zip(known) {
+            if pending.firing() && !known {
+                pending.opening();
+            }
         }
         pending
     }
@@ -177,10 +192,7 @@ impl Ingester {
                 self.max_queued_events
             ))
         })?;
-        let events = events
-            .into_iter()
-            .map(|event| Pending::new(event, now, reactions, &self.shared.open))
-            .collect();
+        let events = Pending::all(events, now, reactions, &self.shared.open);
         let (answer, answered) = oneshot::channel();
         let closing = || StoreError::Unavailable("the store is closing".into());
         self.queue
@@ -209,7 +221,7 @@ struct Shared {
 struct Writing {
     busy: AtomicUsize,
     /// Each fingerprint key of the running transactions, with how many of them hold it.
-    held: std::sync::Mutex<HashMap<u64, u32>>,
+    held: std::sync::Mutex<foldhash::HashMap<u64, u32>>,
     ended: Notify,
 }
 
@@ -278,16 +290,12 @@ fn keys(requests: &[Request]) -> impl Iterator<Item = u64> + '_ {
 /// resolved it, or the hint is stale) goes on to the upsert, so the hint is never trusted
 /// for an answer. At most [`OPEN_FINGERPRINTS`] are kept: past that the set starts again.
 #[derive(Default)]
-struct OpenFingerprints(std::sync::Mutex<HashSet<u64>>);
+struct OpenFingerprints(std::sync::Mutex<foldhash::HashSet<u64>>);
 
 /// The most fingerprints [`OpenFingerprints`] keeps (8 bytes each, plus the set's own).
 const OPEN_FINGERPRINTS: usize = 1 << 18;
 
 impl OpenFingerprints {
-    fn knows(&self, key: u64) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(&key)
-    }
-
     /// For each key, whether it is known open.
     fn known(&self, keys: impl Iterator<Item = u64>) -> Vec<bool> {
         let open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -392,7 +400,7 @@ async fn gather(waiting: &mut Waiting, writing: &Writing) -> Option<Vec<Request>
 /// waits too, so that the events of one fingerprint are stored in the order they came.
 fn take(waiting: &mut Waiting, writing: &Writing, requests: &mut Vec<Request>, taken: &mut usize) {
     let held = writing.held.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut left: HashSet<u64> = HashSet::new();
+    let mut left = foldhash::HashSet::default();
     let mut passed_over = VecDeque::new();
     let mut consider = |request: Request, requests: &mut Vec<Request>, taken: &mut usize| {
         let blocked = |key: &u64| held.contains_key(key) || left.contains(key);
