@@ -1068,12 +1068,7 @@ async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
 async fn an_illegal_transition_is_refused_and_changes_nothing(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(
-        &store
-            .ingest(vec![firing("fp", now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    );
+    let id = open_one(&*store, "fp", now).await;
     let before = store.get_incident(id).await.unwrap().unwrap();
     let timeline_before = whole_timeline(&*store, id).await;
 
@@ -1131,12 +1126,7 @@ async fn unknown_ids_are_not_found(db: TestDb) {
 async fn comments_appear_in_the_timeline(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(
-        &store
-            .ingest(vec![firing("fp", now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    );
+    let id = open_one(&*store, "fp", now).await;
     let comment = TimelineEntry::new(
         id,
         now + Duration::seconds(5),
@@ -1695,18 +1685,14 @@ async fn repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order(db
     assert_eq!(timeline[5].message, "severity raised P1 → P0 by a repeat event");
 }
 
-/// Repeats of an incident the store already saw open (on PostgreSQL, counted on it with
-/// their entries in one statement), several in one batch and beside other entries: each
-/// has its occurrence number, in order, its own time and source, and the severity stays.
+/// Repeats of an incident the store already saw open (on PostgreSQL, counted with one
+/// `UPDATE` of the open incident, not the upsert), several in one batch and beside other
+/// entries: each has its occurrence number, in order, its own time and source, and the
+/// severity stays.
 async fn repeats_of_an_open_incident_count_in_order_beside_its_other_entries(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(
-        &store
-            .ingest(vec![firing("fp", now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    );
+    let id = open_one(&*store, "fp", now).await;
     store
         .add_comment(TimelineEntry::new(
             id,
@@ -1775,12 +1761,7 @@ async fn repeats_of_an_open_incident_count_in_order_beside_its_other_entries(db:
 async fn a_repeat_event_raises_the_severity_and_never_lowers_it(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(
-        &store
-            .ingest(vec![firing("fp", now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    );
+    let id = open_one(&*store, "fp", now).await;
     let with_severity = |severity| Event {
         severity,
         ..firing("fp", now)
@@ -1882,12 +1863,7 @@ async fn a_long_timeline_is_read_page_by_page_oldest_first(db: TestDb) {
 async fn comments_are_read_page_by_page(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = created_id(
-        &store
-            .ingest(vec![firing("fp", now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    );
+    let id = open_one(&*store, "fp", now).await;
     for n in 0..5 {
         store
             .add_comment(TimelineEntry::new(
@@ -2620,6 +2596,16 @@ fn deduplicated(incident_id: IncidentId, occurrence_count: i64) -> IngestOutcome
         category: Category::Performance,
         raised_from: None,
     }
+}
+
+/// Opens one incident with a firing event of `fingerprint`, and returns its id.
+async fn open_one(store: &dyn Store, fingerprint: &str, now: DateTime<Utc>) -> IncidentId {
+    created_id(
+        &store
+            .ingest(vec![firing(fingerprint, now)], now, no_reactions())
+            .await
+            .unwrap()[0],
+    )
 }
 
 fn created_id(outcome: &IngestOutcome) -> IncidentId {
