@@ -940,11 +940,7 @@ async fn a_resolved_event_resolves_the_open_incident_and_a_later_event_opens_a_n
     assert_eq!(timeline[1], transition.entry);
 
     let reopened_at = resolved_at + Duration::minutes(1);
-    let outcomes = store
-        .ingest(vec![firing("fp", reopened_at)], reopened_at, no_reactions())
-        .await
-        .unwrap();
-    let second = created_id(&outcomes[0]);
+    let second = ingest_at(&*store, firing("fp", reopened_at), reopened_at).await;
     assert_ne!(second, first);
     assert_eq!(store.get_incident(first).await.unwrap().unwrap().state, State::Resolved);
     assert_eq!(list_all(&*store).await.len(), 2);
@@ -1068,7 +1064,7 @@ async fn the_full_lifecycle_is_recorded_in_order(db: TestDb) {
 async fn an_illegal_transition_is_refused_and_changes_nothing(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = open_one(&*store, "fp", now).await;
+    let id = ingest_at(&*store, firing("fp", now), now).await;
     let before = store.get_incident(id).await.unwrap().unwrap();
     let timeline_before = whole_timeline(&*store, id).await;
 
@@ -1126,7 +1122,7 @@ async fn unknown_ids_are_not_found(db: TestDb) {
 async fn comments_appear_in_the_timeline(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = open_one(&*store, "fp", now).await;
+    let id = ingest_at(&*store, firing("fp", now), now).await;
     let comment = TimelineEntry::new(
         id,
         now + Duration::seconds(5),
@@ -1692,7 +1688,7 @@ async fn repeats_in_the_batch_that_opens_an_incident_count_and_raise_in_order(db
 async fn repeats_of_an_open_incident_count_in_order_beside_its_other_entries(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = open_one(&*store, "fp", now).await;
+    let id = ingest_at(&*store, firing("fp", now), now).await;
     store
         .add_comment(TimelineEntry::new(
             id,
@@ -1761,7 +1757,7 @@ async fn repeats_of_an_open_incident_count_in_order_beside_its_other_entries(db:
 async fn a_repeat_event_raises_the_severity_and_never_lowers_it(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = open_one(&*store, "fp", now).await;
+    let id = ingest_at(&*store, firing("fp", now), now).await;
     let with_severity = |severity| Event {
         severity,
         ..firing("fp", now)
@@ -1863,7 +1859,7 @@ async fn a_long_timeline_is_read_page_by_page_oldest_first(db: TestDb) {
 async fn comments_are_read_page_by_page(db: TestDb) {
     let store = db.connect().await;
     let now = now();
-    let id = open_one(&*store, "fp", now).await;
+    let id = ingest_at(&*store, firing("fp", now), now).await;
     for n in 0..5 {
         store
             .add_comment(TimelineEntry::new(
@@ -2472,11 +2468,7 @@ mod postgres_only {
                 .await
                 .unwrap();
             let again = at + Duration::minutes(2);
-            let outcomes = one
-                .ingest(vec![firing("fp", again)], again, no_reactions())
-                .await
-                .unwrap();
-            let second = created_id(&outcomes[0]);
+            let second = ingest_at(&*one, firing("fp", again), again).await;
             assert_ne!(second, first);
             let stored = one.get_incident(first).await.unwrap().unwrap();
             assert_eq!((stored.state, stored.occurrence_count), (State::Resolved, 3));
@@ -2582,7 +2574,12 @@ fn event(fingerprint: &str, severity: Severity, source: Source, category: Catego
 }
 
 async fn ingest_one(store: &dyn Store, event: Event) -> IncidentId {
-    let outcomes = store.ingest(vec![event], now(), no_reactions()).await.unwrap();
+    ingest_at(store, event, now()).await
+}
+
+/// Ingests `event` alone at `at`, and returns the id of the incident it opens.
+async fn ingest_at(store: &dyn Store, event: Event, at: DateTime<Utc>) -> IncidentId {
+    let outcomes = store.ingest(vec![event], at, no_reactions()).await.unwrap();
     created_id(&outcomes[0])
 }
 
@@ -2596,16 +2593,6 @@ fn deduplicated(incident_id: IncidentId, occurrence_count: i64) -> IngestOutcome
         category: Category::Performance,
         raised_from: None,
     }
-}
-
-/// Opens one incident with a firing event of `fingerprint`, and returns its id.
-async fn open_one(store: &dyn Store, fingerprint: &str, now: DateTime<Utc>) -> IncidentId {
-    created_id(
-        &store
-            .ingest(vec![firing(fingerprint, now)], now, no_reactions())
-            .await
-            .unwrap()[0],
-    )
 }
 
 fn created_id(outcome: &IngestOutcome) -> IncidentId {

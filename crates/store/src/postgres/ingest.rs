@@ -54,7 +54,7 @@ use crate::chains::JobChains;
 
 /// The most events one shared transaction takes (a request is never split: one batch of
 /// 1,000 events is one transaction, whatever this says).
-pub(super) const MAX_MERGED_EVENTS: usize = 300;
+const MAX_MERGED_EVENTS: usize = 300;
 /// How a fingerprint's key is made (see [`Pending::key`]): fast, and the same in every
 /// writer; a collision costs a transaction's wait or a hint's wasted lookup, never a
 /// wrong answer.
@@ -174,7 +174,8 @@ impl Ingester {
     }
 
     /// Stores the events in one transaction (perhaps shared with other requests). Routing
-    /// a new incident needs no database: it is done here, on the caller's task.
+    /// a new incident needs no database: it is done here, on the caller's task, for each
+    /// firing event that will likely open one (see [`Pending::all`]).
     pub(super) async fn ingest(
         &self,
         events: Vec<Event>,
@@ -595,7 +596,8 @@ async fn open_or_attach(
     let opening = |index: usize| events[index].opening();
     let fingerprint = |position: usize| events[runs[position][0]].event.fingerprint.as_str();
     // Runs whose fingerprint was lately seen open first try to attach to it; no incident
-    // is made for those that do.
+    // is made for those that do. (Asked again, not taken from the caller's task: a
+    // transaction committed since may have opened the incident.)
     let known = open.known(runs.iter().map(|run| events[run[0]].key));
     let likely_open: Vec<usize> = (0..runs.len())
         .filter(|&position| known[position] && !events[runs[position][0]].event.occurred_at_given)
