@@ -278,7 +278,23 @@ impl Keys {
         };
         self.metrics.auth_failed(refusal.reason());
         if let Some(client) = counted_against {
-            self.failed(client);
+            // At most two lines a client a minute, whatever it sends: its first failure,
+            // and the one that holds it off.
+            let failures = self.failed(client);
+            if failures == 1 {
+                tracing::info!(
+                    %client,
+                    reason = refusal.reason(),
+                    "refused an API request for its key; this client's further failures within a minute are not logged unless it is held off"
+                );
+            }
+            if failures == self.max_failures {
+                tracing::warn!(
+                    %client,
+                    failures,
+                    "a client failed to authenticate auth.max_failures times within a minute; its further failures are answered 429 until the minute ends"
+                );
+            }
         }
         Err(refusal)
     }
@@ -292,7 +308,8 @@ impl Keys {
             .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
     }
 
-    fn failed(&self, client: IpAddr) {
+    /// Counts a failure of `client`; how many it has made in its current window.
+    fn failed(&self, client: IpAddr) -> u32 {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() >= MAX_TRACKED_CLIENTS && !failures.contains_key(&client) {
             failures.retain(|_, window| window.started.elapsed() < FAILURE_WINDOW);
@@ -311,6 +328,7 @@ impl Keys {
             };
         }
         window.count += 1;
+        window.count
     }
 }
 

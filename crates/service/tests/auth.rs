@@ -290,6 +290,18 @@ async fn keys_guard_a_public_api_and_no_secret_leaks() {
     let log = std::fs::read_to_string(log_path).unwrap();
     let answers = answers.into_inner().unwrap();
     assert!(log.lines().count() > 5, "the debug log was written");
+    // A refused client is named at its first failure of a minute, with the reason (twice
+    // should a slow run cross into a second minute).
+    let named = log
+        .lines()
+        .filter(|line| line.contains("refused an API request for its key"))
+        .collect::<Vec<_>>();
+    assert!(
+        (1..=2).contains(&named.len())
+            && named[0].contains("client=127.0.0.1")
+            && named[0].contains("reason=\"missing\""),
+        "{named:?}"
+    );
     for (what, text) in [
         ("the log", log.as_str()),
         ("the metrics", scrape.as_str()),
