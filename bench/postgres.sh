@@ -4,8 +4,11 @@
 # the steady state of bench/ingest.sh), each run on a fresh database (PostgreSQL: a database
 # created for the run on the local server, trust auth; SQLite: a file in a fresh folder).
 # Every 2xx is durable on both: SQLite fsyncs its WAL, PostgreSQL commits with
-# synchronous_commit on.
+# synchronous_commit on. Each run also prints where the CPU went: ticks (1/100 s) of the
+# service, of every PostgreSQL process and of the idle machine, read from /proc before and
+# after wrk (on 2 cores a 10-second run has 2,000; what the three leave is mostly wrk's).
 #   bench/postgres.sh [seconds] [rounds] [postgres admin URL]
+# Extra `serve` arguments go in EXTRA, e.g. EXTRA="--config writers.toml".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
@@ -17,6 +20,16 @@ cargo build --release -p llm-incident-manager --bin llm-incident-manager >&2
 bin=target/release/llm-incident-manager
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 summary="$(mktemp)"
+service_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+postgres_ticks() {
+  local total=0 ticks
+  for process in $(pgrep -x postgres || true); do
+    ticks="$(awk '{print $14 + $15}' "/proc/$process/stat" 2>/dev/null || echo 0)"
+    total=$((total + ticks))
+  done
+  echo "$total"
+}
+idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
 pid=""
 trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; rm -f "$summary"' EXIT
 
@@ -31,11 +44,14 @@ run() {
     url="sqlite://$dir/bench.db"
   fi
   "$bin" serve --http-addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$gport" --metrics-addr "127.0.0.1:$mport" \
-    --database-url "$url" --log-level warn &
+    --database-url "$url" --log-level warn ${EXTRA:-} &
   pid=$!
   for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/health/ready" && break; sleep 0.1; done
+  local s0 p0 i0
+  s0="$(service_ticks)"; p0="$(postgres_ticks)"; i0="$(idle_ticks)"
   output="$(wrk -t2 -c"$conns" -d"${duration}s" -s "bench/$script" "http://127.0.0.1:$port")"
   echo "== $backend, $name (wrk -t2 -c$conns -d${duration}s -s bench/$script)"; echo "$output"
+  echo "CPU ticks: service $(($(service_ticks) - s0)), PostgreSQL $(($(postgres_ticks) - p0)), idle $(($(idle_ticks) - i0))"
   if grep -qE 'Non-2xx|Socket errors' <<<"$output"; then echo "$backend $name: some requests failed" >&2; exit 1; fi
   rate="$(echo "$output" | awk '/^Requests\/sec/ {print $2}')"
   awk -v name="$backend, $name" -v rate="$rate" -v n="$per_request" 'BEGIN {printf "%s\t%.0f\t%.0f\n", name, rate, rate * n}' >>"$summary"
