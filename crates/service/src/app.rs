@@ -210,13 +210,16 @@ impl Application {
         );
         let metrics_api = exporter::metrics_router(Arc::clone(&self.manager), self.metrics_token.clone());
         let key_refreshes = tokio::spawn(Arc::clone(&self.keys).run(stopped.clone()));
-        let (grpc_api, health) = crate::grpc::router(
+        let (grpc_api, reporter) = crate::grpc::router(
             Arc::clone(&self.manager),
             Arc::clone(&self.hub),
             Arc::clone(&self.metrics),
             Arc::clone(&self.keys),
             self.grpc_options,
         );
+        // Every service has its health status before the first gRPC call is served.
+        let mut health = crate::grpc::Health::new(Arc::clone(&self.manager), reporter);
+        health.report().await;
         tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), metrics = %self.metrics_addr(), "serving");
         let limits = self.connection_limits;
         let api_server = server::serve(self.http_listener, api, limits, until(stopped.clone()));
@@ -227,11 +230,7 @@ impl Application {
             grpc_stopped.await;
             hub.close();
         });
-        let health_reports = tokio::spawn(crate::grpc::report_health(
-            Arc::clone(&self.manager),
-            health,
-            stopped.clone(),
-        ));
+        let health_reports = tokio::spawn(health.keep(stopped.clone()));
         let metrics_server = server::serve(self.metrics_listener, metrics_api, limits, until(stopped.clone()));
         // SIGHUP reads the configuration again, as `POST /-/reload` does.
         let reloads = tokio::spawn(reload_on_hangup(Arc::clone(&self.reloader), stopped.clone()));

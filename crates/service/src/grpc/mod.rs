@@ -39,7 +39,7 @@ pub struct GrpcOptions {
 }
 
 /// Every service, behind the metrics layer, as one router; and the health reporter the
-/// caller keeps up to date ([`report_health`]).
+/// caller keeps up to date ([`Health`]).
 pub fn router(
     manager: Arc<IncidentManager>,
     hub: Arc<WatchHub>,
@@ -85,49 +85,66 @@ pub fn router(
 
 /// Keeps the health service's answer true: SERVING (the server, `""`, and each of our
 /// services) while the store answers, NOT_SERVING when it does not, and NOT_SERVING for
-/// good once `stopped`.
-pub async fn report_health(
+/// good once stopped.
+pub struct Health {
     manager: Arc<IncidentManager>,
     reporter: HealthReporter,
-    mut stopped: signal::Receiver<bool>,
-) {
-    let set_all = |status: ServingStatus| {
-        let reporter = reporter.clone();
-        async move {
-            reporter.set_service_status("", status).await;
-            for (service, _) in METHODS
-                .iter()
-                .filter(|(service, _)| service.starts_with("incident_manager."))
-            {
-                reporter.set_service_status(service, status).await;
-            }
+    last: Option<ServingStatus>,
+}
+
+impl Health {
+    pub fn new(manager: Arc<IncidentManager>, reporter: HealthReporter) -> Health {
+        Health {
+            manager,
+            reporter,
+            last: None,
         }
-    };
-    let mut last = None;
-    loop {
-        let answered = tokio::time::timeout(HEALTH_INTERVAL * 2, manager.ready()).await;
+    }
+
+    /// Asks the store, and sets every service's status when it changed. Awaited once
+    /// before the gRPC API serves, so that no client finds one of our services unknown
+    /// (`NOT_FOUND`) while the first answer is on its way.
+    pub async fn report(&mut self) {
+        let answered = tokio::time::timeout(HEALTH_INTERVAL * 2, self.manager.ready()).await;
         let status = match answered
             .map_err(|_| "no answer in time".to_owned())
             .and_then(|ready| ready.map_err(|error| error.to_string()))
         {
             Ok(()) => ServingStatus::Serving,
             Err(error) => {
-                if last != Some(ServingStatus::NotServing) {
+                if self.last != Some(ServingStatus::NotServing) {
                     tracing::warn!(%error, "the store does not answer; gRPC health is NOT_SERVING");
                 }
                 ServingStatus::NotServing
             }
         };
-        if last != Some(status) {
-            set_all(status).await;
-            last = Some(status);
+        if self.last != Some(status) {
+            self.set_all(status).await;
+            self.last = Some(status);
         }
-        tokio::select! {
-            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-            () = watch::closed(&mut stopped) => {
-                set_all(ServingStatus::NotServing).await;
-                return;
+    }
+
+    /// Reports every [`HEALTH_INTERVAL`] until `stopped`, then NOT_SERVING.
+    pub async fn keep(mut self, mut stopped: signal::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                () = watch::closed(&mut stopped) => {
+                    self.set_all(ServingStatus::NotServing).await;
+                    return;
+                }
             }
+            self.report().await;
+        }
+    }
+
+    async fn set_all(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for (service, _) in METHODS
+            .iter()
+            .filter(|(service, _)| service.starts_with("incident_manager."))
+        {
+            self.reporter.set_service_status(service, status).await;
         }
     }
 }

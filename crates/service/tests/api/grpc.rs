@@ -281,6 +281,7 @@ async fn every_rpc_through_the_generated_client(database: TestDatabase) {
         ["created", "assigned", "acknowledged", "started", "comment", "resolved"]
     );
     app.stop().await;
+    database.drop_database().await;
 }
 
 #[tokio::test]
@@ -603,6 +604,7 @@ async fn a_watcher_receives_changes_made_through_the_http_api(database: TestData
         Some(Err(status)) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
+    database.drop_database().await;
 }
 
 #[tokio::test]
@@ -712,6 +714,7 @@ async fn on_postgres_a_watcher_receives_changes_made_through_a_second_service_pr
     assert_eq!(kinds, [ChangeKind::Created, ChangeKind::StateChanged]);
     drop(other);
     app.stop().await;
+    database.drop_database().await;
 }
 
 #[tokio::test]
