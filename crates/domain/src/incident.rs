@@ -253,8 +253,6 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// What one event did, in the order the events came.
-// Outcomes live for one request and are moved, not copied: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
     /// A new incident was opened. (Boxed, as is `Resolved`'s transition: a store moves
